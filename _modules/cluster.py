@@ -1,0 +1,1031 @@
+"""
+The cluster topology: validation and the model every formula renders.
+
+One pillar key, ``cluster``, describes the whole cluster (networks, nodes and
+their roles, VIPs, services). This module checks it and derives the views that
+the services need: /etc/hosts entries, DHCP static leases, DNS zones, HAProxy
+frontends and backends, keepalived VRRP instances and IPVS virtual servers,
+NFS exports and mounts, and each node's own data.
+
+The logic lives in pure functions (``check``, ``derive``, ``next_serial`` ...)
+that take plain data and return plain data, so tests and the lab import them
+directly. The Salt functions at the bottom only read the pillar and the
+minion's id.
+
+CLI examples::
+
+    salt-call cluster.validate
+    salt-call cluster.model
+    salt-call cluster.node web1
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+try:  # Salt is absent when tests or the lab import the pure functions.
+    from salt.exceptions import CommandExecutionError
+except ImportError:  # pragma: no cover - exercised outside Salt only
+
+    class CommandExecutionError(Exception):  # type: ignore[no-redef]
+        """Stand-in for Salt's exception when Salt is not installed."""
+
+
+__virtualname__ = "cluster"
+# Only these are Salt functions; the pure helpers stay importable for tests and the lab.
+__load__ = ["validate", "model", "node"]
+
+ROLES = ("nas", "director", "web", "dns")
+SECTIONS = ("domain", "networks", "vips", "nodes", "vrrp", "haproxy", "ipvs", "nfs", "dns")
+PROTOCOLS = ("tcp", "udp")
+SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq")
+FORWARDING = ("nat", "dr", "tun")
+HAPROXY_MODES = ("tcp", "http")
+MTU_RANGE = (68, 65535)  # IPv4 minimum .. largest Linux MTU
+VRID_RANGE = (1, 255)
+PRIORITY_RANGE = (1, 254)  # 255 is reserved for the address owner
+VRRP_PASS_MAX = 8  # keepalived truncates PASS authentication to 8 characters
+
+# Zone timers (seconds), the seed's values.
+SOA_TIMERS = {"refresh": 28800, "retry": 3600, "expire": 604800, "minimum": 38400}
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
+def __virtual__() -> str:
+    return __virtualname__
+
+
+class TopologyError(CommandExecutionError):
+    """The topology has problems; ``problems`` lists every one of them."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "cluster topology is invalid ({} problem{}):\n  - {}".format(
+                len(problems), "" if len(problems) == 1 else "s", "\n  - ".join(problems)
+            )
+        )
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+
+class _Checker:
+    """Collects problems as ``field: value: what is wrong`` lines."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def add(self, field: str, value: Any, message: str) -> None:
+        self.problems.append(f"{field}: {value!r} {message}")
+
+    def missing(self, field: str, what: str) -> None:
+        self.problems.append(f"{field}: missing ({what})")
+
+    def mapping(self, parent: Mapping, key: str, field: str, what: str, required: bool = True) -> dict:
+        value = parent.get(key)
+        if value is None:
+            if required:
+                self.missing(field, what)
+            return {}
+        if not isinstance(value, Mapping):
+            self.add(field, value, f"is not a mapping ({what})")
+            return {}
+        return dict(value)
+
+    def address(self, field: str, value: Any) -> ipaddress.IPv4Address | None:
+        if value is None:
+            self.missing(field, "an IPv4 address")
+            return None
+        try:
+            return ipaddress.IPv4Address(str(value))
+        except ValueError:
+            self.add(field, value, "is not an IPv4 address")
+            return None
+
+    def integer(self, field: str, value: Any, bounds: tuple[int, int], what: str) -> int | None:
+        if value is None:
+            self.missing(field, what)
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(field, value, f"is not an integer ({what})")
+            return None
+        low, high = bounds
+        if not low <= value <= high:
+            self.add(field, value, f"is out of range {low}..{high} ({what})")
+            return None
+        return value
+
+    def label(self, field: str, value: Any, what: str) -> bool:
+        if not isinstance(value, str) or not _LABEL.match(value):
+            self.add(field, value, f"is not a DNS label ({what}: a-z, 0-9 and '-', 1-63 characters)")
+            return False
+        return True
+
+    def choice(self, field: str, value: Any, allowed: Iterable[str]) -> bool:
+        allowed = tuple(allowed)
+        if value not in allowed:
+            self.add(field, value, "is not one of " + ", ".join(allowed))
+            return False
+        return True
+
+
+def _as_list(ck: _Checker, field: str, value: Any) -> list:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    ck.add(field, value, "is not a list")
+    return []
+
+
+def _domain_ok(value: Any) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) <= 253
+        and all(_LABEL.match(part) for part in value.rstrip(".").split("."))
+    )
+
+
+def reverse_zone_name(network: ipaddress.IPv4Network) -> str | None:
+    """The in-addr.arpa zone of a network on an octet boundary, else None."""
+    if network.prefixlen % 8 or network.prefixlen == 0:
+        return None
+    octets = str(network.network_address).split(".")[: network.prefixlen // 8]
+    return ".".join(reversed(octets)) + ".in-addr.arpa"
+
+
+_UNCHECKED = object()
+
+
+def check(topology: Any, secrets: Any = _UNCHECKED) -> list[str]:
+    """Every problem of a topology (and of its secrets, when given), or []."""
+    ck = _Checker()
+    if not isinstance(topology, Mapping):
+        ck.add("cluster", topology, "is not a mapping: the pillar needs a top-level 'cluster' key")
+        return ck.problems
+
+    for key in topology:
+        if key not in SECTIONS:
+            ck.add("cluster", key, "is not a known section (" + ", ".join(SECTIONS) + ")")
+    domain = topology.get("domain")
+    if domain is None:
+        ck.missing("domain", "the DNS domain of the cluster, e.g. lab.local")
+    elif not _domain_ok(domain):
+        ck.add("domain", domain, "is not a DNS domain name")
+
+    networks = _check_networks(ck, topology)
+    nodes = _check_nodes(ck, topology, networks)
+    vips = _check_vips(ck, topology, networks, nodes)
+    _check_vrrp(ck, topology, networks, nodes)
+    listeners: dict[tuple[str, int, str], str] = {}
+    _check_haproxy(ck, topology, nodes, vips, listeners)
+    _check_ipvs(ck, topology, nodes, vips, listeners)
+    _check_nfs(ck, topology, nodes)
+    _check_dns(ck, topology, networks)
+    if secrets is not _UNCHECKED:
+        _check_secrets(ck, secrets)
+    return ck.problems
+
+
+def _check_networks(ck: _Checker, topo: Mapping) -> dict[str, dict]:
+    """Valid networks by name: {'net': IPv4Network, 'dhcp': (start, end) | None, ...}."""
+    out: dict[str, dict] = {}
+    raw = ck.mapping(topo, "networks", "networks", "the internal and external networks")
+    for required in ("internal", "external"):
+        if raw and required not in raw:
+            ck.missing(f"networks.{required}", "every cluster has an internal and an external network")
+    for name, spec in raw.items():
+        field = f"networks.{name}"
+        if not isinstance(spec, Mapping):
+            ck.add(field, spec, "is not a mapping")
+            continue
+        try:
+            net = ipaddress.IPv4Network(str(spec.get("cidr")), strict=True)
+        except ValueError:
+            ck.add(f"{field}.cidr", spec.get("cidr"), "is not an IPv4 network in CIDR form (e.g. 10.0.100.0/24)")
+            continue
+        entry: dict[str, Any] = {"net": net, "dhcp": None}
+        mtu = spec.get("mtu", 1500)
+        if ck.integer(f"{field}.mtu", mtu, MTU_RANGE, "bytes") is not None:
+            entry["mtu"] = mtu
+        if "gateway" in spec:
+            gateway = ck.address(f"{field}.gateway", spec["gateway"])
+            if gateway is not None and gateway not in net:
+                ck.add(f"{field}.gateway", str(gateway), f"is outside the network {net}")
+        dhcp = spec.get("dhcp")
+        if dhcp is not None:
+            entry["dhcp"] = _check_dhcp(ck, f"{field}.dhcp", dhcp, net)
+        if "reverse_zone" in spec:
+            expected = reverse_zone_name(net)
+            if spec["reverse_zone"] != expected:
+                ck.add(
+                    f"{field}.reverse_zone",
+                    spec["reverse_zone"],
+                    f"does not match the network {net} (expected {expected!r})"
+                    if expected
+                    else f"cannot be served: {net} is not on an octet boundary",
+                )
+        elif name == "internal" and reverse_zone_name(net) is None:
+            ck.add(f"{field}.cidr", str(net), "is not on an octet boundary, so it has no reverse zone")
+        out[name] = entry
+    return out
+
+
+def _check_dhcp(ck: _Checker, field: str, dhcp: Any, net: ipaddress.IPv4Network) -> tuple | None:
+    if not isinstance(dhcp, Mapping):
+        ck.add(field, dhcp, "is not a mapping (start, end, lease_time)")
+        return None
+    start = ck.address(f"{field}.start", dhcp.get("start"))
+    end = ck.address(f"{field}.end", dhcp.get("end"))
+    if start is None or end is None:
+        return None
+    bad = False
+    for key, addr in (("start", start), ("end", end)):
+        if addr not in net or addr in (net.network_address, net.broadcast_address):
+            ck.add(f"{field}.{key}", str(addr), f"is outside the usable addresses of {net}")
+            bad = True
+    if start > end:
+        ck.add(f"{field}.end", str(end), f"is before the start {start}")
+        bad = True
+    lease = dhcp.get("lease_time", "infinite")
+    if not (lease == "infinite" or re.match(r"^\d+[mhd]?$", str(lease))):
+        ck.add(f"{field}.lease_time", lease, "is not 'infinite' or a duration like 12h, 45m, 3600")
+    return None if bad else (start, end)
+
+
+def _check_nodes(ck: _Checker, topo: Mapping, networks: dict) -> dict[str, dict]:
+    """Valid nodes: {'roles': [...], 'addresses': {network: addr}, 'priority': int|None}."""
+    raw = ck.mapping(topo, "nodes", "nodes", "the machines of the cluster")
+    nodes: dict[str, dict] = {}
+    seen_addr: dict[ipaddress.IPv4Address, str] = {}
+    seen_mac: dict[str, str] = {}
+    names: set[str] = set(raw)
+    aliases: dict[str, str] = {}
+    for name, spec in raw.items():
+        field = f"nodes.{name}"
+        ck.label(field, name, "node names are host names")
+        if not isinstance(spec, Mapping):
+            ck.add(field, spec, "is not a mapping")
+            continue
+        roles = _as_list(ck, f"{field}.roles", spec.get("roles"))
+        if not roles:
+            ck.missing(f"{field}.roles", "at least one of " + ", ".join(ROLES))
+        for role in roles:
+            ck.choice(f"{field}.roles", role, ROLES)
+        for alias in _as_list(ck, f"{field}.aliases", spec.get("aliases")):
+            afield = f"{field}.aliases"
+            if not ck.label(afield, alias, "aliases are host names"):
+                continue
+            if alias in names:
+                ck.add(afield, alias, f"collides with the node named {alias!r}")
+            elif alias in aliases:
+                ck.add(afield, alias, f"is already an alias of node {aliases[alias]!r}")
+            else:
+                aliases[alias] = name
+        node = {"roles": roles, "addresses": {}, "priority": None}
+        ifaces = ck.mapping(spec, "interfaces", f"{field}.interfaces", "interface name -> network, address")
+        for ifname, iface in ifaces.items():
+            ifield = f"{field}.interfaces.{ifname}"
+            if not isinstance(ifname, str) or not _IFNAME.match(ifname):
+                ck.add(ifield, ifname, "is not an interface name (1-15 of A-Z a-z 0-9 _ . -)")
+            if not isinstance(iface, Mapping):
+                ck.add(ifield, iface, "is not a mapping (network, address, mac, dhcp)")
+                continue
+            _check_interface(ck, ifield, name, iface, networks, node, seen_addr, seen_mac)
+        if "director" in roles:
+            node["priority"] = ck.integer(f"{field}.priority", spec.get("priority"), PRIORITY_RANGE, "VRRP priority")
+        if "internal" in networks and "internal" not in node["addresses"] and ifaces:
+            ck.missing(f"{field}.interfaces", "an interface on the internal network")
+        nodes[name] = node
+    return nodes
+
+
+def _check_interface(
+    ck: _Checker,
+    field: str,
+    node_name: str,
+    iface: Mapping,
+    networks: dict,
+    node: dict,
+    seen_addr: dict,
+    seen_mac: dict,
+) -> None:
+    netname = iface.get("network")
+    if netname not in networks:
+        if netname is None:
+            ck.missing(f"{field}.network", "the name of a network in 'networks'")
+        else:
+            ck.add(f"{field}.network", netname, "is not a network defined in 'networks'")
+        net = None
+    else:
+        net = networks[netname]["net"]
+    if netname in node["addresses"]:
+        ck.add(f"{field}.network", netname, "is used by two interfaces of the node")
+    addr = ck.address(f"{field}.address", iface.get("address"))
+    mac = iface.get("mac")
+    if mac is not None:
+        if not isinstance(mac, str) or not _MAC.match(mac.lower()):
+            ck.add(f"{field}.mac", mac, "is not a MAC address (six hex pairs separated by ':')")
+            mac = None
+        elif int(mac[:2], 16) & 1:
+            ck.add(f"{field}.mac", mac, "is a multicast MAC address")
+            mac = None
+        else:
+            mac = mac.lower()
+            if mac in seen_mac:
+                ck.add(f"{field}.mac", mac, f"is already used by node {seen_mac[mac]!r}")
+            seen_mac[mac] = node_name
+    dhcp = iface.get("dhcp", False)
+    if not isinstance(dhcp, bool):
+        ck.add(f"{field}.dhcp", dhcp, "is not true or false")
+        dhcp = False
+    if dhcp and iface.get("mac") is None:
+        ck.missing(f"{field}.mac", "a node configured by DHCP gets its static lease by MAC")
+    if addr is None:
+        return
+    if addr in seen_addr:
+        ck.add(f"{field}.address", str(addr), f"is already used by node {seen_addr[addr]!r}")
+    seen_addr[addr] = node_name
+    if net is None:
+        return
+    if addr not in net or addr in (net.network_address, net.broadcast_address):
+        ck.add(f"{field}.address", str(addr), f"is outside the usable addresses of {netname} ({net})")
+        return
+    pool = networks[netname]["dhcp"]
+    if pool and pool[0] <= addr <= pool[1] and not dhcp:
+        ck.add(
+            f"{field}.address",
+            str(addr),
+            f"is static but inside the DHCP pool {pool[0]}-{pool[1]} (only static leases may be there)",
+        )
+    if dhcp and networks[netname].get("dhcp") is None:
+        ck.add(f"{field}.dhcp", dhcp, f"but network {netname} has no 'dhcp' section")
+    node["addresses"][netname] = addr
+
+
+def _check_vips(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> dict[ipaddress.IPv4Address, str]:
+    """Valid VIPs -> network name."""
+    raw = ck.mapping(topo, "vips", "vips", "floating addresses per network")
+    used = {addr: name for name, node in nodes.items() for addr in node["addresses"].values()}
+    vips: dict[ipaddress.IPv4Address, str] = {}
+    for netname, addrs in raw.items():
+        field = f"vips.{netname}"
+        if netname not in networks:
+            ck.add("vips", netname, "is not a network defined in 'networks'")
+            continue
+        net = networks[netname]["net"]
+        pool = networks[netname]["dhcp"]
+        for value in _as_list(ck, field, addrs):
+            addr = ck.address(field, value)
+            if addr is None:
+                continue
+            if addr not in net or addr in (net.network_address, net.broadcast_address):
+                ck.add(field, str(addr), f"is outside the usable addresses of {netname} ({net})")
+            elif addr in used:
+                ck.add(field, str(addr), f"is the address of node {used[addr]!r}")
+            elif pool and pool[0] <= addr <= pool[1]:
+                ck.add(field, str(addr), f"is inside the DHCP pool {pool[0]}-{pool[1]}")
+            elif addr in vips:
+                ck.add(field, str(addr), "is listed twice")
+            else:
+                vips[addr] = netname
+    return vips
+
+
+def _directors(nodes: dict) -> list[str]:
+    return [name for name, node in nodes.items() if "director" in node["roles"]]
+
+
+def _check_vrrp(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> None:
+    directors = _directors(nodes)
+    if nodes and not directors:
+        ck.missing("nodes", "no node has the role 'director' (the VIPs need at least one)")
+    priorities = {n: nodes[n]["priority"] for n in directors if nodes[n]["priority"] is not None}
+    if len(priorities) > 1:
+        top = max(priorities.values())
+        leaders = sorted(n for n, p in priorities.items() if p == top)
+        if len(leaders) > 1:
+            ck.add(
+                "nodes." + ".priority, nodes.".join(leaders) + ".priority",
+                top,
+                "is shared: exactly one director must have the highest priority",
+            )
+        seen: dict[int, str] = {}
+        for name in sorted(priorities):
+            prio = priorities[name]
+            if prio in seen and prio != top:
+                ck.add(f"nodes.{name}.priority", prio, f"equals the priority of {seen[prio]!r}")
+            seen.setdefault(prio, name)
+    vrrp = ck.mapping(topo, "vrrp", "vrrp", "the VRRP instances")
+    if not vrrp:
+        return
+    if "sync_group" in vrrp and not (isinstance(vrrp["sync_group"], str) and _IFNAME.match(vrrp["sync_group"])):
+        ck.add("vrrp.sync_group", vrrp["sync_group"], "is not a simple name")
+    advert = vrrp.get("advert_int", 1)
+    if isinstance(advert, bool) or not isinstance(advert, (int, float)) or not 0.01 <= advert <= 255:
+        ck.add("vrrp.advert_int", advert, "is not a number of seconds in 0.01..255")
+    instances = ck.mapping(vrrp, "instances", "vrrp.instances", "one instance per network with VIPs")
+    vrids: dict[int, str] = {}
+    covered = set()
+    for name, inst in instances.items():
+        field = f"vrrp.instances.{name}"
+        if not isinstance(inst, Mapping):
+            ck.add(field, inst, "is not a mapping (network, virtual_router_id)")
+            continue
+        netname = inst.get("network")
+        if netname not in networks:
+            ck.add(f"{field}.network", netname, "is not a network defined in 'networks'")
+        elif netname in covered:
+            ck.add(f"{field}.network", netname, "already has a VRRP instance")
+        else:
+            covered.add(netname)
+            for director in directors:
+                if netname not in nodes[director]["addresses"]:
+                    ck.missing(f"nodes.{director}.interfaces", f"an interface on {netname} (VRRP instance {name})")
+        vrid = ck.integer(f"{field}.virtual_router_id", inst.get("virtual_router_id"), VRID_RANGE, "VRRP router id")
+        if vrid is not None:
+            if vrid in vrids:
+                ck.add(f"{field}.virtual_router_id", vrid, f"is already used by instance {vrids[vrid]!r}")
+            vrids[vrid] = name
+    for netname in sorted(set(topo.get("vips") or {}) - covered):
+        if netname in networks:
+            ck.missing("vrrp.instances", f"no VRRP instance carries the VIPs of network {netname!r}")
+
+
+def _role_nodes(nodes: dict, role: str) -> list[str]:
+    return sorted(n for n, node in nodes.items() if role in node["roles"])
+
+
+def _check_listener(
+    ck: _Checker, field: str, spec: Mapping, vips: dict, listeners: dict, protocol: str, owner: str
+) -> None:
+    vip = ck.address(f"{field}.vip", spec.get("vip"))
+    port = ck.integer(f"{field}.port", spec.get("port"), (1, 65535), "TCP/UDP port")
+    if vip is None:
+        return
+    if vip not in vips:
+        ck.add(f"{field}.vip", str(vip), "is not one of the VIPs in 'vips'")
+        return
+    if port is None:
+        return
+    key = (str(vip), port, protocol)
+    if key in listeners:
+        ck.add(f"{field}.port", port, f"collides on {vip} ({protocol}) with {listeners[key]}")
+    else:
+        listeners[key] = owner
+
+
+def _check_backend_role(ck: _Checker, field: str, role: Any, nodes: dict) -> None:
+    if ck.choice(field, role, ROLES) and nodes and not _role_nodes(nodes, role):
+        ck.add(field, role, "has no nodes: the backend would be empty")
+
+
+def _check_haproxy(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listeners: dict) -> None:
+    haproxy = ck.mapping(topo, "haproxy", "haproxy", "frontends and backends", required=False)
+    if not haproxy:
+        return
+    backends = ck.mapping(haproxy, "backends", "haproxy.backends", "name -> role, port, mode")
+    for name, spec in backends.items():
+        field = f"haproxy.backends.{name}"
+        if not isinstance(spec, Mapping):
+            ck.add(field, spec, "is not a mapping (role, port, mode)")
+            continue
+        _check_backend_role(ck, f"{field}.role", spec.get("role"), nodes)
+        ck.integer(f"{field}.port", spec.get("port"), (1, 65535), "TCP port")
+        ck.choice(f"{field}.mode", spec.get("mode", "tcp"), HAPROXY_MODES)
+        if "cookie" in spec and spec.get("mode") != "http":
+            ck.add(f"{field}.cookie", spec["cookie"], "needs mode http")
+    frontends = ck.mapping(haproxy, "frontends", "haproxy.frontends", "name -> vip, port, mode, backend")
+    for name, spec in frontends.items():
+        field = f"haproxy.frontends.{name}"
+        if not isinstance(spec, Mapping):
+            ck.add(field, spec, "is not a mapping (vip, port, mode, backend)")
+            continue
+        _check_listener(ck, field, spec, vips, listeners, "tcp", f"haproxy frontend {name!r}")
+        mode = spec.get("mode", "tcp")
+        ck.choice(f"{field}.mode", mode, HAPROXY_MODES)
+        backend = spec.get("backend")
+        if backend not in backends:
+            ck.add(f"{field}.backend", backend, "is not a backend in haproxy.backends")
+        elif isinstance(backends[backend], Mapping) and backends[backend].get("mode", "tcp") != mode:
+            ck.add(f"{field}.mode", mode, f"differs from the mode of backend {backend!r}")
+    if "stats" in haproxy:
+        stats = ck.mapping(haproxy, "stats", "haproxy.stats", "vip, port")
+        _check_listener(ck, "haproxy.stats", stats, vips, listeners, "tcp", "haproxy stats")
+
+
+def _check_ipvs(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listeners: dict) -> None:
+    ipvs = ck.mapping(topo, "ipvs", "ipvs", "virtual servers", required=False)
+    if not ipvs:
+        return
+    services = ck.mapping(ipvs, "virtual_servers", "ipvs.virtual_servers", "name -> vip, port, protocol, role")
+    for name, spec in services.items():
+        field = f"ipvs.virtual_servers.{name}"
+        if not isinstance(spec, Mapping):
+            ck.add(field, spec, "is not a mapping (vip, port, protocol, role)")
+            continue
+        protocol = spec.get("protocol", "tcp")
+        if ck.choice(f"{field}.protocol", protocol, PROTOCOLS):
+            _check_listener(ck, field, spec, vips, listeners, protocol, f"ipvs virtual server {name!r}")
+        ck.choice(f"{field}.scheduler", spec.get("scheduler", "rr"), SCHEDULERS)
+        ck.choice(f"{field}.forwarding", spec.get("forwarding", "nat"), FORWARDING)
+        _check_backend_role(ck, f"{field}.role", spec.get("role"), nodes)
+        if "real_port" in spec:
+            ck.integer(f"{field}.real_port", spec["real_port"], (1, 65535), "port on the real servers")
+
+
+def _check_nfs(ck: _Checker, topo: Mapping, nodes: dict) -> None:
+    nfs = ck.mapping(topo, "nfs", "nfs", "the shared docroot", required=False)
+    if not nfs:
+        return
+    for key in ("export", "mountpoint", "docroot"):
+        value = nfs.get(key)
+        if not (isinstance(value, str) and value.startswith("/") and ".." not in value.split("/")):
+            ck.add(f"nfs.{key}", value, "is not an absolute path")
+    docroot, mountpoint = nfs.get("docroot"), nfs.get("mountpoint")
+    if (
+        isinstance(docroot, str)
+        and isinstance(mountpoint, str)
+        and not (docroot == mountpoint or docroot.startswith(mountpoint.rstrip("/") + "/"))
+    ):
+        ck.add("nfs.docroot", docroot, f"is not under the mountpoint {mountpoint}")
+    servers = _role_nodes(nodes, "nas")
+    if nodes and len(servers) != 1:
+        ck.add("nodes", servers, "must hold exactly one node with role 'nas' (the NFS server)")
+    for role in _as_list(ck, "nfs.clients", nfs.get("clients", ["web"])):
+        ck.choice("nfs.clients", role, ROLES)
+
+
+def _check_dns(ck: _Checker, topo: Mapping, networks: dict) -> None:
+    dns = ck.mapping(topo, "dns", "dns", "forwarders and recursion", required=False)
+    for value in _as_list(ck, "dns.forwarders", dns.get("forwarders")):
+        ck.address("dns.forwarders", value)
+    for value in _as_list(ck, "dns.allow_recursion", dns.get("allow_recursion")):
+        if value in networks:
+            continue
+        try:
+            ipaddress.IPv4Network(str(value), strict=True)
+        except ValueError:
+            ck.add("dns.allow_recursion", value, "is neither a network name nor a CIDR")
+    if "ttl" in dns:
+        ck.integer("dns.ttl", dns["ttl"], (0, 2**31 - 1), "seconds")
+
+
+def _check_secrets(ck: _Checker, secrets: Any) -> None:
+    """Secrets are named, never echoed."""
+    where = "cluster_secrets"
+    if not isinstance(secrets, Mapping) or not secrets:
+        ck.missing(where, "pillar/secrets.sls is absent or empty: run `make secrets`")
+        return
+    stats = secrets.get("haproxy_stats")
+    if not isinstance(stats, Mapping) or not stats.get("user") or not stats.get("password"):
+        ck.missing(f"{where}.haproxy_stats", "user and password of the HAProxy stats page")
+    elif (stats["user"], str(stats["password"])) == ("admin", "123"):
+        ck.problems.append(f"{where}.haproxy_stats: the seed's well-known credentials are refused")
+    vrrp = secrets.get("vrrp_auth_pass")
+    if not vrrp:
+        ck.missing(f"{where}.vrrp_auth_pass", "the VRRP PASS authentication string")
+    elif not isinstance(vrrp, str) or len(vrrp) > VRRP_PASS_MAX:
+        ck.problems.append(f"{where}.vrrp_auth_pass: must be a string of at most {VRRP_PASS_MAX} characters")
+
+
+# ---------------------------------------------------------------------------
+# The derived model
+# ---------------------------------------------------------------------------
+
+
+def derive(
+    topology: Mapping, previous_zones: Mapping[str, str] | None = None, today: datetime.date | None = None
+) -> dict:
+    """The model of a valid topology. Raises TopologyError otherwise.
+
+    ``previous_zones`` maps zone names to the text of their current zone files
+    (when a node has them) so serials change only when records change.
+    """
+    problems = check(topology)
+    if problems:
+        raise TopologyError(problems)
+    today = today or datetime.date.today()
+    domain = topology["domain"].rstrip(".")
+    networks = {name: _network_view(name, spec) for name, spec in sorted(topology["networks"].items())}
+    vips = {
+        netname: [str(ipaddress.IPv4Address(v)) for v in addrs]
+        for netname, addrs in sorted((topology.get("vips") or {}).items())
+    }
+    nodes = {name: _node_view(name, spec, domain, networks, vips) for name, spec in sorted(topology["nodes"].items())}
+    roles = {role: sorted(n for n, node in nodes.items() if role in node["roles"]) for role in ROLES}
+    model = {
+        "domain": domain,
+        "networks": networks,
+        "vips": vips,
+        "nodes": nodes,
+        "roles": roles,
+        "hosts": hosts_entries(nodes, domain),
+        "dhcp": dhcp_view(networks, nodes, vips),
+        "dns": dns_view(topology.get("dns") or {}, networks, nodes, domain, previous_zones or {}, today),
+        "vrrp": vrrp_view(topology.get("vrrp") or {}, networks, nodes, vips),
+        "haproxy": haproxy_view(topology.get("haproxy") or {}, nodes),
+        "ipvs": ipvs_view(topology.get("ipvs") or {}, nodes),
+        "nfs": nfs_view(topology.get("nfs") or {}, networks, nodes),
+    }
+    return model
+
+
+def _network_view(name: str, spec: Mapping) -> dict:
+    net = ipaddress.IPv4Network(str(spec["cidr"]))
+    view: dict[str, Any] = {
+        "name": name,
+        "cidr": str(net),
+        "address": str(net.network_address),
+        "prefixlen": net.prefixlen,
+        "netmask": str(net.netmask),
+        "broadcast": str(net.broadcast_address),
+        "mtu": spec.get("mtu", 1500),
+        "gateway": str(spec["gateway"]) if spec.get("gateway") else None,
+        "reverse_zone": reverse_zone_name(net),
+        "dhcp": None,
+    }
+    if spec.get("dhcp"):
+        view["dhcp"] = {
+            "start": str(spec["dhcp"]["start"]),
+            "end": str(spec["dhcp"]["end"]),
+            "lease_time": str(spec["dhcp"].get("lease_time", "infinite")),
+        }
+    return view
+
+
+def _node_view(name: str, spec: Mapping, domain: str, networks: dict, vips: dict) -> dict:
+    interfaces = {}
+    addresses = {}
+    for ifname, iface in sorted(spec["interfaces"].items()):
+        netname = iface["network"]
+        net = networks[netname]
+        address = str(ipaddress.IPv4Address(str(iface["address"])))
+        interfaces[ifname] = {
+            "name": ifname,
+            "network": netname,
+            "address": address,
+            "prefixlen": net["prefixlen"],
+            "cidr": f"{address}/{net['prefixlen']}",
+            "mtu": net["mtu"],
+            "mac": iface["mac"].lower() if iface.get("mac") else None,
+            "dhcp": bool(iface.get("dhcp", False)),
+        }
+        addresses[netname] = address
+    roles = list(spec["roles"])
+    if "director" in roles:
+        # Directors route out through the external network's gateway.
+        gateway = networks.get("external", {}).get("gateway")
+    else:
+        # Everything else routes (and resolves) through the directors' internal VIP.
+        gateway = (vips.get("internal") or [None])[0]
+    return {
+        "name": name,
+        "fqdn": f"{name}.{domain}",
+        "roles": roles,
+        "aliases": list(spec.get("aliases") or []),
+        "priority": spec.get("priority"),
+        "interfaces": interfaces,
+        "addresses": addresses,
+        "address": addresses["internal"],
+        "gateway": gateway,
+        "by_network": {iface["network"]: ifname for ifname, iface in interfaces.items()},
+    }
+
+
+def hosts_entries(nodes: Mapping, domain: str) -> list[dict]:
+    """/etc/hosts lines: each node's internal address with its FQDN, name and aliases."""
+    entries = [
+        {"address": node["address"], "names": [node["fqdn"], node["name"], *node["aliases"]]} for node in nodes.values()
+    ]
+    return sorted(entries, key=lambda e: ipaddress.IPv4Address(e["address"]))
+
+
+def dhcp_view(networks: Mapping, nodes: Mapping, vips: Mapping) -> dict:
+    """What the directors' DHCP server hands out on the internal network."""
+    internal = networks["internal"]
+    leases = [
+        {"mac": iface["mac"], "address": iface["address"], "hostname": node["name"]}
+        for node in nodes.values()
+        for iface in node["interfaces"].values()
+        if iface["dhcp"]
+    ]
+    vip = (vips.get("internal") or [None])[0]
+    return {
+        "network": "internal",
+        "range": internal["dhcp"],
+        "netmask": internal["netmask"],
+        "leases": sorted(leases, key=lambda lease: ipaddress.IPv4Address(lease["address"])),
+        "router": vip,
+        "dns": vip,
+        "mtu": internal["mtu"],
+        "domain": None,
+    }
+
+
+def _zone_records(networks: Mapping, nodes: Mapping, domain: str) -> tuple[list, list, list]:
+    ordered = sorted(nodes.values(), key=lambda n: ipaddress.IPv4Address(n["address"]))
+    ns = [f"{n['fqdn']}." for n in ordered if "dns" in n["roles"]]
+    forward = [{"name": n["name"], "type": "A", "data": n["address"]} for n in ordered]
+    forward += [{"name": alias, "type": "CNAME", "data": n["name"]} for n in ordered for alias in n["aliases"]]
+    net = ipaddress.IPv4Network(networks["internal"]["cidr"])
+    host_octets = 4 - net.prefixlen // 8
+    reverse = []
+    for n in ordered:
+        octets = n["address"].split(".")[-host_octets:]
+        reverse.append({"name": ".".join(reversed(octets)), "type": "PTR", "data": f"{n['fqdn']}."})
+    return ns, forward, reverse
+
+
+def records_digest(ns: list, records: list) -> str:
+    """A stable digest of a zone's content (NS and records, order-free)."""
+    payload = json.dumps({"ns": sorted(ns), "records": sorted(records, key=json.dumps)}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+_SERIAL_MARK = re.compile(r"^; cluster-zone digest=(?P<digest>[0-9a-f]+) serial=(?P<serial>\d+)\s*$", re.M)
+
+
+def zone_header(digest: str, serial: int) -> str:
+    """The comment a zone file starts with, read back by ``previous_serial``."""
+    return f"; cluster-zone digest={digest} serial={serial}"
+
+
+def previous_serial(zone_text: str | None) -> tuple[str, int] | None:
+    """(digest, serial) recorded in an existing zone file, if any."""
+    match = _SERIAL_MARK.search(zone_text or "")
+    return (match["digest"], int(match["serial"])) if match else None
+
+
+def next_serial(digest: str, previous: tuple[str, int] | None, today: datetime.date) -> int:
+    """Keep the serial while the records are the same; otherwise move it forward.
+
+    New serials are date based (YYYYMMDDnn) and always greater than the
+    previous one, so secondaries and caches see every change.
+    """
+    base = int(today.strftime("%Y%m%d")) * 100
+    if previous is None:
+        return base + 1
+    old_digest, old_serial = previous
+    if old_digest == digest:
+        return old_serial
+    return max(base + 1, old_serial + 1)
+
+
+def dns_view(
+    spec: Mapping, networks: Mapping, nodes: Mapping, domain: str, previous_zones: Mapping, today: datetime.date
+) -> dict:
+    ns, forward, reverse = _zone_records(networks, nodes, domain)
+    zones = []
+    for name, records in ((domain, forward), (networks["internal"]["reverse_zone"], reverse)):
+        digest = records_digest(ns, records)
+        serial = next_serial(digest, previous_serial(previous_zones.get(name)), today)
+        zones.append(
+            {
+                "name": name,
+                "ns": ns,
+                "records": records,
+                "digest": digest,
+                "serial": serial,
+                "header": zone_header(digest, serial),
+                "soa": {"mname": ns[0] if ns else f"{domain}.", "rname": f"hostmaster.{domain}.", **SOA_TIMERS},
+                "ttl": spec.get("ttl", SOA_TIMERS["minimum"]),
+            }
+        )
+    recursion = [networks[v]["cidr"] if v in networks else str(v) for v in spec.get("allow_recursion") or []]
+    return {
+        "zones": zones,
+        "forwarders": [str(ipaddress.IPv4Address(str(f))) for f in spec.get("forwarders") or []],
+        "allow_recursion": recursion,
+        "servers": sorted(n["name"] for n in nodes.values() if "dns" in n["roles"]),
+    }
+
+
+def vrrp_view(spec: Mapping, networks: Mapping, nodes: Mapping, vips: Mapping) -> dict:
+    directors = sorted((n for n in nodes.values() if "director" in n["roles"]), key=lambda n: -n["priority"])
+    leader = directors[0]["name"] if directors else None
+    per_director = {}
+    for director in directors:
+        instances = []
+        for name, inst in sorted((spec.get("instances") or {}).items()):
+            netname = inst["network"]
+            peers = [d["addresses"][netname] for d in directors if d is not director]
+            instances.append(
+                {
+                    "name": name,
+                    "network": netname,
+                    "interface": director["by_network"][netname],
+                    "virtual_router_id": inst["virtual_router_id"],
+                    "state": "MASTER" if director["name"] == leader else "BACKUP",
+                    "priority": director["priority"],
+                    "advert_int": spec.get("advert_int", 1),
+                    "unicast_src": director["addresses"][netname],
+                    "unicast_peers": peers,
+                    "vips": [f"{v}/32" for v in vips.get(netname, [])],
+                }
+            )
+        per_director[director["name"]] = {
+            "sync_group": spec.get("sync_group", "VG1"),
+            "state": "MASTER" if director["name"] == leader else "BACKUP",
+            "priority": director["priority"],
+            "instances": instances,
+        }
+    return {"leader": leader, "directors": per_director}
+
+
+def _servers(nodes: Mapping, role: str, port: int) -> list[dict]:
+    return [
+        {"name": n["name"], "address": n["address"], "port": port}
+        for n in sorted(nodes.values(), key=lambda n: ipaddress.IPv4Address(n["address"]))
+        if role in n["roles"]
+    ]
+
+
+def haproxy_view(spec: Mapping, nodes: Mapping) -> dict:
+    backends = {}
+    for name, b in sorted((spec.get("backends") or {}).items()):
+        backends[name] = {
+            "name": name,
+            "mode": b.get("mode", "tcp"),
+            "balance": b.get("balance", "roundrobin"),
+            "cookie": b.get("cookie"),
+            "check_path": b.get("check_path"),
+            "servers": _servers(nodes, b["role"], b["port"]),
+        }
+    frontends = {
+        name: {
+            "name": name,
+            "bind": f"{f['vip']}:{f['port']}",
+            "vip": str(f["vip"]),
+            "port": f["port"],
+            "mode": f.get("mode", "tcp"),
+            "backend": f["backend"],
+        }
+        for name, f in sorted((spec.get("frontends") or {}).items())
+    }
+    stats = spec.get("stats")
+    return {
+        "frontends": frontends,
+        "backends": backends,
+        "stats": {"vip": str(stats["vip"]), "port": stats["port"], "bind": f"{stats['vip']}:{stats['port']}"}
+        if stats
+        else None,
+        "vips": sorted({f["vip"] for f in frontends.values()} | ({str(stats["vip"])} if stats else set())),
+    }
+
+
+def ipvs_view(spec: Mapping, nodes: Mapping) -> dict:
+    services = []
+    for name, vs in sorted((spec.get("virtual_servers") or {}).items()):
+        protocol = vs.get("protocol", "tcp")
+        services.append(
+            {
+                "name": name,
+                "vip": str(vs["vip"]),
+                "port": vs["port"],
+                "protocol": protocol,
+                "scheduler": vs.get("scheduler", "rr"),
+                "forwarding": vs.get("forwarding", "nat"),
+                "role": vs["role"],
+                "real_servers": _servers(nodes, vs["role"], vs.get("real_port", vs["port"])),
+            }
+        )
+    return {"virtual_servers": services}
+
+
+def nfs_view(spec: Mapping, networks: Mapping, nodes: Mapping) -> dict | None:
+    if not spec:
+        return None
+    server = next(n for n in nodes.values() if "nas" in n["roles"])
+    clients = spec.get("clients", ["web"])
+    client_nodes = sorted(n["name"] for n in nodes.values() if set(n["roles"]) & set(clients))
+    return {
+        "server": server["name"],
+        "server_address": server["address"],
+        "export": spec["export"],
+        "export_to": networks["internal"]["cidr"],
+        "options": ["rw", "sync", "no_subtree_check", "root_squash"],
+        "mountpoint": spec["mountpoint"],
+        "docroot": spec["docroot"],
+        "device": f"{server['address']}:{spec['export']}",
+        "clients": client_nodes,
+    }
+
+
+def node_view(model: Mapping, name: str) -> dict:
+    """One node's slice of the model: its own data plus its role's views."""
+    if name not in model["nodes"]:
+        raise CommandExecutionError(
+            f"node {name!r} is not in the cluster topology (nodes: {', '.join(sorted(model['nodes']))})"
+        )
+    node = dict(model["nodes"][name])
+    roles = node["roles"]
+    node["vrrp"] = model["vrrp"]["directors"].get(name) if "director" in roles else None
+    nfs = model["nfs"]
+    node["nfs_mount"] = nfs if nfs and name in nfs["clients"] else None
+    return node
+
+
+# ---------------------------------------------------------------------------
+# Salt functions
+# ---------------------------------------------------------------------------
+
+
+def _topology() -> Any:
+    return __pillar__.get("cluster")  # noqa: F821 - injected by Salt's loader
+
+
+def _previous_zones(model_zone_dir: str | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if not model_zone_dir or not os.path.isdir(model_zone_dir):
+        return out
+    for filename in os.listdir(model_zone_dir):
+        if filename.startswith("db."):
+            try:
+                with open(os.path.join(model_zone_dir, filename), encoding="utf-8") as handle:
+                    out[filename[3:]] = handle.read(4096)
+            except OSError:
+                continue
+    return out
+
+
+def validate(secrets: bool = True) -> bool | list[str]:
+    """
+    Check the cluster topology in the pillar and report every problem at once.
+
+    Returns True when it is valid. Otherwise returns the list of problems, each
+    naming the field and the bad value, and sets a non-zero exit code.
+
+    secrets
+        Also check the ``cluster_secrets`` pillar (present and well formed).
+
+    CLI example::
+
+        salt-call cluster.validate
+    """
+    extra = (__pillar__.get("cluster_secrets"),) if secrets else ()  # noqa: F821
+    problems = check(_topology(), *extra)
+    if problems:
+        __context__["retcode"] = 1  # noqa: F821
+        return problems
+    return True
+
+
+def model(zone_dir: str = "/var/lib/bind/cluster") -> dict:
+    """
+    The derived model of the cluster topology in the pillar.
+
+    Raises an error listing every problem when the topology is invalid, so an
+    SLS that renders the model fails before any state runs.
+
+    zone_dir
+        Where this node keeps its zone files (``db.<zone>``); their recorded
+        digests keep serials unchanged while the records are the same.
+
+    CLI example::
+
+        salt-call cluster.model
+    """
+    return derive(_topology(), _previous_zones(zone_dir))
+
+
+def roles_mismatch(node_name: str, topology_roles: list[str], grain_roles: Any) -> str | None:
+    """Why a minion's ``roles`` grain disagrees with the topology, or None."""
+    if isinstance(grain_roles, str):
+        grain_roles = [grain_roles]
+    if sorted(grain_roles or []) != sorted(topology_roles):
+        return (
+            f"minion {node_name!r}: grain roles {sorted(grain_roles or [])!r} differ from the "
+            f"topology's nodes.{node_name}.roles {sorted(topology_roles)!r}"
+        )
+    return None
+
+
+def node(name: str | None = None, zone_dir: str = "/var/lib/bind/cluster") -> dict:
+    """
+    One node's view of the model (default: this minion, whose ``roles`` grain
+    must then match the topology).
+
+    CLI example::
+
+        salt-call cluster.node web1
+    """
+    view = node_view(model(zone_dir), name or __grains__["id"])  # noqa: F821
+    if name is None:
+        problem = roles_mismatch(view["name"], view["roles"], __grains__.get("roles"))  # noqa: F821
+        if problem:
+            raise CommandExecutionError(problem)
+    return view

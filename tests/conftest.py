@@ -1,0 +1,103 @@
+"""Shared fixtures: the seed topology and a real `salt-call --local` per node."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "_modules"))
+
+SALT_CALL = str(Path(sys.executable).with_name("salt-call"))
+
+
+def load_seed() -> dict:
+    with open(REPO / "pillar" / "cluster.sls", encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["cluster"]
+
+
+SEED = load_seed()
+
+
+@pytest.fixture
+def topology() -> dict:
+    """A fresh copy of the seed topology, free to mutate."""
+    return copy.deepcopy(SEED)
+
+
+@pytest.fixture(scope="session")
+def secrets_pillar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A secrets pillar file made by the project's own generator."""
+    sys.path.insert(0, str(REPO / "tools"))
+    import gen_secrets
+
+    path = tmp_path_factory.mktemp("secrets") / "secrets.sls"
+    gen_secrets.generate(path)
+    return path
+
+
+class SaltCall:
+    """Runs the real salt-call CLI with the repo's config, as one node."""
+
+    def __init__(self, root: Path, secrets: Path) -> None:
+        self.root = root
+        self.secrets = secrets
+        self.count = 0
+
+    def pillar(self, topology: dict | None = None, secrets: str | None = None) -> Path:
+        """A pillar root holding the repo's top.sls, a topology and secrets."""
+        self.count += 1
+        path = self.root / f"pillar{self.count}"
+        path.mkdir()
+        (path / "top.sls").write_text((REPO / "pillar" / "top.sls").read_text())
+        if topology is None:
+            (path / "cluster.sls").write_text((REPO / "pillar" / "cluster.sls").read_text())
+        else:
+            (path / "cluster.sls").write_text(yaml.safe_dump({"cluster": topology}))
+        (path / "secrets.sls").write_text(secrets if secrets is not None else self.secrets.read_text())
+        return path
+
+    def __call__(
+        self,
+        *args: str,
+        node: str | None = None,
+        roles: list[str] | None = None,
+        pillar: Path | None = None,
+    ) -> tuple[int, object, str]:
+        """Run salt-call; return (exit code, the parsed 'local' return, stderr)."""
+        self.count += 1
+        conf = self.root / f"conf{self.count}"
+        (conf / "minion.d").mkdir(parents=True)
+        (conf / "minion").write_text((REPO / "etc" / "salt" / "minion").read_text())
+        override: dict = {"root_dir": str(conf / "root")}
+        if node is not None:
+            override["id"] = node
+            override["grains"] = {"roles": roles if roles is not None else SEED["nodes"][node]["roles"]}
+        override["pillar_roots"] = {"base": [str(pillar or self.pillar())]}
+        (conf / "minion.d" / "test.conf").write_text(yaml.safe_dump(override))
+        proc = subprocess.run(
+            [SALT_CALL, "-c", str(conf), "--local", "--out=json", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )
+        try:
+            result = json.loads(proc.stdout)["local"] if proc.stdout.strip() else None
+        except (json.JSONDecodeError, KeyError):
+            result = proc.stdout
+        return proc.returncode, result, proc.stderr
+
+
+@pytest.fixture
+def salt_call(tmp_path: Path, secrets_pillar: Path) -> Callable[..., tuple[int, object, str]]:
+    return SaltCall(tmp_path, secrets_pillar)

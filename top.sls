@@ -1,0 +1,17 @@
+# Highstate: minions are targeted by their `roles` grain (nas, director, web,
+# dns), which must match their node's roles in pillar/cluster.sls. Every SLS
+# renders `cluster.model`, so an invalid topology stops the whole run before
+# any state executes.
+base:
+  'roles:nas':
+    - match: grain
+    - common
+  'roles:director':
+    - match: grain
+    - common
+  'roles:web':
+    - match: grain
+    - common
+  'roles:dns':
+    - match: grain
+    - common
