@@ -9,6 +9,7 @@ base:
   'roles:director':
     - match: grain
     - common
+    - dnsmasq
   'roles:web':
     - match: grain
     - common

@@ -15,6 +15,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "_modules"))
+sys.path.insert(0, str(REPO))
 
 SALT_CALL = str(Path(sys.executable).with_name("salt-call"))
 

@@ -1,0 +1,326 @@
+"""The one-host lab: `python -m lab up|apply|verify|status|exec|salt|cut|heal|down`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from lab import keys, net, node, provision, rootfs
+from lab.topology import REPO, LabNode, load
+from lab.util import log, run
+
+REPO_IN_NAS = node.REPO_IN_NAS
+
+
+class Lab:
+    def __init__(self) -> None:
+        self.topology, self.model, self.nodes = load()
+        self.nas = next(n for n in self.nodes.values() if "nas" in n.roles)
+
+    # -- helpers ---------------------------------------------------------
+    def minions(self) -> list[LabNode]:
+        return [n for n in self.nodes.values() if n.minion]
+
+    def salt(self, *args: str, timeout: float = 300) -> tuple[int, str]:
+        proc = node.execute(self.nas.name, ["salt", *args], timeout=timeout)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    def salt_json(self, *args: str, timeout: float = 300) -> dict:
+        _, out = self.salt("--out=json", "--static", *args, timeout=timeout)
+        try:
+            return json.loads(out[out.index("{") :]) if "{" in out else {}
+        except json.JSONDecodeError:
+            return {}
+
+    def ping(self, names: list[str], timeout: float = 90) -> dict[str, bool]:
+        """Wait until every named minion answers test.ping (or the timeout)."""
+        deadline = time.monotonic() + timeout
+        answered: dict[str, bool] = {}
+        while time.monotonic() < deadline:
+            result = self.salt_json("-L", ",".join(names), "test.ping", "-t", "5", timeout=60)
+            answered = {n: result.get(n) is True for n in names}
+            if all(answered.values()):
+                return answered
+            time.sleep(1)
+        return answered
+
+    # -- up --------------------------------------------------------------
+    def _boot(self, lab_node: LabNode, root_fs: Path, master_keys: tuple[str, str]) -> None:
+        root = node.mount(lab_node, root_fs)
+        files = provision.files_for(lab_node, self.model, self.nas.address, self._repo_master(), REPO_IN_NAS)
+        for path, text in files.items():
+            node.write(root, path, text)
+        wants = root / "etc/systemd/system/multi-user.target.wants"
+        units = []
+        if lab_node.minion:
+            units.append("salt-minion.service")
+            pem, pub = keys.generate(node.STATE / "keys", lab_node.name)
+            node.write(root, "/etc/salt/pki/minion/minion.pem", pem, 0o600)
+            node.write(root, "/etc/salt/pki/minion/minion.pub", pub)
+            node.write(root, "/etc/salt/pki/minion/minion_master.pub", master_keys[1])
+            node.write(self._nas_root(), f"/etc/salt/pki/master/minions/{lab_node.name}", pub)
+        if "nas" in lab_node.roles:
+            units.append("salt-master.service")
+            node.write(root, "/etc/salt/pki/master/master.pem", master_keys[0], 0o600)
+            node.write(root, "/etc/salt/pki/master/master.pub", master_keys[1])
+        if lab_node.name == "upstream":
+            units += ["lab-upstream-dns.service", "apache2.service"]
+        for unit in units:
+            link = wants / unit
+            if not link.is_symlink():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                target = (
+                    "/etc/systemd/system/" + unit
+                    if (root / "etc/systemd/system" / unit).exists()
+                    else ("/lib/systemd/system/" + unit)
+                )
+                link.symlink_to(target)
+        log(lab_node.name, "booting")
+        node.start(lab_node, node.STATE / "logs" / f"{lab_node.name}.log")
+        state = node.wait_booted(lab_node.name, timeout=120)
+        log(lab_node.name, f"systemd {state}")
+
+    def _nas_root(self) -> Path:
+        return node.merged(self.nas.name)
+
+    def _repo_master(self) -> dict:
+        return yaml.safe_load((REPO / "etc" / "salt" / "master").read_text())
+
+    def _wave(self, nodes: list[LabNode], root_fs: Path, master_keys: tuple[str, str]) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+            for future in [pool.submit(self._boot, n, root_fs, master_keys) for n in nodes]:
+                future.result()
+
+    def up(self) -> None:
+        started = time.monotonic()
+        root_fs = rootfs.build()
+        subprocess_gen = REPO / "tools" / "gen_secrets.py"
+        run([sys.executable, str(subprocess_gen), str(REPO / "pillar" / "secrets.sls")])
+        mtus = {name: net_["mtu"] for name, net_ in self.model["networks"].items()}
+        net.ensure_switch(mtus)
+        for lab_node in self.nodes.values():
+            net.wire(lab_node)
+        master_keys = keys.generate(node.STATE / "keys", "master")
+        # nas first: the minions' keys go into its tree before it boots.
+        node.mount(self.nas, root_fs)
+        first = [n for n in self.nodes.values() if n.order in (0, 1)]
+        servers = [n for n in self.nodes.values() if n.order == 2]
+        self._wave(first, root_fs, master_keys)
+        answered = self.ping([n.name for n in first if n.minion])
+        log("salt", "minions answering: " + ", ".join(n for n, ok in answered.items() if ok))
+        missing = [n for n, ok in answered.items() if not ok]
+        if missing:
+            raise RuntimeError(f"minions did not answer: {', '.join(missing)}")
+        # The servers get their addresses from the directors' dnsmasq.
+        log("salt", "highstate on the directors (DHCP for the servers)")
+        if not self._report(self.apply_states("-G", "roles:director")):
+            raise RuntimeError("highstate failed on the directors: the servers would get no DHCP lease")
+        self._wave(servers, root_fs, master_keys)
+        answered = self.ping([n.name for n in self.minions()], timeout=120)
+        missing = [n for n, ok in answered.items() if not ok]
+        if missing:
+            raise RuntimeError(f"minions did not answer: {', '.join(missing)}")
+        node.save_state({"up_seconds": round(time.monotonic() - started, 1), "rootfs": str(root_fs)})
+        log(
+            "lab", f"up: {len(self.nodes)} nodes, {len(answered)} minions answering, {time.monotonic() - started:.1f} s"
+        )
+
+    # -- apply / verify ---------------------------------------------------
+    def apply_states(self, *target: str, test: bool = False) -> dict[str, dict]:
+        """Highstate through the master; per minion: states, failed, changed (or pending, with test)."""
+        target = target or ("*",)
+        extra = ["test=True"] if test else []
+        result = self.salt_json(*target, "state.apply", *extra, "-t", "600", timeout=900)
+        summary = {}
+        for minion, states in result.items():
+            if not isinstance(states, dict):
+                summary[minion] = {"states": 0, "failed": 1, "changed": 0, "errors": states}
+                continue
+            failed = [k for k, v in states.items() if v.get("result") is False]
+            summary[minion] = {
+                "states": len(states),
+                "failed": len(failed),
+                "changed": sum(1 for v in states.values() if v.get("changes") or v.get("result") is None),
+                "errors": [states[k].get("comment") for k in failed],
+            }
+        return summary
+
+    @staticmethod
+    def _report(summary: dict[str, dict]) -> bool:
+        ok = True
+        for minion, s in sorted(summary.items()):
+            log(minion, f"{s['states']} states, {s['changed']} changed, {s['failed']} failed")
+            for error in s["errors"] or []:
+                log(minion, f"  {str(error)[:400]}")
+            ok = ok and s["failed"] == 0
+        return ok
+
+    def apply(self) -> bool:
+        summary = self.apply_states()
+        missing = sorted({n.name for n in self.minions()} - set(summary))
+        for name in missing:
+            log(name, "no answer to state.apply")
+        return self._report(summary) and not missing
+
+    def capabilities(self) -> dict[str, str]:
+        probe = self.nodes[self.model["roles"]["director"][0]]
+        ipvs = node.execute(probe.name, ["ipvsadm", "-Ln"], timeout=20) if node.leader_pid(probe.name) else None
+        filesystems = Path("/proc/filesystems").read_text()
+        return {
+            "ipvs": "host kernel"
+            if ipvs is not None and ipvs.returncode == 0
+            else "unavailable: this kernel has no IPVS (keepalived runs VRRP only; see issue 6)",
+            "nfs": "host kernel"
+            if "nfs" in filesystems
+            else "unavailable: this kernel has no NFS client or server (see issue 6)",
+        }
+
+    def addresses(self, name: str) -> list[str]:
+        if node.leader_pid(name) is None:
+            return []
+        out = run(["ip", "-n", self.nodes[name].netns, "-4", "-o", "addr", "show"], check=False).stdout
+        return [f"{line.split()[1]} {line.split()[3]}" for line in out.splitlines() if " lo " not in line]
+
+    def verify(self) -> bool:
+        checks: list[tuple[str, bool, str]] = []
+        answered = self.ping([n.name for n in self.minions()], timeout=30)
+        checks.append(
+            (
+                "every minion answers test.ping",
+                all(answered.values()),
+                ", ".join(n for n, ok in answered.items() if not ok) or f"{len(answered)} minions",
+            )
+        )
+        for lease in self.model["dhcp"]["leases"]:
+            name = lease["hostname"]
+            have = self.addresses(name)
+            ok = any(a.endswith(f" {lease['address']}/{self.model['networks']['internal']['prefixlen']}") for a in have)
+            checks.append((f"{name} got {lease['address']} by DHCP (MAC {lease['mac']})", ok, "; ".join(have)))
+        recorded = "".join(
+            node.execute(name, ["cat", "/var/lib/misc/dnsmasq.leases"], timeout=10).stdout
+            for name in self.model["roles"]["director"]
+        )
+        missing = [lease["hostname"] for lease in self.model["dhcp"]["leases"] if lease["mac"] not in recorded]
+        checks.append(
+            (
+                "every static lease is recorded by a director's dnsmasq",
+                not missing,
+                ", ".join(missing) or f"{len(self.model['dhcp']['leases'])} leases",
+            )
+        )
+        summary = self.apply_states("*", test=True)
+        pending = {m: s["changed"] for m, s in summary.items() if s["changed"] or s["failed"]}
+        checks.append(
+            (
+                "highstate applied: test=True shows 0 pending changes",
+                not pending and bool(summary),
+                json.dumps(pending) if pending else f"{len(summary)} minions",
+            )
+        )
+        width = max(len(c[0]) for c in checks)
+        print(f"\n{'check'.ljust(width)}  result  detail")
+        for what, ok, detail in checks:
+            print(f"{what.ljust(width)}  {'ok' if ok else 'FAIL':6}  {detail}")
+        for feature, path in self.capabilities().items():
+            print(f"{('capability: ' + feature).ljust(width)}  {'info':6}  {path}")
+        return all(ok for _, ok, _ in checks)
+
+    def status(self) -> None:
+        leases = {lease["hostname"] for lease in self.model["dhcp"]["leases"]}
+        print(f"{'node':9} {'state':8} {'links':6} {'roles':10} {'memory':>8}  {'addressing':10} addresses")
+        for name, lab_node in sorted(self.nodes.items(), key=lambda kv: (kv[1].order, kv[0])):
+            running = node.leader_pid(name) is not None
+            links = "-" if not net.netns_exists(lab_node.netns) else ("up" if net.links_up(lab_node) else "CUT")
+            memory = f"{node.memory_kb(name) / 1024:.0f} MB" if running else "-"
+            roles = ",".join(lab_node.roles) or lab_node.kind
+            addressing = "dhcp lease" if name in leases else "static"
+            print(
+                f"{name:9} {'running' if running else 'stopped':8} {links:6} {roles:10} {memory:>8}  "
+                f"{addressing:10} " + "; ".join(self.addresses(name))
+            )
+        for feature, path in self.capabilities().items():
+            print(f"capability {feature}: {path}")
+
+    # -- down ------------------------------------------------------------
+    def down(self) -> None:
+        names = set(self.nodes) | {p.name for p in (node.STATE / "nodes").glob("*") if p.is_dir()}
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            list(pool.map(node.stop, names))
+        for name in names:
+            node.unmount(name)
+        for lab_node in self.nodes.values():
+            net.unwire(lab_node)
+        for ns in net.lab_namespaces():
+            run(["ip", "netns", "del", ns], check=False)
+        net.remove_switch()
+        node.state_file().unlink(missing_ok=True)
+        log("lab", "down: no lab namespace, mount or process left")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("up", "apply", "verify", "status", "down", "lab"):
+        sub.add_parser(name)
+    p_exec = sub.add_parser("exec", help="run a command in a node: exec NODE -- CMD...")
+    p_exec.add_argument("node")
+    p_exec.add_argument("argv", nargs=argparse.REMAINDER)
+    p_salt = sub.add_parser("salt", help="the salt CLI inside nas")
+    p_salt.add_argument("argv", nargs=argparse.REMAINDER)
+    for name in ("cut", "heal"):
+        p = sub.add_parser(name)
+        p.add_argument("node")
+    args = parser.parse_args(argv)
+    if os.geteuid() != 0:
+        print("the lab needs root (namespaces, mounts, containers)", file=sys.stderr)
+        return 2
+    try:
+        return run_command(parser, args)
+    except (RuntimeError, TimeoutError, ValueError) as err:
+        print(f"lab: error: {err}", file=sys.stderr)
+        return 1
+
+
+def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    lab = Lab()
+    if args.command == "up":
+        lab.up()
+    elif args.command == "apply":
+        return 0 if lab.apply() else 1
+    elif args.command == "verify":
+        return 0 if lab.verify() else 1
+    elif args.command == "status":
+        lab.status()
+    elif args.command == "down":
+        lab.down()
+    elif args.command == "lab":
+        lab.up()
+        applied = lab.apply()
+        verified = lab.verify()
+        print()
+        lab.status()
+        return 0 if applied and verified else 1
+    elif args.command in ("exec", "salt"):
+        argv = [a for a in args.argv if a != "--"] if args.command == "salt" else args.argv
+        if args.command == "exec":
+            argv = argv[1:] if argv and argv[0] == "--" else argv
+            target = args.node
+        else:
+            argv = ["salt", *argv]
+            target = lab.nas.name
+        if not argv:
+            parser.error("nothing to run")
+        os.execvp("nsenter", node.exec_argv(target, argv))
+    elif args.command in ("cut", "heal"):
+        if args.node not in lab.nodes:
+            parser.error(f"unknown node {args.node!r} (nodes: {', '.join(sorted(lab.nodes))})")
+        net.set_links(lab.nodes[args.node], up=args.command == "heal")
+        log(args.node, "links " + ("up" if args.command == "heal" else "down (cut)"))
+    return 0

@@ -1,0 +1,115 @@
+"""The lab's wires: a switch namespace with one bridge per network, and a
+network namespace per node joined to the bridges by veth pairs.
+
+Nothing here touches the host's own network namespace: the cluster's networks
+exist only inside these namespaces, and the switch has no uplink.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from lab.topology import BRIDGES, LabNode
+from lab.util import run
+
+SWITCH = "halab-sw"
+
+
+def netns_exists(name: str) -> bool:
+    return Path("/run/netns", name).exists()
+
+
+def ip(netns: str, *args: str, check: bool = True):
+    return run(["ip", "-n", netns, *args], check=check)
+
+
+def host_ifname(node: str, ifname: str) -> str:
+    """The switch-side name of a node's interface, within IFNAMSIZ."""
+    name = f"{node}.{ifname}"
+    if len(name) <= 15:
+        return name
+    return f"{node[:6]}{hashlib.sha256(name.encode()).hexdigest()[:4]}.{ifname}"[:15]
+
+
+def ensure_switch(mtus: dict[str, int]) -> None:
+    """The switch namespace and its bridges (idempotent)."""
+    if not netns_exists(SWITCH):
+        run(["ip", "netns", "add", SWITCH])
+    ip(SWITCH, "link", "set", "lo", "up")
+    for network, bridge in BRIDGES.items():
+        if ip(SWITCH, "link", "show", bridge, check=False).returncode != 0:
+            ip(SWITCH, "link", "add", bridge, "type", "bridge")
+        ip(SWITCH, "link", "set", bridge, "mtu", str(mtus.get(network, 1500)), "up")
+
+
+def wire(node: LabNode) -> None:
+    """The node's namespace and its links to the bridges (idempotent)."""
+    if not netns_exists(node.netns):
+        run(["ip", "netns", "add", node.netns])
+    # The cluster is IPv4 only; without IPv6 nothing waits on AAAA lookups.
+    run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            node.netns,
+            "sysctl",
+            "-q",
+            "-w",
+            "net.ipv6.conf.all.disable_ipv6=1",
+            "net.ipv6.conf.default.disable_ipv6=1",
+            "net.ipv6.conf.lo.disable_ipv6=1",
+        ]
+    )
+    ip(node.netns, "link", "set", "lo", "up")
+    for link in node.links:
+        outside = host_ifname(node.name, link.ifname)
+        if ip(node.netns, "link", "show", link.ifname, check=False).returncode != 0:
+            ip(SWITCH, "link", "del", outside, check=False)
+            ip(
+                SWITCH,
+                "link",
+                "add",
+                outside,
+                "mtu",
+                str(link.mtu),
+                "type",
+                "veth",
+                "peer",
+                "name",
+                link.ifname,
+                "netns",
+                node.netns,
+            )
+        ip(node.netns, "link", "set", link.ifname, "address", link.mac, "mtu", str(link.mtu))
+        ip(SWITCH, "link", "set", outside, "master", link.bridge, "mtu", str(link.mtu), "up")
+
+
+def set_links(node: LabNode, up: bool) -> None:
+    """Cut or heal a node's cables: its switch-side ports go down or up."""
+    for link in node.links:
+        ip(SWITCH, "link", "set", host_ifname(node.name, link.ifname), "up" if up else "down")
+
+
+def links_up(node: LabNode) -> bool:
+    out = ip(SWITCH, "-o", "link", "show", host_ifname(node.name, node.links[0].ifname), check=False).stdout
+    return ",UP" in out or "<UP" in out
+
+
+def unwire(node: LabNode) -> None:
+    for link in node.links:
+        if netns_exists(SWITCH):
+            ip(SWITCH, "link", "del", host_ifname(node.name, link.ifname), check=False)
+    if netns_exists(node.netns):
+        run(["ip", "netns", "del", node.netns], check=False)
+
+
+def remove_switch() -> None:
+    if netns_exists(SWITCH):
+        run(["ip", "netns", "del", SWITCH], check=False)
+
+
+def lab_namespaces() -> list[str]:
+    out = run(["ip", "netns", "list"], check=False).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith("halab-")]

@@ -1,0 +1,244 @@
+"""A lab node: a per-node overlay of the cached rootfs, booted by systemd-nspawn
+inside the node's network namespace, started and stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from lab.topology import REPO, LabNode
+from lab.util import run, safe_rmtree
+
+STATE = Path(os.environ.get("LAB_STATE", "/var/lib/ha-lab"))
+REPO_IN_NAS = "/srv/cluster"
+
+
+def node_dir(name: str) -> Path:
+    return STATE / "nodes" / name
+
+
+def merged(name: str) -> Path:
+    return node_dir(name) / "root"
+
+
+def pid_file(name: str) -> Path:
+    return node_dir(name) / "nspawn.pid"
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (PID 1 here never reaps)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def nspawn_pid(name: str) -> int | None:
+    try:
+        pid = int(pid_file(name).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if alive(pid) else None
+
+
+def leader_pid(name: str) -> int | None:
+    """The container's PID 1 (systemd), a child of the nspawn process."""
+    pid = nspawn_pid(name)
+    if pid is None:
+        return None
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        for child in children:
+            if alive(int(child)):
+                return int(child)
+    return None
+
+
+def is_mounted(path: Path) -> bool:
+    return run(["findmnt", "-rn", str(path)], check=False).returncode == 0
+
+
+def mount(node: LabNode, rootfs: Path) -> Path:
+    base = node_dir(node.name)
+    root = merged(node.name)
+    if is_mounted(root):
+        return root
+    for sub in ("upper", "work", "root"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    run(
+        [
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            f"lowerdir={rootfs},upperdir={base / 'upper'},workdir={base / 'work'}",
+            str(root),
+        ]
+    )
+    return root
+
+
+def write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
+    path = root / rel.lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def start(node: LabNode, log_path: Path) -> int:
+    """Boot the node (no-op when it runs); returns the nspawn PID."""
+    pid = nspawn_pid(node.name)
+    if pid:
+        return pid
+    cmd = [
+        "systemd-nspawn",
+        "--boot",
+        "--keep-unit",
+        "--register=no",
+        "--quiet",
+        "--directory",
+        str(merged(node.name)),
+        "--machine",
+        node.name,
+        "--hostname",
+        node.name,
+        "--network-namespace-path",
+        f"/run/netns/{node.netns}",
+        "--capability",
+        "CAP_NET_ADMIN,CAP_NET_RAW,CAP_SYS_ADMIN,CAP_SYS_MODULE",
+        "--console",
+        "passive",
+        "--resolv-conf",
+        "off",
+        "--timezone",
+        "off",
+        "--link-journal",
+        "no",
+    ]
+    if "nas" in node.roles:
+        cmd += ["--bind-ro", f"{REPO}:{REPO_IN_NAS}"]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True)
+    pid_file(node.name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def exec_argv(name: str, argv: list[str]) -> list[str]:
+    leader = leader_pid(name)
+    if leader is None:
+        raise RuntimeError(f"node {name} is not running")
+    return [
+        "nsenter",
+        "-t",
+        str(leader),
+        "-m",
+        "-u",
+        "-i",
+        "-n",
+        "-p",
+        "--",
+        "/usr/bin/env",
+        "-i",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME=/root",
+        "LANG=C.UTF-8",
+        *argv,
+    ]
+
+
+def execute(name: str, argv: list[str], timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
+    proc = subprocess.run(exec_argv(name, argv), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{name}: {' '.join(argv)} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+    return proc
+
+
+def wait_booted(name: str, timeout: float = 60) -> str:
+    """Wait until systemd in the node has finished starting up; return its state."""
+    deadline = time.monotonic() + timeout
+    state = "not started"
+    while time.monotonic() < deadline:
+        if leader_pid(name) is not None:
+            proc = execute(name, ["systemctl", "is-system-running"], timeout=10)
+            state = proc.stdout.strip() or "unknown"
+            if state in ("running", "degraded"):
+                return state
+        time.sleep(0.3)
+    raise TimeoutError(f"node {name} did not boot in {timeout:.0f} s (last state: {state})")
+
+
+def stop(name: str, timeout: float = 20) -> None:
+    """Stop the node by PID: SIGTERM to nspawn (clean container shutdown), then SIGKILL."""
+    pid = nspawn_pid(name)
+    if pid is not None:
+        leader = leader_pid(name)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for victim in (leader, pid):
+            if victim and alive(victim):
+                os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    pid_file(name).unlink(missing_ok=True)
+
+
+def unmount(name: str) -> None:
+    root = merged(name)
+    for _ in range(3):
+        if not is_mounted(root):
+            break
+        run(["umount", str(root)], check=False)
+        if is_mounted(root):
+            time.sleep(0.5)
+            run(["umount", "-l", str(root)], check=False)
+    safe_rmtree(node_dir(name))
+
+
+def memory_kb(name: str) -> int:
+    """Resident memory of every process of the node (PSS would be fairer; RSS is what ps shows)."""
+    leader = leader_pid(name)
+    if leader is None:
+        return 0
+    pids = [leader]
+    total = 0
+    seen = set()
+    while pids:
+        pid = pids.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                pids.extend(int(c) for c in (task / "children").read_text().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return total
+
+
+def state_file() -> Path:
+    return STATE / "lab.json"
+
+
+def save_state(data: dict) -> None:
+    STATE.mkdir(parents=True, exist_ok=True)
+    state_file().write_text(json.dumps(data, indent=2))
+
+
+def load_state() -> dict:
+    try:
+        return json.loads(state_file().read_text())
+    except FileNotFoundError:
+        return {}

@@ -1,0 +1,127 @@
+"""The files the lab writes into a node before it boots: identity, network,
+resolver and Salt. Pure functions of the lab topology, so they are testable."""
+
+from __future__ import annotations
+
+import hashlib
+
+import yaml
+
+from lab.topology import UPSTREAM_NAMES, LabNode
+
+MASTER_CONF = "/etc/salt/master.d/lab.conf"
+MINION_CONF = "/etc/salt/minion.d/lab.conf"
+
+
+def machine_id(name: str) -> str:
+    return hashlib.sha256(f"ha-lab/{name}".encode()).hexdigest()[:32]
+
+
+def network_units(node: LabNode) -> dict[str, str]:
+    """systemd-networkd units: static addresses, or DHCP with the MAC as client id."""
+    units = {}
+    for link in node.links:
+        lines = [
+            "[Match]",
+            f"Name={link.ifname}",
+            "",
+            "[Link]",
+            f"MTUBytes={link.mtu}",
+            "",
+            "[Network]",
+            "LinkLocalAddressing=no",
+            "IPv6AcceptRA=no",
+        ]
+        if link.dhcp:
+            lines += [
+                "DHCP=ipv4",
+                "",
+                "[DHCPv4]",
+                "ClientIdentifier=mac",
+                "UseMTU=yes",
+                "UseDNS=no",
+                "UseHostname=no",
+                "SendHostname=yes",
+            ]
+        else:
+            lines.append(f"Address={link.address}/{link.prefixlen}")
+            on_gateway_net = node.gateway and link.network == ("external" if "director" in node.roles else "internal")
+            if on_gateway_net:
+                lines.append(f"Gateway={node.gateway}")
+        units[f"/etc/systemd/network/10-{link.ifname}.network"] = "\n".join(lines) + "\n"
+    return units
+
+
+def resolv_conf(node: LabNode, model: dict) -> str:
+    """Cluster nodes ask the internal VIP (the directors' dnsmasq); the lab's nodes ask upstream."""
+    if node.kind == "lab":
+        server = "127.0.0.1" if node.name == "upstream" else model["vips"]["external"][0]
+    elif "director" in node.roles:
+        server = "127.0.0.1"
+    else:
+        server = model["vips"]["internal"][0]
+    return f"search {model['domain']}\nnameserver {server}\noptions timeout:1 attempts:2\n"
+
+
+def minion_conf(node: LabNode, master_address: str) -> str:
+    return yaml.safe_dump(
+        {
+            "id": node.name,
+            "master": master_address,
+            "log_level": "warning",
+            "acceptance_wait_time": 1,
+            "random_reauth_delay": 0,
+            "recon_default": 200,
+            "recon_max": 2000,
+            "master_tries": -1,
+            "auth_tries": 30,
+            "auth_timeout": 10,
+            # One process fewer: no multiprocessing per job on small nodes.
+            "multiprocessing": False,
+            "grains": {"roles": node.roles},
+        },
+        sort_keys=False,
+    )
+
+
+def master_conf(repo_master: dict, repo_path: str, interface: str) -> str:
+    """The repo's master settings with the repo's roots made absolute inside nas."""
+    conf = {k: v for k, v in repo_master.items() if k != "root_dir"}
+
+    def absolute(paths: list[str]) -> list[str]:
+        return [repo_path if p == "." else f"{repo_path}/{p}" for p in paths]
+
+    conf["file_roots"] = {env: absolute(p) for env, p in repo_master["file_roots"].items()}
+    conf["pillar_roots"] = {env: absolute(p) for env, p in repo_master["pillar_roots"].items()}
+    conf.update({"interface": interface, "worker_threads": 3, "log_level": "warning", "presence_events": True})
+    return yaml.safe_dump(conf, sort_keys=False)
+
+
+def upstream_dns_unit(address: str) -> str:
+    """The "Internet" resolver: answers a few public-looking names, nothing else."""
+    records = " ".join(f"--address=/{name}/{ip}" for name, ip in sorted(UPSTREAM_NAMES.items()))
+    return (
+        "[Unit]\nDescription=Lab upstream DNS (the cluster's forwarders ask here)\nAfter=network-online.target\n"
+        "Wants=network-online.target\n\n[Service]\n"
+        f"ExecStart=/usr/sbin/dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-dynamic "
+        f"--listen-address={address} --listen-address=127.0.0.1 --log-queries=extra {records}\n"
+        "Restart=on-failure\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+def files_for(node: LabNode, model: dict, nas_address: str, repo_master: dict, repo_path: str) -> dict[str, str]:
+    files = {
+        "/etc/hostname": node.name + "\n",
+        "/etc/machine-id": machine_id(node.name) + "\n",
+        "/etc/resolv.conf": resolv_conf(node, model),
+        "/etc/hosts": f"127.0.0.1\tlocalhost\n127.0.1.1\t{node.name}\n",
+        **network_units(node),
+    }
+    if node.minion:
+        files[MINION_CONF] = minion_conf(node, nas_address)
+    if "nas" in node.roles:
+        files[MASTER_CONF] = master_conf(repo_master, repo_path, nas_address)
+    if node.name == "upstream":
+        files["/etc/systemd/system/lab-upstream-dns.service"] = upstream_dns_unit(node.address)
+        files["/var/www/html/index.html"] = "upstream: the lab's Internet\n"
+    return files

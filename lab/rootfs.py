@@ -1,0 +1,216 @@
+"""The lab's one Debian 12 root filesystem, built once by debootstrap and cached.
+
+Every node boots this tree (read-only lower layer of a per-node overlay). It
+holds every package the formulas install, so that `pkg.installed` is a no-op on
+nodes that have no route to a registry, and Salt 3008 from PyPI in /opt/salt.
+Services are installed disabled: the formulas enable what each role runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lab.util import log, mounts_under, run, safe_rmtree
+
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+SALT_REQUIREMENT = "salt==3008.4"
+CACHE = Path(os.environ.get("LAB_CACHE", "/var/cache/ha-lab"))
+
+# Base system, then the daemons and tools of every role (and of the lab-only
+# client and upstream nodes).
+PACKAGES = [
+    # system
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "kmod",
+    "iproute2",
+    "iputils-ping",
+    "procps",
+    "psmisc",
+    "ca-certificates",
+    "less",
+    "openssl",
+    "python3",
+    "python3-venv",
+    # roles (keep in step with salt/*/defaults.yaml)
+    "nfs-kernel-server",
+    "nfs-common",
+    "keepalived",
+    "haproxy",
+    "dnsmasq",
+    "ipvsadm",
+    "iptables",
+    "apache2",
+    "libapache2-mod-php",
+    "php-cli",
+    "ssl-cert",
+    "bind9",
+    "bind9-dnsutils",
+    # client-side tools for verification and benchmarks
+    "curl",
+    "apache2-utils",
+    "dnsperf",
+]
+
+# Installed but not started at boot: Salt enables what each role needs.
+DISABLED_UNITS = [
+    "apache2",
+    "apache-htcacheclean",
+    "named",
+    "dnsmasq",
+    "haproxy",
+    "keepalived",
+    "nfs-server",
+    "nfs-kernel-server",
+    "ipvsadm",
+    "rpcbind.service",
+    "rpcbind.socket",
+    "nfs-client.target",
+    "remote-fs.target",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "man-db.timer",
+    "fstrim.timer",
+    "dpkg-db-backup.timer",
+]
+MASKED_UNITS = ["e2scrub_reap.service", "systemd-timesyncd.service", "getty@tty1.service"]
+
+UNITS = {
+    "salt-master.service": """\
+[Unit]
+Description=Salt master (lab)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart=/opt/salt/bin/salt-master
+KillMode=process
+Restart=on-failure
+LimitNOFILE=16384
+
+[Install]
+WantedBy=multi-user.target
+""",
+    "salt-minion.service": """\
+[Unit]
+Description=Salt minion (lab)
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart=/opt/salt/bin/salt-minion
+KillMode=process
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+""",
+}
+
+
+def fingerprint() -> str:
+    """Changes whenever what goes into the rootfs changes."""
+    text = "\n".join([SUITE, MIRROR, SALT_REQUIREMENT, *PACKAGES, *DISABLED_UNITS, *MASKED_UNITS, *UNITS.values()])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def path() -> Path:
+    return CACHE / f"rootfs-{SUITE}-{fingerprint()}"
+
+
+def _chroot(root: Path, *cmd: str, **env: str) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    run(["chroot", str(root), *cmd], env={**clean, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C", **env})
+
+
+def build_wheels() -> Path:
+    """Wheels of Salt and everything it needs, for the nodes' Python 3.11."""
+    wheels = CACHE / f"wheels-{SALT_REQUIREMENT}"
+    if not (wheels / ".complete").exists():
+        log("rootfs", f"building wheels for {SALT_REQUIREMENT}")
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-w",
+                str(wheels),
+                SALT_REQUIREMENT,
+            ]
+        )
+        (wheels / ".complete").touch()
+    return wheels
+
+
+def build(force: bool = False) -> Path:
+    """Return the cached rootfs, building it first if needed."""
+    target = path()
+    if target.exists() and not force:
+        return target
+    CACHE.mkdir(parents=True, exist_ok=True)
+    for stale in CACHE.glob(".build-*"):
+        safe_rmtree(stale)
+    work = CACHE / f".build-{fingerprint()}-{os.getpid()}"
+    started = time.monotonic()
+    log("rootfs", f"building {target.name} (debootstrap {SUITE}; a few minutes, once)")
+    wheels = build_wheels()
+    run(["debootstrap", "--variant=minbase", "--include=" + ",".join(PACKAGES), SUITE, str(work), MIRROR])
+    mounts = []
+    try:
+        for fs, sub in (("proc", "proc"), ("sysfs", "sys")):
+            run(["mount", "-t", fs, fs, str(work / sub)])
+            mounts.append(work / sub)
+        shutil.copy("/etc/resolv.conf", work / "etc/resolv.conf")
+        policy = work / "usr/sbin/policy-rc.d"
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+        log("rootfs", f"installing {SALT_REQUIREMENT} into /opt/salt")
+        _chroot(work, "python3", "-m", "venv", "/opt/salt")
+        # Wheels are built on the host (which has a compiler and reaches the
+        # registry); the node's venv installs them offline.
+        shutil.copytree(wheels, work / "tmp/wheels")
+        _chroot(
+            work,
+            "/opt/salt/bin/pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-index",
+            "--find-links",
+            "/tmp/wheels",
+            SALT_REQUIREMENT,
+        )
+        shutil.rmtree(work / "tmp/wheels")
+        for name, text in UNITS.items():
+            (work / "etc/systemd/system" / name).write_text(text)
+        for unit in DISABLED_UNITS:
+            subprocess.run(["chroot", str(work), "systemctl", "disable", unit], capture_output=True, check=False)
+        _chroot(work, "systemctl", "mask", *MASKED_UNITS)
+        _chroot(work, "systemctl", "enable", "systemd-networkd.service")
+        for link in ("salt-master", "salt-minion", "salt-call", "salt", "salt-key", "salt-run"):
+            os.symlink(f"/opt/salt/bin/{link}", work / "usr/local/bin" / link)
+        policy.unlink()
+        (work / "etc/resolv.conf").unlink()
+        (work / "etc/resolv.conf").write_text("nameserver 127.0.0.1\n")
+        _chroot(work, "apt-get", "clean")
+        shutil.rmtree(work / "var/lib/apt/lists", ignore_errors=True)
+        (work / "var/lib/apt/lists/partial").mkdir(parents=True)
+    finally:
+        for mount in reversed(mounts):
+            subprocess.run(["umount", "-l", str(mount)], check=False)
+    if mounts_under(work):
+        raise RuntimeError(f"{work}: still has mounts, not publishing it")
+    work.rename(target)
+    log("rootfs", f"built {target} in {time.monotonic() - started:.0f} s")
+    return target

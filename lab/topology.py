@@ -1,0 +1,137 @@
+"""The lab's view of the topology pillar: which nodes to run and how to wire them.
+
+The lab reads the very pillar the formulas render (pillar/cluster.sls) and the
+same `cluster` module, so a node added there becomes a lab node. Two lab-only
+nodes join it on the external network: `client` (the seed's external client)
+and `upstream` (the "Internet": the external gateway and a small DNS).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import ipaddress
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CLIENT_ADDRESS = "192.168.1.10"
+BRIDGES = {"internal": "br-int", "external": "br-ext"}
+
+# Public-looking names the upstream node answers for (its own small zone).
+UPSTREAM_NAMES = {"www.example.org": "192.168.1.1", "mirror.example.net": "192.168.1.1"}
+
+
+def cluster_module() -> ModuleType:
+    """The repo's `cluster` execution module, imported as a plain module."""
+    spec = importlib.util.spec_from_file_location("cluster", REPO / "_modules" / "cluster.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    hook = sys.excepthook
+    spec.loader.exec_module(module)
+    sys.excepthook = hook  # importing salt installs its own hook; the lab reports its own errors
+    return module
+
+
+@dataclass
+class Link:
+    ifname: str
+    network: str
+    bridge: str
+    mac: str
+    mtu: int
+    address: str  # the node's address on this network
+    prefixlen: int
+    dhcp: bool
+
+
+@dataclass
+class LabNode:
+    name: str
+    roles: list[str]
+    links: list[Link]
+    gateway: str | None
+    minion: bool = True
+    kind: str = "cluster"  # or "lab" for client/upstream
+    order: int = 0  # boot wave: 0 nas/upstream/client, 1 directors, 2 servers
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def netns(self) -> str:
+        return f"halab-{self.name}"
+
+    @property
+    def address(self) -> str:
+        return (
+            self.links[0].address
+            if len(self.links) == 1
+            else next(link.address for link in self.links if link.network == "internal")
+        )
+
+
+def stable_mac(*parts: str) -> str:
+    """A locally administered MAC that stays the same for a node and interface."""
+    digest = hashlib.sha256("/".join(parts).encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def load(pillar: Path | None = None) -> tuple[dict, dict, dict[str, LabNode]]:
+    """(topology, model, lab nodes) from the pillar; raises on an invalid topology."""
+    pillar = pillar or REPO / "pillar" / "cluster.sls"
+    with open(pillar, encoding="utf-8") as handle:
+        topology = yaml.safe_load(handle)["cluster"]
+    cluster = cluster_module()
+    model = cluster.derive(topology)
+    nodes: dict[str, LabNode] = {}
+    for name, node in model["nodes"].items():
+        links = [
+            Link(
+                ifname=iface["name"],
+                network=iface["network"],
+                bridge=BRIDGES[iface["network"]],
+                mac=iface["mac"] or stable_mac(name, iface["name"]),
+                mtu=iface["mtu"],
+                address=iface["address"],
+                prefixlen=iface["prefixlen"],
+                dhcp=iface["dhcp"],
+            )
+            for iface in node["interfaces"].values()
+        ]
+        roles = node["roles"]
+        order = 0 if "nas" in roles else 1 if "director" in roles else 2
+        nodes[name] = LabNode(name=name, roles=roles, links=links, gateway=node["gateway"], order=order)
+    ext = model["networks"]["external"]
+    gateway = ext["gateway"]
+    used = {link.address for n in nodes.values() for link in n.links} | set(model["vips"].get("external", []))
+    for lab_name, address in (("upstream", gateway), ("client", CLIENT_ADDRESS)):
+        if (
+            lab_name in nodes
+            or address in used
+            or ipaddress.IPv4Address(address) not in ipaddress.IPv4Network(ext["cidr"])
+        ):
+            raise ValueError(f"lab node {lab_name} ({address}) collides with the topology or is outside {ext['cidr']}")
+        nodes[lab_name] = LabNode(
+            name=lab_name,
+            roles=[],
+            links=[
+                Link(
+                    "eth0",
+                    "external",
+                    BRIDGES["external"],
+                    stable_mac(lab_name, "eth0"),
+                    ext["mtu"],
+                    address,
+                    ext["prefixlen"],
+                    False,
+                )
+            ],
+            gateway=None,
+            minion=False,
+            kind="lab",
+            order=0,
+        )
+    return topology, model, nodes

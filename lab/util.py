@@ -1,0 +1,42 @@
+"""Small helpers: logging with a node column, and commands that fail loudly."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+_START = time.monotonic()
+
+
+def log(who: str, message: str) -> None:
+    print(f"[{time.monotonic() - _START:6.1f}s] {who:<9} {message}", file=sys.stderr, flush=True)
+
+
+def run(cmd: Sequence[str], check: bool = True, capture: bool = False, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command; on failure raise with its output so the cause is visible."""
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, **kwargs)
+    if check and proc.returncode != 0:
+        raise RuntimeError(
+            f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+        )
+    return proc
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below ``path``."""
+    prefix = str(path.resolve())
+    out = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout
+    return [m for m in out.splitlines() if m == prefix or m.startswith(prefix + "/")]
+
+
+def safe_rmtree(path: Path) -> None:
+    """Remove a tree, first unmounting anything mounted inside it; never descends into a mount."""
+    for mount in sorted(mounts_under(path), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False)
+    if mounts_under(path):
+        raise RuntimeError(f"refusing to remove {path}: mounts remain under it")
+    shutil.rmtree(path, ignore_errors=True)
