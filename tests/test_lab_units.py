@@ -70,7 +70,8 @@ def test_minion_config_carries_id_master_and_roles():
 
 def test_resolvers_never_leave_the_lab():
     _, model, nodes = topology.load()
-    assert provision.resolv_conf(nodes["web1"], model).endswith("nameserver 10.0.100.200\n")
-    assert provision.resolv_conf(nodes["client"], model).endswith("nameserver 192.168.1.200\n")
+    assert "\nnameserver 10.0.100.200\n" in provision.resolv_conf(nodes["web1"], model)
+    assert "\nnameserver 192.168.1.200\n" in provision.resolv_conf(nodes["client"], model)
+    assert "\nnameserver 127.0.0.1\n" in provision.resolv_conf(nodes["upstream"], model)
     unit = provision.upstream_dns_unit("192.168.1.1")
     assert "--no-resolv" in unit and "--address=/www.example.org/192.168.1.1" in unit
