@@ -53,6 +53,9 @@ class Lab:
 
     # -- up --------------------------------------------------------------
     def _boot(self, lab_node: LabNode, root_fs: Path, master_keys: tuple[str, str]) -> None:
+        if node.leader_pid(lab_node.name) is not None:
+            log(lab_node.name, "already running")
+            return
         root = node.mount(lab_node, root_fs)
         files = provision.files_for(lab_node, self.model, self.nas.address, self._repo_master(), REPO_IN_NAS)
         for path, text in files.items():
@@ -277,7 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("cut", "heal"):
         p = sub.add_parser(name)
         p.add_argument("node")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["salt"]:  # everything after `salt` belongs to the salt CLI, options included
+        args = argparse.Namespace(command="salt", argv=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("the lab needs root (namespaces, mounts, containers)", file=sys.stderr)
         return 2

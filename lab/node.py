@@ -87,6 +87,8 @@ def mount(node: LabNode, rootfs: Path) -> Path:
 def write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
     path = root / rel.lstrip("/")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink():  # links inside a node point into the node, not the host
+        path.unlink()
     path.write_text(text)
     path.chmod(mode)
 

@@ -1,0 +1,151 @@
+"""The one-host lab, end to end: one lab is built for the whole module, then torn down.
+
+These tests boot real Debian nodes (systemd-nspawn) on lab-only bridges, with a
+real Salt master on nas and minions everywhere; the first run also builds the
+rootfs (debootstrap, a few minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, SEED
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")  # CI runs as root
+
+MINIONS = sorted(SEED["nodes"])
+
+
+def lab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lab {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def salt_json(*args: str) -> dict:
+    out = lab("salt", "--out=json", "--static", *args).stdout
+    return json.loads(out)
+
+
+def in_node(node: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    return lab("exec", node, "--", *argv, timeout=60, check=check)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def running_lab():
+    started = time.monotonic()
+    lab("up", timeout=1500)
+    print(f"lab up in {time.monotonic() - started:.0f} s")
+    yield
+    lab("down", timeout=300, check=False)
+
+
+def test_every_minion_answers():
+    assert salt_json("*", "test.ping") == dict.fromkeys(MINIONS, True)
+
+
+def test_keys_were_accepted_by_the_lab_not_automatically():
+    keys = json.loads(lab("exec", "nas", "--", "salt-key", "-L", "--out=json").stdout)
+    assert sorted(keys["minions"]) == MINIONS
+    assert keys["minions_pre"] == [] and keys["minions_rejected"] == []
+    conf = in_node("nas", "/opt/salt/bin/salt-run", "config.get", "auto_accept", "--out=json", check=False)
+    assert "true" not in conf.stdout.lower()
+
+
+def test_highstate_applies_everywhere_and_a_second_run_changes_nothing():
+    first = lab("apply", timeout=900)
+    assert "failed" in first.stderr  # the per-minion report
+    result = salt_json("*", "state.apply")
+    assert sorted(result) == MINIONS
+    failed = {m: k for m, states in result.items() for k, v in states.items() if not v["result"]}
+    changed = {m: k for m, states in result.items() for k, v in states.items() if v["changes"]}
+    assert failed == {} and changed == {}
+
+
+def test_servers_get_their_static_lease_and_route_through_the_internal_vip():
+    for name in ("web1", "dns3"):
+        expected = SEED["nodes"][name]["interfaces"]["eth0"]
+        link = json.loads(in_node(name, "ip", "-j", "addr", "show", "eth0").stdout)[0]
+        assert link["address"] == expected["mac"]
+        assert [a["local"] for a in link["addr_info"] if a["family"] == "inet"] == [expected["address"]]
+        status = in_node(name, "networkctl", "status", "eth0", "--no-pager").stdout
+        assert f"{expected['address']} (DHCP4 via " in status, status
+        routes = json.loads(in_node(name, "ip", "-j", "route", "show", "default").stdout)
+        assert routes[0]["gateway"] == "10.0.100.200"
+        assert link["mtu"] == 9000
+
+
+def test_static_nodes_keep_their_addresses():
+    master = json.loads(in_node("master", "ip", "-j", "-4", "addr").stdout)
+    addresses = {a["local"] for link in master for a in link["addr_info"]}
+    assert {"192.168.1.101", "10.0.100.1"} <= addresses
+
+
+def test_status_lists_nodes_addresses_leases_roles_and_capabilities():
+    out = lab("status").stdout
+    for name in [*MINIONS, "client", "upstream"]:
+        assert any(line.startswith(name + " ") and " running " in line for line in out.splitlines()), name
+    web1 = next(line for line in out.splitlines() if line.startswith("web1 "))
+    assert "dhcp lease" in web1 and "10.0.100.2/24" in web1 and " web " in web1
+    assert "capability ipvs:" in out and "capability nfs:" in out
+
+
+def test_verify_reports_a_table():
+    proc = lab("verify")
+    assert "every minion answers test.ping" in proc.stdout and "FAIL" not in proc.stdout
+
+
+def test_lab_nodes_reach_upstream_without_leaving_the_lab():
+    assert in_node("client", "curl", "-s", "-m", "5", "http://192.168.1.1/").stdout.startswith("upstream")
+    answer = in_node("client", "dig", "+short", "+time=2", "@192.168.1.1", "www.example.org").stdout.split()
+    assert answer == ["192.168.1.1"]
+    # The lab's networks have no uplink: a public address is unreachable from inside.
+    assert in_node("upstream", "ping", "-c1", "-W1", "1.1.1.1", check=False).returncode != 0
+
+
+def test_cut_and_heal_a_node():
+    assert in_node("nas", "ping", "-c1", "-W1", "10.0.100.3", check=False).returncode == 0
+    lab("cut", "web2")
+    try:
+        assert in_node("nas", "ping", "-c2", "-W1", "10.0.100.3", check=False).returncode != 0
+        assert " CUT " in next(line for line in lab("status").stdout.splitlines() if line.startswith("web2 "))
+    finally:
+        lab("heal", "web2")
+    deadline = time.monotonic() + 30
+    while in_node("nas", "ping", "-c1", "-W1", "10.0.100.3", check=False).returncode != 0:
+        assert time.monotonic() < deadline, "web2 did not come back after heal"
+        time.sleep(1)
+
+
+def test_up_again_changes_nothing():
+    before = lab("status").stdout
+    started = time.monotonic()
+    lab("up", timeout=300)
+    assert time.monotonic() - started < 60
+    assert salt_json("*", "test.ping") == dict.fromkeys(MINIONS, True)
+    assert len(lab("status").stdout.splitlines()) == len(before.splitlines())
+
+
+def test_zz_down_leaves_nothing_behind():
+    pids = [p.read_text() for p in Path("/var/lib/ha-lab/nodes").glob("*/nspawn.pid")]
+    lab("down", timeout=300)
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "halab-" not in netns
+    mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout
+    assert "/var/lib/ha-lab" not in mounts
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        assert state == "Z", f"nspawn {pid} still running"
