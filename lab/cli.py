@@ -281,10 +281,9 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.add_argument("node")
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["salt"]:  # everything after `salt` belongs to the salt CLI, options included
-        args = argparse.Namespace(command="salt", argv=argv[1:])
-    else:
-        args = parser.parse_args(argv)
+    # Everything after `salt` belongs to the salt CLI, its options included.
+    salt_cli = argv[:1] == ["salt"]
+    args = argparse.Namespace(command="salt", argv=argv[1:]) if salt_cli else parser.parse_args(argv)
     if os.geteuid() != 0:
         print("the lab needs root (namespaces, mounts, containers)", file=sys.stderr)
         return 2
