@@ -6,13 +6,19 @@ base:
   'roles:nas':
     - match: grain
     - common
+    - nfs.server
   'roles:director':
     - match: grain
     - common
+    - gateway
     - dnsmasq
+    - keepalived
+    - haproxy
   'roles:web':
     - match: grain
     - common
+    - apache
   'roles:dns':
     - match: grain
     - common
+    - bind

@@ -859,6 +859,8 @@ def haproxy_view(spec: Mapping, nodes: Mapping) -> dict:
     for name, b in sorted((spec.get("backends") or {}).items()):
         backends[name] = {
             "name": name,
+            "role": b["role"],
+            "port": b["port"],
             "mode": b.get("mode", "tcp"),
             "balance": b.get("balance", "roundrobin"),
             "cookie": b.get("cookie"),

@@ -51,6 +51,14 @@ class Lab:
             time.sleep(1)
         return answered
 
+    def sync(self, names: list[str]) -> None:
+        """saltutil.sync_all on these minions: custom modules, states and grains."""
+        if names:
+            result = self.salt_json("-L", ",".join(names), "saltutil.sync_all", timeout=300)
+            missing = sorted(set(names) - set(result))
+            if missing:
+                raise RuntimeError(f"saltutil.sync_all got no answer from {', '.join(missing)}")
+
     # -- up --------------------------------------------------------------
     def _boot(self, lab_node: LabNode, root_fs: Path, master_keys: tuple[str, str]) -> None:
         if node.leader_pid(lab_node.name) is not None:
@@ -121,6 +129,8 @@ class Lab:
         missing = [n for n, ok in answered.items() if not ok]
         if missing:
             raise RuntimeError(f"minions did not answer: {', '.join(missing)}")
+        # Custom modules and grains (cluster_kernel) before any state runs.
+        self.sync([n.name for n in first if n.minion])
         # The servers get their addresses from the directors' dnsmasq.
         log("salt", "highstate on the directors (DHCP for the servers)")
         if not self._report(self.apply_states("-G", "roles:director")):
@@ -130,6 +140,7 @@ class Lab:
         missing = [n for n, ok in answered.items() if not ok]
         if missing:
             raise RuntimeError(f"minions did not answer: {', '.join(missing)}")
+        self.sync([n.name for n in servers if n.minion])
         node.save_state({"up_seconds": round(time.monotonic() - started, 1), "rootfs": str(root_fs)})
         log(
             "lab", f"up: {len(self.nodes)} nodes, {len(answered)} minions answering, {time.monotonic() - started:.1f} s"

@@ -127,7 +127,16 @@ def start(node: LabNode, log_path: Path) -> int:
         cmd += ["--bind-ro", f"{REPO}:{REPO_IN_NAS}"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+            # The node owns its network namespace: let it set net.* sysctls
+            # (ip_forward, ip_nonlocal_bind) as a real host would.
+            env={**os.environ, "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"},
+        )
     pid_file(node.name).write_text(str(proc.pid))
     return proc.pid
 

@@ -102,7 +102,9 @@ cluster:
     backends:
       web-http-l4: {role: web, port: 80, mode: tcp}
       web-https-l4: {role: web, port: 443, mode: tcp}
-      web-http-l7: {role: web, port: 80, mode: http, cookie: SERVERID, check_path: /}
+      # The layer 7 path has its own port on the web servers: only there do
+      # they take the client's address from the directors' header.
+      web-http-l7: {role: web, port: 8080, mode: http, cookie: SERVERID, check_path: /}
     stats: {vip: 10.0.100.200, port: 7000}
 
   ipvs:

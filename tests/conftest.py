@@ -102,3 +102,21 @@ class SaltCall:
 @pytest.fixture
 def salt_call(tmp_path: Path, secrets_pillar: Path) -> Callable[..., tuple[int, object, str]]:
     return SaltCall(tmp_path, secrets_pillar)
+
+
+@pytest.fixture(scope="session")
+def running_lab():
+    """One lab for every integration test of the session (built once, cold or warm).
+
+    tests/test_zz_lab_down.py takes it down last and checks nothing is left;
+    this teardown only makes sure, should that test not run.
+    """
+    if os.geteuid() != 0:
+        pytest.fail("the lab tests need root (namespaces, mounts, containers)")
+    from labtools import lab, wait_until_serving
+
+    lab("up", timeout=1500)
+    lab("apply", timeout=900)
+    wait_until_serving()
+    yield
+    lab("down", timeout=300, check=False)

@@ -8,46 +8,16 @@ rootfs (debootstrap, a few minutes).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SEED
+from conftest import SEED
+from labtools import in_node, lab, salt_json
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root")  # CI runs as root
+pytestmark = pytest.mark.usefixtures("running_lab")
 
 MINIONS = sorted(SEED["nodes"])
-
-
-def lab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "lab", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"lab {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def salt_json(*args: str) -> dict:
-    out = lab("salt", "--out=json", "--static", *args).stdout
-    return json.loads(out)
-
-
-def in_node(node: str, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
-    return lab("exec", node, "--", *argv, timeout=60, check=check)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def running_lab():
-    started = time.monotonic()
-    lab("up", timeout=1500)
-    print(f"lab up in {time.monotonic() - started:.0f} s")
-    yield
-    lab("down", timeout=300, check=False)
 
 
 def test_every_minion_answers():
@@ -65,7 +35,7 @@ def test_keys_were_accepted_by_the_lab_not_automatically():
 def test_highstate_applies_everywhere_and_a_second_run_changes_nothing():
     first = lab("apply", timeout=900)
     assert "failed" in first.stderr  # the per-minion report
-    result = salt_json("*", "state.apply")
+    result = salt_json("*", "state.apply", "-t", "600")
     assert sorted(result) == MINIONS
     failed = {m: k for m, states in result.items() for k, v in states.items() if not v["result"]}
     changed = {m: k for m, states in result.items() for k, v in states.items() if v["changes"]}
@@ -134,18 +104,3 @@ def test_up_again_changes_nothing():
     assert time.monotonic() - started < 60
     assert salt_json("*", "test.ping") == dict.fromkeys(MINIONS, True)
     assert len(lab("status").stdout.splitlines()) == len(before.splitlines())
-
-
-def test_zz_down_leaves_nothing_behind():
-    pids = [p.read_text() for p in Path("/var/lib/ha-lab/nodes").glob("*/nspawn.pid")]
-    lab("down", timeout=300)
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert "halab-" not in netns
-    mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout
-    assert "/var/lib/ha-lab" not in mounts
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            continue
-        assert state == "Z", f"nspawn {pid} still running"

@@ -51,6 +51,25 @@ def test_invalid_topology_stops_highstate_before_any_state(salt_call, topology):
         assert CASES[0].expected in joined and CASES[2].expected in joined
 
 
+ROLE_STATES = {
+    "nas": ["nfs-server-exports-file", "webcontent-page-index.php", "webcontent-page-pi.php"],
+    "director": [
+        "gateway-iptables-masquerade",
+        "dnsmasq-service-running",
+        "keepalived-service-running",
+        "haproxy-service-running",
+        "haproxy-config-nonlocal-bind",
+    ],
+    "web": ["apache-tls-certificate", "apache-service-running", "apache-config-site-cluster-l7-enabled"],
+    "dns": ["bind-service-running", "bind-config-zone-lab.local", "bind-config-zone-100.0.10.in-addr.arpa"],
+}
+CHECKED_CONFIGS = {
+    "director": ["dnsmasq-config-file-managed", "keepalived-config-file-managed", "haproxy-config-file-managed"],
+    "web": ["apache-config-site-cluster-l7", "apache-config-site-000-default", "apache-config-site-default-ssl"],
+    "dns": ["bind-config-options", "bind-config-local", "bind-config-zone-lab.local"],
+}
+
+
 @pytest.mark.parametrize("node", sorted(SEED["nodes"]))
 def test_highstate_renders_for_every_node(salt_call, node):
     code, result, stderr = salt_call("state.show_highstate", node=node)
@@ -62,6 +81,12 @@ def test_highstate_renders_for_every_node(salt_call, node):
     role = SEED["nodes"][node]["roles"][0]
     expected = {"nas": "nfs-kernel-server", "director": "keepalived", "web": "apache2", "dns": "bind9"}[role]
     assert expected in pkgs
+    for state_id in ROLE_STATES[role]:
+        assert state_id in result, f"{node}: {state_id} missing"
+    # Every managed daemon configuration is checked by the daemon before it goes live.
+    for state_id in CHECKED_CONFIGS.get(role, []):
+        args = {k: v for item in result[state_id]["file"] if isinstance(item, dict) for k, v in item.items()}
+        assert args.get("check_cmd"), f"{node}: {state_id} has no check_cmd"
 
 
 @pytest.mark.parametrize("node", ["web1", "standby"])

@@ -127,9 +127,9 @@ def test_haproxy_backends_follow_the_roles(topology):
     haproxy = cluster.derive(topology, today=TODAY)["haproxy"]
     l7 = haproxy["backends"]["web-http-l7"]
     assert [(s["name"], s["address"], s["port"]) for s in l7["servers"]] == [
-        ("web1", "10.0.100.2", 80),
-        ("web2", "10.0.100.3", 80),
-        ("web3", "10.0.100.4", 80),
+        ("web1", "10.0.100.2", 8080),
+        ("web2", "10.0.100.3", 8080),
+        ("web3", "10.0.100.4", 8080),
     ]
     assert l7["cookie"] == "SERVERID" and l7["mode"] == "http"
     assert haproxy["frontends"]["https-l4"]["bind"] == "192.168.1.200:443"

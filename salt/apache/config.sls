@@ -1,0 +1,51 @@
+{%- from "apache/map.jinja" import apache, model, node %}
+{%- set base = apache.tls_dir ~ "/" ~ node.fqdn %}
+{#- Ports the directors' layer 7 backends use on this role. #}
+{%- set l7_ports = model.haproxy.backends.values() | selectattr('mode', 'equalto', 'http')
+      | selectattr('role', 'in', node.roles) | map(attribute='port') | unique | sort | list %}
+{%- set sites = {
+      "000-default": "salt://apache/files/site-http.conf.jinja",
+      "default-ssl": "salt://apache/files/site-https.conf.jinja",
+      "cluster-l7": "salt://apache/files/site-l7.conf.jinja",
+    } %}
+
+{%- for module in apache.modules %}
+
+# Salt 3008 core has no a2enmod states any more: Debian's own tools, guarded.
+apache-config-module-{{ module }}:
+  cmd.run:
+    - name: a2enmod -q {{ module }}
+    - creates: {{ apache.confdir }}/mods-enabled/{{ module }}.load
+    - require:
+      - pkg: apache-package-installed
+    - watch_in:
+      - service: apache-service-running
+{%- endfor %}
+
+# Each site is checked by `apache2ctl -t` on a copy of the configuration with
+# the candidate in place, before it replaces the live file.
+{%- for site, source in sites.items() %}
+
+apache-config-site-{{ site }}:
+  file.managed:
+    - name: {{ apache.confdir }}/sites-available/{{ site }}.conf
+    - source: {{ source }}
+    - template: jinja
+    - check_cmd: {{ apache.check_script }} sites-available/{{ site }}.conf
+    - context:
+        cert: {{ base }}.crt
+        key: {{ base }}.key
+        ports: {{ l7_ports | json }}
+    - require:
+      - file: apache-package-check-script
+      - x509: apache-tls-certificate
+      - cmd: apache-config-module-ssl
+      - cmd: apache-config-module-remoteip
+
+apache-config-site-{{ site }}-enabled:
+  cmd.run:
+    - name: a2ensite -q {{ site }}
+    - creates: {{ apache.confdir }}/sites-enabled/{{ site }}.conf
+    - require:
+      - file: apache-config-site-{{ site }}
+{%- endfor %}

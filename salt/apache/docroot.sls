@@ -1,0 +1,31 @@
+{%- from "apache/map.jinja" import apache, model, nfs_client %}
+{%- set nfs = model.nfs %}
+{%- if nfs_client %}
+
+# The docroot is the NAS export, mounted over NFS.
+apache-docroot-nfs-mounted:
+  mount.mounted:
+    - name: {{ nfs.mountpoint }}
+    - device: {{ nfs.device }}
+    - fstype: nfs
+    - opts: {{ apache.nfs_options | json }}
+    - mkmnt: true
+    - persist: true
+    - require:
+      - pkg: apache-package-installed
+{%- else %}
+
+apache-docroot-nfs-unavailable:
+  test.show_notification:
+    - text: >-
+        This kernel has no NFS client: {{ nfs.docroot }} is a local copy of
+        the shared content, not a mount of {{ nfs.device }}.
+
+apache-docroot-local-directory:
+  file.directory:
+    - name: {{ nfs.docroot }}
+    - makedirs: true
+
+include:
+  - webcontent
+{%- endif %}

@@ -1,0 +1,16 @@
+{%- from "apache/map.jinja" import apache %}
+
+# A graceful reload: running requests finish on the old configuration.
+apache-service-running:
+  service.running:
+    - name: {{ apache.service }}
+    - enable: true
+    - reload: true
+    - watch:
+      - file: apache-config-site-000-default
+      - file: apache-config-site-default-ssl
+      - cmd: apache-config-site-000-default-enabled
+      - cmd: apache-config-site-default-ssl-enabled
+      - file: apache-config-site-cluster-l7
+      - cmd: apache-config-site-cluster-l7-enabled
+      - x509: apache-tls-certificate

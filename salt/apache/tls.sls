@@ -1,0 +1,28 @@
+{%- from "apache/map.jinja" import apache, node %}
+{%- set base = apache.tls_dir ~ "/" ~ node.fqdn %}
+
+apache-tls-private-key:
+  x509.private_key_managed:
+    - name: {{ base }}.key
+    - algo: rsa
+    - keysize: 3072
+    - mode: "0600"
+    - makedirs: true
+    - require:
+      - pkg: apache-package-installed
+
+# Self-signed, per node; renewed by Salt when fewer than 30 days remain.
+apache-tls-certificate:
+  x509.certificate_managed:
+    - name: {{ base }}.crt
+    - signing_private_key: {{ base }}.key
+    - CN: {{ node.fqdn }}
+    - subjectAltName: "DNS:{{ node.fqdn }}, DNS:{{ node.name }}, IP:{{ node.address }}"
+    - basicConstraints: "critical, CA:false"
+    - keyUsage: "critical, digitalSignature, keyEncipherment"
+    - extendedKeyUsage: serverAuth
+    - days_valid: {{ apache.cert_days }}
+    - days_remaining: 30
+    - mode: "0644"
+    - require:
+      - x509: apache-tls-private-key

@@ -1,0 +1,53 @@
+{%- from "bind/map.jinja" import bind, model %}
+
+bind-config-zone-directory:
+  file.directory:
+    - name: {{ bind.zone_dir }}
+    - user: root
+    - group: bind
+    - mode: "0755"
+    - makedirs: true
+    - require:
+      - pkg: bind-package-installed
+{%- for zone in model.dns.zones %}
+
+# named-checkzone validates each zone before it replaces the live file.
+bind-config-zone-{{ zone.name }}:
+  file.managed:
+    - name: {{ bind.zone_dir }}/db.{{ zone.name }}
+    - source: salt://bind/files/zone.jinja
+    - template: jinja
+    - mode: "0644"
+    - check_cmd: named-checkzone -q {{ zone.name }}
+    - context:
+        zone: {{ zone | json }}
+    - require:
+      - file: bind-config-zone-directory
+{%- endfor %}
+
+bind-config-options:
+  file.managed:
+    - name: {{ bind.options_file }}
+    - source: salt://bind/files/named.conf.options.jinja
+    - template: jinja
+    - mode: "0644"
+    - group: bind
+    - check_cmd: named-checkconf
+    - context:
+        settings: {{ bind | json }}
+    - require:
+      - pkg: bind-package-installed
+
+bind-config-local:
+  file.managed:
+    - name: {{ bind.local_file }}
+    - source: salt://bind/files/named.conf.local.jinja
+    - template: jinja
+    - mode: "0644"
+    - group: bind
+    - check_cmd: named-checkconf
+    - context:
+        zones: {{ model.dns.zones | json }}
+        zone_dir: {{ bind.zone_dir }}
+    - require:
+      - pkg: bind-package-installed

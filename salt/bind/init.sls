@@ -1,0 +1,6 @@
+# bind9 on the DNS servers: the cluster's forward and reverse zones, recursion
+# for the listed networks only, through the pillar's forwarders.
+include:
+  - bind.package
+  - bind.config
+  - bind.service

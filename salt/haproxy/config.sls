@@ -1,0 +1,23 @@
+{%- from "haproxy/map.jinja" import haproxy, stats_auth %}
+
+# The standby binds the VIPs too, before it holds them, so a failover needs no
+# HAProxy restart.
+haproxy-config-nonlocal-bind:
+  sysctl.present:
+    - name: net.ipv4.ip_nonlocal_bind
+    - value: 1
+
+# `haproxy -c` checks the candidate before it replaces the live file.
+haproxy-config-file-managed:
+  file.managed:
+    - name: {{ haproxy.config }}
+    - source: salt://haproxy/files/haproxy.cfg.jinja
+    - template: jinja
+    - mode: "0640"
+    - group: haproxy
+    - check_cmd: haproxy -c -q -f
+    - context:
+        settings: {{ haproxy | json }}
+        stats_auth: {{ stats_auth | json }}
+    - require:
+      - pkg: haproxy-package-installed

@@ -1,0 +1,6 @@
+{%- from "haproxy/map.jinja" import haproxy %}
+
+haproxy-package-installed:
+  pkg.installed:
+    - name: {{ haproxy.package }}
+    - refresh: false

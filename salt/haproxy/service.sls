@@ -1,0 +1,13 @@
+{%- from "haproxy/map.jinja" import haproxy %}
+
+# Debian runs HAProxy in master-worker mode: reload starts new workers on the
+# new configuration while the old ones finish their connections.
+haproxy-service-running:
+  service.running:
+    - name: {{ haproxy.service }}
+    - enable: true
+    - reload: true
+    - require:
+      - sysctl: haproxy-config-nonlocal-bind
+    - watch:
+      - file: haproxy-config-file-managed

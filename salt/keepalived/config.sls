@@ -1,0 +1,44 @@
+{%- from "keepalived/map.jinja" import keepalived, auth_pass, ipvs_enabled, model, node %}
+
+{%- if not ipvs_enabled and model.ipvs.virtual_servers %}
+
+keepalived-config-ipvs-unavailable:
+  test.show_notification:
+    - text: >-
+        This kernel has no IPVS: keepalived runs VRRP only and the virtual
+        servers {{ model.ipvs.virtual_servers | map(attribute='name') | join(', ') }}
+        are not programmed.
+{%- endif %}
+
+keepalived-config-notify-script:
+  file.managed:
+    - name: {{ keepalived.notify_script }}
+    - source: salt://keepalived/files/notify.sh.jinja
+    - template: jinja
+    - mode: "0755"
+    - context:
+        state_dir: {{ keepalived.state_dir }}
+
+keepalived-config-backends-check:
+  file.managed:
+    - name: {{ keepalived.backends_check }}
+    - source: salt://keepalived/files/haproxy-backends-up.py
+    - mode: "0755"
+
+# Checked by keepalived itself (inside this node, where the interfaces exist)
+# before it replaces the live file.
+keepalived-config-file-managed:
+  file.managed:
+    - name: {{ keepalived.config }}
+    - source: salt://keepalived/files/keepalived.conf.jinja
+    - template: jinja
+    - mode: "0600"
+    - check_cmd: keepalived --config-test --use-file
+    - context:
+        settings: {{ keepalived | json }}
+        auth_pass: {{ auth_pass | json }}
+        ipvs_enabled: {{ ipvs_enabled }}
+    - require:
+      - pkg: keepalived-package-installed
+      - file: keepalived-config-notify-script
+      - file: keepalived-config-backends-check

@@ -1,0 +1,11 @@
+{%- from "keepalived/map.jinja" import keepalived %}
+
+# keepalived re-reads its configuration on SIGHUP (systemctl reload): VRRP
+# instances that did not change keep their state and their VIPs.
+keepalived-service-running:
+  service.running:
+    - name: {{ keepalived.service }}
+    - enable: true
+    - reload: true
+    - watch:
+      - file: keepalived-config-file-managed

@@ -1,0 +1,55 @@
+{%- from "nfs/map.jinja" import nfs, model, nfs_server %}
+{%- set share = model.nfs %}
+# The NAS exports the shared docroot to the internal network. root_squash: a
+# web server's root cannot own or rewrite the shared files as root (the seed
+# exported with no_root_squash).
+include:
+  - webcontent
+
+nfs-server-package-installed:
+  pkg.installed:
+    - pkgs: {{ nfs.server_packages | json }}
+    - refresh: false
+
+nfs-server-export-directory:
+  file.directory:
+    - name: {{ share.export }}
+    - makedirs: true
+    - mode: "0755"
+
+nfs-server-exports-file:
+  file.managed:
+    - name: {{ nfs.exports_file }}
+    - makedirs: true
+    - mode: "0644"
+    - contents: |
+        # Managed by Salt (nfs formula) from the cluster topology; edits are overwritten.
+        {{ share.export }} {{ share.export_to }}({{ share.options | join(',') }})
+    - require:
+      - pkg: nfs-server-package-installed
+{%- if nfs_server %}
+
+nfs-server-service-running:
+  service.running:
+    - name: {{ nfs.service }}
+    - enable: true
+    - require:
+      - file: nfs-server-exports-file
+      - file: nfs-server-export-directory
+
+# New exports take effect without restarting the server.
+nfs-server-exportfs-reload:
+  cmd.run:
+    - name: exportfs -ra
+    - onchanges:
+      - file: nfs-server-exports-file
+    - require:
+      - service: nfs-server-service-running
+{%- else %}
+
+nfs-server-unavailable:
+  test.show_notification:
+    - text: >-
+        This kernel has no NFS server: {{ share.export }} is prepared and
+        listed in {{ nfs.exports_file }}, but not served.
+{%- endif %}

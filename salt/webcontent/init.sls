@@ -1,0 +1,27 @@
+{%- import_yaml "webcontent/defaults.yaml" as defaults %}
+{%- import "cluster/map.jinja" as cluster %}
+{%- set content = salt['pillar.get']('webcontent', defaults.webcontent, merge=True) %}
+{%- set nfs = cluster.model.nfs %}
+{%- set node = cluster.node %}
+{#- On the NAS the pages go into the export; on a web server that cannot
+    mount it, into its local docroot. #}
+{%- set target = nfs.export ~ nfs.docroot[nfs.mountpoint | length:] if 'nas' in node.roles else nfs.docroot %}
+
+webcontent-directory:
+  file.directory:
+    - name: {{ target }}
+    - makedirs: true
+    - mode: "0755"
+{%- for page in content.pages %}
+
+webcontent-page-{{ page }}:
+  file.managed:
+    - name: {{ target }}/{{ page }}
+    - source: salt://webcontent/files/{{ page }}.jinja
+    - template: jinja
+    - mode: "0644"
+    - context:
+        pi_max_n: {{ content.pi_max_n }}
+    - require:
+      - file: webcontent-directory
+{%- endfor %}

@@ -1,0 +1,42 @@
+"""Helpers for tests that drive the shared lab through its CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def lab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lab {' '.join(args)} failed ({proc.returncode}):\\n{proc.stdout}\\n{proc.stderr}")
+    return proc
+
+
+def salt_json(*args: str, check: bool = True) -> dict:
+    return json.loads(lab("salt", "--out=json", "--static", *args, check=check).stdout)
+
+
+def in_node(node: str, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    return lab("exec", node, "--", *argv, timeout=timeout, check=check)
+
+
+def wait_until_serving(timeout: float = 30) -> None:
+    """After a highstate, HAProxy needs a few checks to see every web server up."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        out = in_node(
+            "client", "sh", "-c", "for i in 1 2 3 4 5 6; do curl -s -m 2 http://192.168.1.200/; done", check=False
+        ).stdout
+        if all(f"Soy el servidor IP: 10.0.100.{i}<" in out for i in (2, 3, 4)):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the web servers did not all come into rotation:\n{out}")
+        time.sleep(1)

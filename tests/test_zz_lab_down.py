@@ -1,0 +1,35 @@
+"""Runs last: the shared lab comes down and leaves nothing behind."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from labtools import lab
+
+pytestmark = pytest.mark.usefixtures("running_lab")
+
+
+def test_zz_down_leaves_nothing_behind():
+    pids = [p.read_text() for p in Path("/var/lib/ha-lab/nodes").glob("*/nspawn.pid")]
+    lab("down", timeout=300)
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "halab-" not in netns
+    mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout
+    assert "/var/lib/ha-lab" not in mounts
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        assert state == "Z", f"nspawn {pid} still running"
+    # Nothing that ran inside the nodes survives them.
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        assert not ("/opt/salt/bin/salt-" in cmdline and state != "Z"), f"left running: {proc.name} {cmdline}"
