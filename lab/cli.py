@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -229,6 +230,7 @@ class Lab:
                 ", ".join(missing) or f"{len(self.model['dhcp']['leases'])} leases",
             )
         )
+        checks += self.service_checks()
         summary = self.apply_states("*", test=True)
         pending = {m: s["changed"] for m, s in summary.items() if s["changed"] or s["failed"]}
         checks.append(
@@ -245,6 +247,48 @@ class Lab:
         for feature, path in self.capabilities().items():
             print(f"{('capability: ' + feature).ljust(width)}  {'info':6}  {path}")
         return all(ok for _, ok, _ in checks)
+
+    def service_checks(self) -> list[tuple[str, bool, str]]:
+        """What the cluster serves, seen from the client (and the servers for NAT)."""
+        vip = self.model["vips"]["external"][0]
+        web = [self.model["nodes"][n]["address"] for n in self.model["roles"]["web"]]
+        dns = [self.model["nodes"][n]["address"] for n in self.model["roles"]["dns"]]
+        checks = []
+
+        def fetch(node_name: str, script: str) -> str:
+            return node.execute(node_name, ["sh", "-c", script], timeout=60).stdout
+
+        def seen(out: str) -> list[str]:
+            return re.findall(r"Soy el servidor IP: ([0-9.]+)", out)
+
+        for label, url, opts in (
+            ("HTTP :80 round robin", f"http://{vip}/", ""),
+            ("HTTPS :443 round robin", f"https://{vip}/", "-k"),
+        ):
+            got = seen(fetch("client", f"for i in $(seq {2 * len(web)}); do curl -s -m 3 {opts} {url}; done"))
+            checks.append((f"{label} via {vip}", sorted(set(got)) == sorted(web), " ".join(got) or "no answer"))
+        sticky = seen(
+            fetch(
+                "client",
+                f"rm -f /tmp/v.jar; for i in 1 2 3; do curl -s -m 3 -b /tmp/v.jar "
+                f"-c /tmp/v.jar http://{vip}:8000/; done",
+            )
+        )
+        checks.append((f"HTTP :8000 sticky via {vip}", len(sticky) == 3 and len(set(sticky)) == 1, " ".join(sticky)))
+        if dns and web:
+            first = self.model["nodes"][self.model["roles"]["web"][0]]
+            answer = fetch("nas", f"dig +short +time=2 @{dns[0]} {first['fqdn']}").split()
+            checks.append((f"DNS {dns[0]}: {first['fqdn']}", answer == [first["address"]], " ".join(answer)))
+            upstream = self.model["networks"]["external"]["gateway"]
+            nat = fetch(first["name"], f"curl -s -m 3 http://{upstream}/")
+            checks.append(
+                (f"{first['name']} reaches {upstream} through the NAT", nat.startswith("upstream"), nat.strip()[:40])
+            )
+        holders = [
+            n for n in self.model["roles"]["director"] if any(a.endswith(f" {vip}/32") for a in self.addresses(n))
+        ]
+        checks.append((f"exactly one director holds {vip}", len(holders) == 1, ", ".join(holders) or "none"))
+        return checks
 
     def status(self) -> None:
         leases = {lease["hostname"] for lease in self.model["dhcp"]["leases"]}

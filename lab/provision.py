@@ -76,8 +76,9 @@ def minion_conf(node: LabNode, master_address: str) -> str:
             "master_tries": -1,
             "auth_tries": 30,
             "auth_timeout": 10,
-            # One process fewer: no multiprocessing per job on small nodes.
-            "multiprocessing": False,
+            # Each job runs in a child that exits: the modules a highstate
+            # loads (x509, crypto...) do not stay resident in the minion.
+            "multiprocessing": True,
             "grains": {"roles": node.roles},
         },
         sort_keys=False,
@@ -93,7 +94,7 @@ def master_conf(repo_master: dict, repo_path: str, interface: str) -> str:
 
     conf["file_roots"] = {env: absolute(p) for env, p in repo_master["file_roots"].items()}
     conf["pillar_roots"] = {env: absolute(p) for env, p in repo_master["pillar_roots"].items()}
-    conf.update({"interface": interface, "worker_threads": 3, "log_level": "warning", "presence_events": True})
+    conf.update({"interface": interface, "worker_threads": 2, "log_level": "warning", "presence_events": True})
     return yaml.safe_dump(conf, sort_keys=False)
 
 
