@@ -130,7 +130,9 @@ class Lab:
         missing = [n for n, ok in answered.items() if not ok]
         if missing:
             raise RuntimeError(f"minions did not answer: {', '.join(missing)}")
-        # Custom modules and grains (cluster_kernel) before any state runs.
+        # Custom modules and grains (cluster_kernel) before any state runs;
+        # the master's runners (salt-run cluster.health) too.
+        node.execute(self.nas.name, ["salt-run", "saltutil.sync_all"], timeout=120, check=True)
         self.sync([n.name for n in first if n.minion])
         # The servers get their addresses from the directors' dnsmasq.
         log("salt", "highstate on the directors (DHCP for the servers)")
@@ -318,6 +320,7 @@ class Lab:
         for ns in net.lab_namespaces():
             run(["ip", "netns", "del", ns], check=False)
         net.remove_switch()
+        node.remove_cgroup_root()
         node.state_file().unlink(missing_ok=True)
         log("lab", "down: no lab namespace, mount or process left")
 

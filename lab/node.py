@@ -3,6 +3,7 @@ inside the node's network namespace, started and stopped by PID."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -126,6 +127,13 @@ def start(node: LabNode, log_path: Path) -> int:
     if "nas" in node.roles:
         cmd += ["--bind-ro", f"{REPO}:{REPO_IN_NAS}"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    # Each node's systemd gets a cgroup subtree of its own: nodes left in the
+    # same cgroup create the same unit cgroups and trip over each other.
+    groups = cgroup_dirs(node.name)
+    for group in groups:
+        group.mkdir(parents=True, exist_ok=True)
+    join = "".join(f'echo $$ > "{group}/cgroup.procs" && ' for group in groups)
+    cmd = ["sh", "-c", f'{join}exec "$@"', "nspawn", *cmd]
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             cmd,
@@ -139,6 +147,32 @@ def start(node: LabNode, log_path: Path) -> int:
         )
     pid_file(node.name).write_text(str(proc.pid))
     return proc.pid
+
+
+CGROUP_ROOTS = ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified")
+
+
+def cgroup_dirs(name: str) -> list[Path]:
+    """The node's own cgroup in each hierarchy systemd uses (v1 name=systemd and v2)."""
+    return [Path(root, "halab", name) for root in CGROUP_ROOTS if Path(root, "cgroup.procs").exists()]
+
+
+def remove_cgroups(name: str) -> None:
+    """Remove the node's cgroup subtrees, deepest first (they are empty once it stopped)."""
+    for group in cgroup_dirs(name):
+        if not group.exists():
+            continue
+        for directory in sorted((p for p in group.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        with contextlib.suppress(OSError):
+            group.rmdir()
+
+
+def remove_cgroup_root() -> None:
+    for root in CGROUP_ROOTS:
+        with contextlib.suppress(OSError):
+            Path(root, "halab").rmdir()
 
 
 def exec_argv(name: str, argv: list[str]) -> list[str]:
@@ -204,6 +238,7 @@ def stop(name: str, timeout: float = 20) -> None:
 
 
 def unmount(name: str) -> None:
+    remove_cgroups(name)
     root = merged(name)
     for _ in range(3):
         if not is_mounted(root):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import REPO
-from labtools import in_node, lab, salt_json
+from labtools import in_node, lab, salt_json, wait_until_serving
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -170,6 +170,7 @@ def test_cut_master_moves_the_vips_and_service_continues():
         assert time.monotonic() < deadline, "master did not take the VIPs back"
         time.sleep(0.5)
     assert "192.168.1.200/32" not in in_node("standby", "ip", "-br", "addr").stdout
+    wait_until_serving()
 
 
 def test_cut_web2_the_rotation_continues_on_web1_and_web3():

@@ -19,6 +19,7 @@ def test_zz_down_leaves_nothing_behind():
     assert "halab-" not in netns
     mounts = subprocess.run(["findmnt", "-rn", "-o", "TARGET"], capture_output=True, text=True).stdout
     assert "/var/lib/ha-lab" not in mounts
+    assert not any(Path(root, "halab").exists() for root in ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified"))
     for pid in pids:
         try:
             state = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0]

@@ -1,0 +1,109 @@
+"""
+Beacons that fire only when something changes, never every interval.
+
+``cluster_watch`` watches, per its configuration:
+
+- ``services``: systemd units; fires ``{kind: service, name, state, previous}``
+  when a unit's active state changes (e.g. apache2 active -> failed).
+- ``haproxy``: true to watch HAProxy's backend servers through the runtime
+  socket; fires ``{kind: backend, backend, server, status, previous}`` on
+  UP/DOWN/DRAIN/MAINT changes.
+- ``vrrp``: true to watch keepalived's notified VRRP states; fires
+  ``{kind: vrrp, name, state, previous}`` on MASTER/BACKUP/FAULT changes.
+
+The first poll records the current state without firing.
+
+.. code-block:: yaml
+
+    beacons:
+      cluster_watch:
+        - interval: 1
+        - services: [apache2]
+        - haproxy: true
+        - vrrp: true
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from typing import Any
+
+__virtualname__ = "cluster_watch"
+
+HAPROXY_SOCKET = "/run/haproxy/admin.sock"
+VRRP_DIR = "/run/keepalived-cluster"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _config(config: list | dict) -> dict:
+    if isinstance(config, dict):
+        return config
+    merged: dict = {}
+    for item in config:
+        merged.update(item)
+    return merged
+
+
+def validate(config):
+    conf = _config(config)
+    services = conf.get("services", [])
+    if not isinstance(services, list) or not all(isinstance(s, str) for s in services):
+        return False, "cluster_watch: 'services' must be a list of unit names"
+    return True, "valid"
+
+
+def diff(kind: str, key_fields: tuple[str, ...], before: dict, after: dict) -> list[dict[str, Any]]:
+    """Events for the keys whose state changed (pure: the beacon's whole logic)."""
+    events = []
+    for key, state in after.items():
+        previous = before.get(key)
+        if previous is not None and previous != state:
+            event = {"kind": kind, "state": state, "previous": previous}
+            event.update(dict(zip(key_fields, key if isinstance(key, tuple) else (key,), strict=True)))
+            events.append(event)
+    return events
+
+
+def _services(names: list[str]) -> dict[str, str]:
+    if not names:
+        return {}
+    proc = subprocess.run(["systemctl", "is-active", *names], capture_output=True, text=True, check=False)
+    states = proc.stdout.split()
+    return dict(zip(names, states, strict=False))
+
+
+def _haproxy() -> dict[tuple[str, str], str]:
+    if not os.path.exists(HAPROXY_SOCKET):
+        return {}
+    try:
+        rows = __salt__["haproxy_runtime.servers"](HAPROXY_SOCKET)  # noqa: F821
+    except Exception:  # e.g. a reload in progress: try again next interval
+        return {}
+    return {(row["backend"], row["server"]): row["status"].split()[0] for row in rows}
+
+
+def _vrrp() -> dict[str, str]:
+    return {name: data["state"] for name, data in __salt__["vip.vrrp_state"](VRRP_DIR).items()}  # noqa: F821
+
+
+def beacon(config):
+    conf = _config(config)
+    watched = {"service": (("name",), _services(conf.get("services", [])))}
+    if conf.get("haproxy"):
+        watched["backend"] = (("backend", "server"), _haproxy())
+    if conf.get("vrrp"):
+        watched["vrrp"] = (("name",), _vrrp())
+    events = []
+    for kind, (fields, now) in watched.items():
+        before = __context__.get(f"cluster_watch.{kind}")  # noqa: F821
+        if before is not None and now:
+            events += diff(kind, fields, before, now)
+        if now:
+            __context__[f"cluster_watch.{kind}"] = now  # noqa: F821
+    for event in events:
+        event["tag"] = event["kind"]
+    return events

@@ -1,0 +1,99 @@
+"""
+One command for "is my cluster healthy?", across both directors.
+
+    salt-run cluster.health              # a table for people
+    salt-run cluster.health --out=json   # the same, for programs
+
+Reports who holds each VIP (an error when nobody does: outage; or more than
+one director: split brain), each director's VRRP states, and HAProxy's
+backend servers as the VIP holder sees them. The report logic is a pure
+function (``report``), tested on recorded answers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import salt.client
+
+__virtualname__ = "cluster"
+__load__ = ["health"]
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def report(vips: list[str], held: dict, vrrp: dict, backends: dict) -> dict[str, Any]:
+    """Health from the directors' answers: held {director: {vip: iface|None}},
+    vrrp {director: {instance: {state}}}, backends {director: [server rows]}."""
+    errors, warnings = [], []
+    holders = {vip: sorted(d for d, h in held.items() if isinstance(h, dict) and h.get(vip)) for vip in vips}
+    for vip, who in holders.items():
+        if not who:
+            errors.append(f"outage: no director holds {vip}")
+        elif len(who) > 1:
+            errors.append(f"split brain: {vip} is held by {', '.join(who)}")
+    for director, answer in held.items():
+        if not isinstance(answer, dict):
+            errors.append(f"{director}: no answer ({answer})")
+    active = sorted({d for who in holders.values() for d in who})
+    servers = []
+    for director in active:
+        rows = backends.get(director)
+        if not isinstance(rows, list):
+            errors.append(f"{director}: HAProxy runtime socket did not answer ({rows})")
+            continue
+        for row in rows:
+            servers.append({"director": director, **row})
+            if not row["up"]:
+                warnings.append(f"{row['backend']}/{row['server']} is {row['status']} on {director}")
+        for backend in sorted({r["backend"] for r in rows}):
+            if not any(r["up"] for r in rows if r["backend"] == backend):
+                errors.append(f"{backend}: no server up on {director}")
+    return {
+        "healthy": not errors,
+        "errors": errors,
+        "warnings": warnings,
+        "vips": holders,
+        "vrrp": {d: {k: v.get("state") for k, v in (s or {}).items()} for d, s in vrrp.items() if isinstance(s, dict)},
+        "servers": servers,
+    }
+
+
+def table(health: dict[str, Any]) -> str:
+    lines = ["VIP              held by", *(f"{vip:16} {', '.join(who) or '-'}" for vip, who in health["vips"].items())]
+    lines += ["", "director  VRRP"]
+    lines += [
+        f"{d:9} " + " ".join(f"{k}={v}" for k, v in sorted(states.items()))
+        for d, states in sorted(health["vrrp"].items())
+    ]
+    lines += ["", "backend          server  status     sessions  (as seen by the VIP holder)"]
+    lines += [f"{s['backend']:16} {s['server']:7} {s['status']:10} {s['sessions']:8}" for s in health["servers"]]
+    lines += ["", "healthy" if health["healthy"] else "NOT HEALTHY"]
+    lines += [f"error: {e}" for e in health["errors"]] + [f"warning: {w}" for w in health["warnings"]]
+    return "\n".join(lines)
+
+
+def health(timeout: int = 5):
+    """Who holds each VIP, VRRP states, HAProxy backends; errors for outage and split brain."""
+    client = salt.client.get_local_client(__opts__["conf_file"])  # noqa: F821
+    funs = ["vip.held", "vip.vrrp_state", "haproxy_runtime.servers", "cluster.model"]
+    # One job to every director: an unreachable one costs one timeout, not four.
+    answers = client.cmd(
+        "roles:director", funs, [[] for _ in funs], tgt_type="grain", timeout=timeout, gather_job_timeout=timeout
+    )
+    directors = sorted(answers)
+
+    def part(fun: str) -> dict:
+        return {d: (a.get(fun) if isinstance(a, dict) else a) for d, a in answers.items()}
+
+    model = next((m for m in part("cluster.model").values() if isinstance(m, dict)), {})
+    vips = [v for addrs in model.get("vips", {}).values() for v in addrs]
+    result = report(vips, part("vip.held"), part("vip.vrrp_state"), part("haproxy_runtime.servers"))
+    if not directors:
+        result["errors"].append("no director answered")
+        result["healthy"] = False
+    if __opts__.get("output") in (None, "nested", "txt", "highstate"):  # noqa: F821
+        return table(result)
+    return result

@@ -1,0 +1,102 @@
+"""Benchmark of the self-healing loop on the lab (prints figures; not a test).
+
+    .venv/bin/python bench/selfheal.py [--rounds 3]
+
+Needs a running lab (`python -m lab up && python -m lab apply`). Each round
+stops apache on web2 and measures, from the stop: the beacon's event
+(stamped by the minion; event latency), apache active again (the reactor's
+action), and web2 back in the layer 4 rotation. Bounded: a few rounds, 30 s each at most.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def lab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def one_round(node: str, address: str) -> dict[str, float]:
+    listener = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lab",
+            "exec",
+            "nas",
+            "--",
+            "timeout",
+            "30",
+            "salt-run",
+            "state.event",
+            f"tagmatch=salt/beacon/{node}/cluster_watch/service",
+            "count=1",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    time.sleep(4)  # the listener is subscribed
+    started, wall_start = time.monotonic(), time.time()
+    lab("exec", node, "--", "systemctl", "stop", "apache2")
+    figures: dict[str, float] = {}
+    while time.monotonic() - started < 30:
+        if (
+            "restarted" not in figures
+            and lab("exec", node, "--", "systemctl", "is-active", "apache2").stdout.strip() == "active"
+        ):
+            figures["restarted"] = time.monotonic() - started
+        if "restarted" in figures:
+            out = lab(
+                "exec", "client", "--", "sh", "-c", "for i in 1 2 3; do curl -s -m 2 http://192.168.1.200/; done"
+            ).stdout
+            if f"Soy el servidor IP: {address}<" in out:
+                figures["in_rotation"] = time.monotonic() - started
+                break
+        time.sleep(0.1)
+    listener.wait(timeout=40)
+    lines = (listener.stdout.read() if listener.stdout else "").splitlines()
+    event = next((json.loads(x.split(None, 1)[1]) for x in lines if x.startswith("salt/beacon/")), None)
+    if event:
+        # The minion stamps the event when its beacon fires (same host clock).
+        fired = datetime.datetime.fromisoformat(event["_stamp"]).replace(tzinfo=datetime.UTC).timestamp()
+        figures["event"] = fired - wall_start
+        figures["event_state"] = event.get("state")
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    rows = []
+    for index in range(args.rounds):
+        figures = one_round("web2", "10.0.100.3")
+        rows.append(figures)
+        print(
+            f"round {index + 1}: "
+            + ", ".join(f"{k}={v:.2f} s" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()),
+            flush=True,
+        )
+        time.sleep(3)
+    for key in ("event", "restarted", "in_rotation"):
+        values = [r[key] for r in rows if key in r]
+        if values:
+            print(f"{key:12} min {min(values):.2f} s  max {max(values):.2f} s  ({len(values)}/{len(rows)} rounds)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+# Change-only beacons (see _beacons/cluster_watch.py) for the directors:
+# their daemons, HAProxy's backend servers and the VRRP states.
+beacons:
+  cluster_watch:
+    - interval: 1
+    - services: [haproxy, keepalived, dnsmasq]
+    - haproxy: true
+    - vrrp: true

@@ -1,0 +1,96 @@
+"""Introspection and self-healing on the lab: beacons, reactor, the health runner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+from labtools import in_node, lab
+
+pytestmark = pytest.mark.usefixtures("running_lab")
+
+
+def health() -> dict:
+    out = in_node("nas", "salt-run", "cluster.health", "--out=json").stdout
+    return json.loads(out[out.index("{") :])
+
+
+def in_rotation(address: str) -> bool:
+    out = in_node("client", "sh", "-c", "for i in 1 2 3; do curl -s -m 2 http://192.168.1.200/; done").stdout
+    return f"Soy el servidor IP: {address}<" in out
+
+
+def test_health_runner_table_and_json():
+    table = in_node("nas", "salt-run", "cluster.health").stdout
+    assert "192.168.1.200    master" in table and "\nhealthy" in table
+    report = health()
+    assert report["healthy"] and report["errors"] == []
+    assert report["vips"] == {"192.168.1.200": ["master"], "192.168.1.202": ["master"], "10.0.100.200": ["master"]}
+    assert report["vrrp"]["standby"]["INSTANCE-VI_E"] == "BACKUP"
+
+
+def test_stopped_apache_is_restarted_and_back_in_rotation():
+    watcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lab",
+            "exec",
+            "nas",
+            "--",
+            "timeout",
+            "25",
+            "salt-run",
+            "state.event",
+            "tagmatch=salt/beacon/web2/cluster_watch/service",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    time.sleep(4)  # the listener is connected
+    started = time.monotonic()
+    in_node("web2", "systemctl", "stop", "apache2")
+    while not (
+        in_node("web2", "systemctl", "is-active", "apache2", check=False).stdout.strip() == "active"
+        and in_rotation("10.0.100.3")
+    ):
+        assert time.monotonic() - started < 20, "apache on web2 was not restarted and put back in rotation"
+        time.sleep(0.2)
+    elapsed = time.monotonic() - started
+    print(f"kill -> back in rotation: {elapsed:.1f} s")
+    events = watcher.communicate(timeout=40)[0]
+    tags = [line for line in events.splitlines() if line.startswith("salt/beacon/web2/cluster_watch/service")]
+    states = [json.loads(line.split(None, 1)[1])["state"] for line in tags]
+    assert states[0] in ("inactive", "failed") and states[-1] == "active", states
+    assert len(states) == 2, f"one event per change, got {states}"
+
+
+def test_cut_master_the_runner_shows_standby_holding_every_vip():
+    lab("cut", "master")
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            report = health()
+            if all(who == ["standby"] for who in report["vips"].values()):
+                break
+            assert time.monotonic() < deadline, report
+            time.sleep(1)
+        assert not any("split brain" in e for e in report["errors"])
+    finally:
+        lab("heal", "master")
+    deadline = time.monotonic() + 20
+    while not all(who == ["master"] for who in health()["vips"].values()):
+        assert time.monotonic() < deadline, "master did not take the VIPs back"
+        time.sleep(1)
+    # The master preempts once each backend has a server up; the rest follow.
+    deadline = time.monotonic() + 20
+    while (report := health())["warnings"] or not report["healthy"]:
+        assert time.monotonic() < deadline, report
+        time.sleep(1)
