@@ -83,36 +83,19 @@ DISABLED_UNITS = [
 ]
 MASKED_UNITS = ["e2scrub_reap.service", "systemd-timesyncd.service", "getty@tty1.service"]
 
+
+def _salt_unit(daemon: str, extra: str = "") -> str:
+    """A systemd unit for a Salt daemon from /opt/salt (pip installs none)."""
+    return (
+        f"[Unit]\nDescription=Salt {daemon} (lab)\nAfter=network-online.target\nWants=network-online.target\n\n"
+        f"[Service]\nExecStart=/opt/salt/bin/salt-{daemon}\nKillMode=process\nRestart=on-failure\n{extra}\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
 UNITS = {
-    "salt-master.service": """\
-[Unit]
-Description=Salt master (lab)
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-ExecStart=/opt/salt/bin/salt-master
-KillMode=process
-Restart=on-failure
-LimitNOFILE=16384
-
-[Install]
-WantedBy=multi-user.target
-""",
-    "salt-minion.service": """\
-[Unit]
-Description=Salt minion (lab)
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-ExecStart=/opt/salt/bin/salt-minion
-KillMode=process
-Restart=on-failure
-
-[Install]
-WantedBy=multi-user.target
-""",
+    "salt-master.service": _salt_unit("master", "LimitNOFILE=16384\n"),
+    "salt-minion.service": _salt_unit("minion"),
 }
 
 

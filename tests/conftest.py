@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -57,8 +58,8 @@ class SaltCall:
         """A pillar root holding the repo's top.sls, a topology and secrets."""
         self.count += 1
         path = self.root / f"pillar{self.count}"
-        path.mkdir()
-        (path / "top.sls").write_text((REPO / "pillar" / "top.sls").read_text())
+        # The repo's pillar tree (top, beacons ...), then this test's topology and secrets.
+        shutil.copytree(REPO / "pillar", path, ignore=shutil.ignore_patterns("secrets.sls"))
         if topology is None:
             (path / "cluster.sls").write_text((REPO / "pillar" / "cluster.sls").read_text())
         else:

@@ -143,3 +143,14 @@ def test_documented_command_from_repo_root():
     )
     assert proc.returncode == 0, proc.stderr
     assert '"local": true' in proc.stdout
+
+
+@pytest.mark.parametrize(("node", "watched"), [("web1", ["apache2"]), ("dns2", ["named"]), ("nas", None)])
+def test_beacons_come_from_the_role_pillar(salt_call, node, watched):
+    code, result, stderr = salt_call("pillar.raw", "beacons", node=node)
+    assert code == 0, stderr
+    if watched is None:
+        assert not result
+    else:
+        conf = {k: v for item in result["cluster_watch"] for k, v in item.items()}
+        assert conf["services"] == watched and conf["interval"] == 1
