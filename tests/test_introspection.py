@@ -124,3 +124,14 @@ def test_runner_reports_servers_that_are_not_up():
     health = runner.report(VIPS, held, {}, {"standby": _rows("haproxy-show-stat-drain-maint.csv")})
     assert health["healthy"]
     assert "web-http-l4/web1 is MAINT on standby" in health["warnings"]
+
+
+cluster_lb = load("_states/cluster_lb.py", "cluster_lb")
+
+
+def test_server_state_plan_is_idempotent():
+    rows = _rows("haproxy-show-stat-drain-maint.csv")
+    assert cluster_lb.plan(rows, "web3", "drain") == {"web-http-l4": "UP", "web-https-l4": "UP"}
+    assert cluster_lb.plan(rows, "web3", "ready") == {"web-http-l7": "DRAIN"}
+    assert cluster_lb.plan(rows, "web1", "ready") == {"web-http-l4": "MAINT"}
+    assert cluster_lb.plan(rows, "web2", "ready") == {}

@@ -100,3 +100,29 @@ def test_cut_master_the_runner_shows_standby_holding_every_vip():
     while (report := health())["warnings"] or not report["healthy"]:
         assert time.monotonic() < deadline, report
         time.sleep(1)
+
+
+def state_single(target: str, *args: str) -> dict:
+    out = lab("salt", "--out=json", "--static", target, "state.single", *args, "-t", "60").stdout
+    return json.loads(out)[target]
+
+
+def test_drain_state_changes_once_and_takes_the_node_out():
+    first = state_single("master", "cluster_lb.server_state", "name=web3", "admin_state=drain")
+    (result,) = first.values()
+    assert result["result"] is True and set(result["changes"]) == {"web-http-l4", "web-http-l7", "web-https-l4"}
+    (again,) = state_single("master", "cluster_lb.server_state", "name=web3", "admin_state=drain").values()
+    assert again["result"] is True and again["changes"] == {}
+    try:
+        out = in_node("client", "sh", "-c", "for i in 1 2 3 4 5 6; do curl -s -m 2 http://192.168.1.200/; done").stdout
+        assert "10.0.100.4<" not in out and "10.0.100.2<" in out
+    finally:
+        (back,) = state_single("master", "cluster_lb.server_state", "name=web3", "admin_state=ready").values()
+    assert back["result"] is True and back["changes"]
+
+
+def test_vip_held_state_asserts_the_holder():
+    (ok,) = state_single("master", "cluster_lb.vip_held", "name=192.168.1.200", "holder=master").values()
+    assert ok["result"] is True
+    (wrong,) = state_single("standby", "cluster_lb.vip_held", "name=192.168.1.200", "holder=standby").values()
+    assert wrong["result"] is False and "standby should hold it" in wrong["comment"]
