@@ -24,6 +24,7 @@ class Lab:
     def __init__(self) -> None:
         self.topology, self.model, self.nodes = load()
         self.nas = next(n for n in self.nodes.values() if "nas" in n.roles)
+        self.repo_master = yaml.safe_load((REPO / "etc" / "salt" / "master").read_text())
 
     # -- helpers ---------------------------------------------------------
     def minions(self) -> list[LabNode]:
@@ -52,6 +53,14 @@ class Lab:
             time.sleep(1)
         return answered
 
+    def _require_answers(self, names: list[str], timeout: float) -> dict[str, bool]:
+        """ping, and fail naming the minions that did not answer."""
+        answered = self.ping(names, timeout=timeout)
+        missing = [n for n, ok in answered.items() if not ok]
+        if missing:
+            raise RuntimeError(f"minions did not answer: {', '.join(missing)}")
+        return answered
+
     def sync(self, names: list[str]) -> None:
         """saltutil.sync_all on these minions: custom modules, states and grains."""
         if names:
@@ -66,7 +75,7 @@ class Lab:
             log(lab_node.name, "already running")
             return
         root = node.mount(lab_node, root_fs)
-        files = provision.files_for(lab_node, self.model, self.nas.address, self._repo_master(), REPO_IN_NAS)
+        files = provision.files_for(lab_node, self.model, self.nas.address, self.repo_master, REPO_IN_NAS)
         for path, text in files.items():
             node.write(root, path, text)
         wants = root / "etc/systemd/system/multi-user.target.wants"
@@ -102,9 +111,6 @@ class Lab:
     def _nas_root(self) -> Path:
         return node.merged(self.nas.name)
 
-    def _repo_master(self) -> dict:
-        return yaml.safe_load((REPO / "etc" / "salt" / "master").read_text())
-
     def _wave(self, nodes: list[LabNode], root_fs: Path, master_keys: tuple[str, str]) -> None:
         with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
             for future in [pool.submit(self._boot, n, root_fs, master_keys) for n in nodes]:
@@ -113,8 +119,7 @@ class Lab:
     def up(self) -> None:
         started = time.monotonic()
         root_fs = rootfs.build()
-        subprocess_gen = REPO / "tools" / "gen_secrets.py"
-        run([sys.executable, str(subprocess_gen), str(REPO / "pillar" / "secrets.sls")])
+        run([sys.executable, str(REPO / "tools" / "gen_secrets.py"), str(REPO / "pillar" / "secrets.sls")])
         mtus = {name: net_["mtu"] for name, net_ in self.model["networks"].items()}
         net.ensure_switch(mtus)
         for lab_node in self.nodes.values():
@@ -125,11 +130,8 @@ class Lab:
         first = [n for n in self.nodes.values() if n.order in (0, 1)]
         servers = [n for n in self.nodes.values() if n.order == 2]
         self._wave(first, root_fs, master_keys)
-        answered = self.ping([n.name for n in first if n.minion])
-        log("salt", "minions answering: " + ", ".join(n for n, ok in answered.items() if ok))
-        missing = [n for n, ok in answered.items() if not ok]
-        if missing:
-            raise RuntimeError(f"minions did not answer: {', '.join(missing)}")
+        answered = self._require_answers([n.name for n in first if n.minion], timeout=90)
+        log("salt", "minions answering: " + ", ".join(answered))
         # Custom modules and grains (cluster_kernel) before any state runs;
         # the master's runners (salt-run cluster.health) too.
         node.execute(self.nas.name, ["salt-run", "saltutil.sync_all"], timeout=120, check=True)
@@ -139,10 +141,7 @@ class Lab:
         if not self._report(self.apply_states("-G", "roles:director")):
             raise RuntimeError("highstate failed on the directors: the servers would get no DHCP lease")
         self._wave(servers, root_fs, master_keys)
-        answered = self.ping([n.name for n in self.minions()], timeout=120)
-        missing = [n for n, ok in answered.items() if not ok]
-        if missing:
-            raise RuntimeError(f"minions did not answer: {', '.join(missing)}")
+        answered = self._require_answers([n.name for n in self.minions()], timeout=120)
         self.sync([n.name for n in servers if n.minion])
         node.save_state({"up_seconds": round(time.monotonic() - started, 1), "rootfs": str(root_fs)})
         log(
