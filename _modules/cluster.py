@@ -902,7 +902,9 @@ def ipvs_view(spec: Mapping, nodes: Mapping) -> dict:
                 "scheduler": vs.get("scheduler", "rr"),
                 "forwarding": vs.get("forwarding", "nat"),
                 "role": vs["role"],
-                "real_servers": _servers(nodes, vs["role"], vs.get("real_port", vs["port"])),
+                "real_servers": [
+                    {**rs, "weight": 1} for rs in _servers(nodes, vs["role"], vs.get("real_port", vs["port"]))
+                ],
             }
         )
     return {"virtual_servers": services}

@@ -5,8 +5,9 @@ One command for "is my cluster healthy?", across both directors.
     salt-run cluster.health --out=json   # the same, for programs
 
 Reports who holds each VIP (an error when nobody does: outage; or more than
-one director: split brain), each director's VRRP states, and HAProxy's
-backend servers as the VIP holder sees them. The report logic is a pure
+one director: split brain), each director's VRRP states, HAProxy's backend
+servers as the VIP holder sees them, and the VIP holder's IPVS table compared
+with the topology (where the kernel has IPVS). The report logic is a pure
 function (``report``), tested on recorded answers.
 """
 
@@ -24,9 +25,10 @@ def __virtual__():
     return __virtualname__
 
 
-def report(vips: list[str], held: dict, vrrp: dict, backends: dict) -> dict[str, Any]:
+def report(vips: list[str], held: dict, vrrp: dict, backends: dict, ipvs: dict | None = None) -> dict[str, Any]:
     """Health from the directors' answers: held {director: {vip: iface|None}},
-    vrrp {director: {instance: {state}}}, backends {director: [server rows]}."""
+    vrrp {director: {instance: {state}}}, backends {director: [server rows]},
+    ipvs {director: ipvs.check's answer, or a string when IPVS is not there}."""
     errors, warnings = [], []
     holders = {vip: sorted(d for d, h in held.items() if isinstance(h, dict) and h.get(vip)) for vip in vips}
     for vip, who in holders.items():
@@ -51,6 +53,25 @@ def report(vips: list[str], held: dict, vrrp: dict, backends: dict) -> dict[str,
         for backend in sorted({r["backend"] for r in rows}):
             if not any(r["up"] for r in rows if r["backend"] == backend):
                 errors.append(f"{backend}: no server up on {director}")
+    ipvs_report = {}
+    for director in active:
+        diff = (ipvs or {}).get(director)
+        if not isinstance(diff, dict):
+            ipvs_report[director] = f"not checked: {diff}" if diff else "not checked"
+            continue
+        ipvs_report[director] = "matches the topology" if diff["matches"] else "differs from the topology"
+        errors += [f"IPVS on {director}: virtual service {k} is missing" for k in diff["missing_services"]]
+        errors += [f"IPVS on {director}: unexpected virtual service {k}" for k in diff["extra_services"]]
+        warnings += [
+            f"IPVS on {director}: {d['service']} lacks {d['node']} ({d['real_server']}: failed its check or not added)"
+            for d in diff["missing_real_servers"]
+        ]
+        warnings += [
+            f"IPVS on {director}: {d['service']} has unexpected {d['real_server']}" for d in diff["extra_real_servers"]
+        ]
+        warnings += [
+            f"IPVS on {director}: {d['service']} -> {d['real_server']} has weight 0" for d in diff["zero_weight"]
+        ]
     return {
         "healthy": not errors,
         "errors": errors,
@@ -58,6 +79,7 @@ def report(vips: list[str], held: dict, vrrp: dict, backends: dict) -> dict[str,
         "vips": holders,
         "vrrp": {d: {k: v.get("state") for k, v in (s or {}).items()} for d, s in vrrp.items() if isinstance(s, dict)},
         "servers": servers,
+        "ipvs": ipvs_report,
     }
 
 
@@ -70,6 +92,7 @@ def table(health: dict[str, Any]) -> str:
     ]
     lines += ["", "backend          server  status     sessions  (as seen by the VIP holder)"]
     lines += [f"{s['backend']:16} {s['server']:7} {s['status']:10} {s['sessions']:8}" for s in health["servers"]]
+    lines += ["", "director  IPVS table", *(f"{d:9} {v}" for d, v in sorted(health.get("ipvs", {}).items()))]
     lines += ["", "healthy" if health["healthy"] else "NOT HEALTHY"]
     lines += [f"error: {e}" for e in health["errors"]] + [f"warning: {w}" for w in health["warnings"]]
     return "\n".join(lines)
@@ -78,7 +101,7 @@ def table(health: dict[str, Any]) -> str:
 def health(timeout: int = 5):
     """Who holds each VIP, VRRP states, HAProxy backends; errors for outage and split brain."""
     client = salt.client.get_local_client(__opts__["conf_file"])  # noqa: F821
-    funs = ["vip.held", "vip.vrrp_state", "haproxy_runtime.servers", "cluster.model"]
+    funs = ["vip.held", "vip.vrrp_state", "haproxy_runtime.servers", "ipvs.check", "cluster.model"]
     # One job to every director: an unreachable one costs one timeout, not four.
     answers = client.cmd(
         "roles:director", funs, [[] for _ in funs], tgt_type="grain", timeout=timeout, gather_job_timeout=timeout
@@ -90,7 +113,7 @@ def health(timeout: int = 5):
 
     model = next((m for m in part("cluster.model").values() if isinstance(m, dict)), {})
     vips = [v for addrs in model.get("vips", {}).values() for v in addrs]
-    result = report(vips, part("vip.held"), part("vip.vrrp_state"), part("haproxy_runtime.servers"))
+    result = report(vips, part("vip.held"), part("vip.vrrp_state"), part("haproxy_runtime.servers"), part("ipvs.check"))
     if not directors:
         result["errors"].append("no director answered")
         result["healthy"] = False

@@ -1,6 +1,6 @@
 """
-States for reactors and orchestration: drain or enable a node in HAProxy, and
-assert who holds a VIP.
+States for reactors and orchestration: drain or enable a node in HAProxy and
+IPVS, and assert who holds a VIP.
 
 .. code-block:: yaml
 
@@ -36,8 +36,15 @@ def plan(rows: list[dict], server: str, state: str) -> dict[str, str]:
     }
 
 
+def _ipvs_member(name: str) -> bool:
+    model = __salt__["cluster.model"]()  # noqa: F821
+    return any(rs["name"] == name for vs in model["ipvs"]["virtual_servers"] for rs in vs["real_servers"])
+
+
 def server_state(name: str, admin_state: str = "ready"):
-    """The node ``name`` is ``admin_state`` (ready, drain or maint) in every HAProxy backend that has it.
+    """The node ``name`` is ``admin_state`` (ready, drain or maint) in every HAProxy
+    backend that has it and, where this kernel runs IPVS, in every IPVS virtual
+    service (drain and maint: weight 0; ready: the topology's weight).
 
     (Not ``state``: that key names the state module in Salt's low data.)"""
     state = admin_state
@@ -46,20 +53,30 @@ def server_state(name: str, admin_state: str = "ready"):
         ret.update(result=False, comment=f"state {state!r} is not one of ready, drain, maint")
         return ret
     rows = __salt__["haproxy_runtime.servers"]()  # noqa: F821
-    if not any(row["server"] == name for row in rows):
-        ret.update(result=False, comment=f"no HAProxy backend has a server named {name!r}")
+    ipvs = "ipvs.node_plan" in __salt__  # noqa: F821
+    in_haproxy = any(row["server"] == name for row in rows)
+    if not in_haproxy and not (ipvs and _ipvs_member(name)):
+        where = "HAProxy backend or IPVS virtual service" if ipvs else "HAProxy backend"
+        ret.update(result=False, comment=f"no {where} has a server named {name!r}")
         return ret
     todo = plan(rows, name, state)
-    if not todo:
-        ret["comment"] = f"{name} is already {state} in every backend"
+    ipvs_todo = __salt__["ipvs.node_plan"](name, state) if ipvs else []  # noqa: F821
+    if not todo and not ipvs_todo:
+        ret["comment"] = f"{name} is already {state} everywhere"
         return ret
     ret["changes"] = {backend: {"old": old, "new": state} for backend, old in todo.items()}
+    for change in ipvs_todo:
+        key = f"ipvs {change['protocol']} {change['service']} -> {change['real_server']}"
+        ret["changes"][key] = {"old": f"weight {change['old']}", "new": f"weight {change['new']}"}
+    places = ", ".join(sorted(ret["changes"]))
     if __opts__["test"]:  # noqa: F821
-        ret.update(result=None, comment=f"{name} would be set {state} in {', '.join(sorted(todo))}")
+        ret.update(result=None, comment=f"{name} would be set {state} in {places}")
         return ret
     for backend in todo:
         __salt__["haproxy_runtime.set_state"](backend, name, state)  # noqa: F821
-    ret["comment"] = f"{name} set {state} in {', '.join(sorted(todo))}"
+    if ipvs_todo:
+        __salt__["ipvs.set_node"](name, state)  # noqa: F821
+    ret["comment"] = f"{name} set {state} in {places}"
     return ret
 
 

@@ -12,4 +12,12 @@ reactor-vrrp-record-{{ data['id'] }}:
           instance: {{ event.name }}
           state: {{ event.state }}
           previous: {{ event.previous }}
+
+{#- Who holds the VIPs is published in the Salt mine (vip.held, see
+    pillar/beacons/director.sls): refresh it now rather than at the next
+    mine_interval, so `salt-run mine.get 'roles:director' vip.held grain`
+    and anything reading it see the new master at once. #}
+reactor-vrrp-mine-{{ data['id'] }}:
+  local.mine.update:
+    - tgt: {{ data['id'] }}
 {%- endif %}

@@ -135,3 +135,157 @@ def test_server_state_plan_is_idempotent():
     assert cluster_lb.plan(rows, "web3", "ready") == {"web-http-l7": "DRAIN"}
     assert cluster_lb.plan(rows, "web1", "ready") == {"web-http-l4": "MAINT"}
     assert cluster_lb.plan(rows, "web2", "ready") == {}
+
+
+# --- ipvs: parsers on output captured from a real kernel (tools/capture_ipvs.py) ---
+
+ipvs = load("_modules/ipvs.py", "ipvs")
+IPVS = FIXTURES / "ipvs"
+
+
+def ipvs_fixture(name: str) -> str:
+    return (IPVS / name).read_text()
+
+
+def test_ipvs_empty_table():
+    assert ipvs.parse_list(ipvs_fixture("ipvs-empty.txt")) == []
+    assert ipvs.parse_proc(ipvs_fixture("proc-ip_vs-empty.txt")) == []
+    assert ipvs.parse_counters(ipvs_fixture("ipvs-empty.txt")) == {}
+    assert ipvs.parse_list("") == []
+
+
+def test_ipvs_list_udp_tcp_fwm_services():
+    table = {s["key"]: s for s in ipvs.parse_list(ipvs_fixture("ipvs-list.txt"))}
+    assert list(table) == ["tcp 192.168.1.202:80", "tcp 192.168.1.202:443", "udp 192.168.1.200:53", "fwm 7"]
+    dns = table["udp 192.168.1.200:53"]
+    assert (dns["protocol"], dns["address"], dns["port"], dns["scheduler"], dns["flags"]) == (
+        "udp",
+        "192.168.1.200",
+        53,
+        "rr",
+        {},
+    )
+    assert [(r["address"], r["port"], r["forward"], r["weight"]) for r in dns["real_servers"]] == [
+        ("10.0.100.21", 53, "nat", 1),
+        ("10.0.100.22", 53, "nat", 1),
+        ("10.0.100.23", 53, "nat", 1),
+    ]
+    assert [r["inactive"] for r in dns["real_servers"]] == [3, 3, 3]
+    https = table["tcp 192.168.1.202:443"]
+    assert https["scheduler"] == "wlc" and https["flags"] == {"persistent": 300}
+    assert [r["weight"] for r in https["real_servers"]] == [3, 0]
+    assert table["fwm 7"]["fwmark"] == 7 and table["fwm 7"]["real_servers"][0]["port"] == 0
+
+
+def test_ipvs_proc_matches_ipvsadm():
+    """/proc/net/ip_vs (hex) and ipvsadm describe one table the same way (order aside)."""
+
+    def comparable(services):
+        return {
+            s["key"]: (
+                s["scheduler"],
+                sorted((r["address"], r["port"], r["forward"], r["weight"]) for r in s["real_servers"]),
+            )
+            for s in services
+        }
+
+    proc = ipvs.parse_proc(ipvs_fixture("proc-ip_vs.txt"))
+    assert comparable(proc) == comparable(ipvs.parse_list(ipvs_fixture("ipvs-list.txt")))
+    https = next(s for s in proc if s["key"] == "tcp 192.168.1.202:443")
+    assert https["flags"] == {"persistent": True, "persistent_jiffies": 30000, "mask": "255.255.255.255"}
+
+
+def test_ipvs_stats_and_rate():
+    stats = ipvs.parse_counters(ipvs_fixture("ipvs-stats.txt"))
+    dns = stats["udp 192.168.1.200:53"]
+    assert dns["conns"] == 9 and dns["inpkts"] == 9 and dns["outbytes"] == 405
+    assert {k: v["conns"] for k, v in dns["real_servers"].items()} == {
+        "10.0.100.21:53": 3,
+        "10.0.100.22:53": 3,
+        "10.0.100.23:53": 3,
+    }
+    assert sum(v["conns"] for v in stats["tcp 192.168.1.202:80"]["real_servers"].values()) == 6
+    rate = ipvs.parse_counters(ipvs_fixture("ipvs-rate.txt"), ipvs.RATES)
+    assert set(rate["tcp 192.168.1.202:80"]) == {*ipvs.RATES, "real_servers"}
+    assert rate["tcp 192.168.1.202:80"]["inbps"] > 0
+
+
+def test_ipvs_merge_attaches_counters_per_real_server():
+    merged = ipvs.merge(
+        ipvs.parse_list(ipvs_fixture("ipvs-after-drain.txt")),
+        ipvs.parse_counters(ipvs_fixture("ipvs-after-drain-stats.txt")),
+    )
+    dns = next(s for s in merged if s["key"] == "udp 192.168.1.200:53")
+    by_address = {r["address"]: r for r in dns["real_servers"]}
+    # dns2 drained to weight 0 took no new query; the others kept counting
+    assert by_address["10.0.100.22"]["weight"] == 0
+    assert by_address["10.0.100.22"]["stats"]["conns"] == 3
+    assert by_address["10.0.100.21"]["stats"]["conns"] + by_address["10.0.100.23"]["stats"]["conns"] == 15
+    assert dns["stats"]["conns"] == 18
+
+
+MODEL_IPVS = [
+    {
+        "name": "dns",
+        "vip": "192.168.1.200",
+        "port": 53,
+        "protocol": "udp",
+        "real_servers": [{"name": f"dns{i}", "address": f"10.0.100.2{i}", "port": 53} for i in (1, 2, 3)],
+    },
+    {
+        "name": "web",
+        "vip": "192.168.1.202",
+        "port": 80,
+        "protocol": "tcp",
+        "real_servers": [{"name": f"web{i}", "address": f"10.0.100.1{i}", "port": 80} for i in (1, 2, 4)],
+    },
+]
+
+
+def test_ipvs_compare_with_model():
+    live = ipvs.parse_list(ipvs_fixture("ipvs-after-drain.txt"))
+    diff = ipvs.compare(MODEL_IPVS, live)
+    assert diff["missing_services"] == []
+    assert diff["extra_services"] == ["fwm 7", "tcp 192.168.1.202:443"]
+    assert diff["missing_real_servers"] == [
+        {"service": "tcp 192.168.1.202:80", "real_server": "10.0.100.14:80", "node": "web4"}
+    ]
+    assert diff["extra_real_servers"] == [{"service": "tcp 192.168.1.202:80", "real_server": "10.0.100.13:80"}]
+    assert diff["zero_weight"] == [{"service": "udp 192.168.1.200:53", "real_server": "10.0.100.22:53", "node": "dns2"}]
+    assert diff["matches"] is False
+    dns_only = [s for s in ipvs.parse_list(ipvs_fixture("ipvs-list.txt")) if s["key"] == "udp 192.168.1.200:53"]
+    assert ipvs.compare(MODEL_IPVS[:1], dns_only)["matches"] is True
+    assert ipvs.compare(MODEL_IPVS, [])["missing_services"] == ["tcp 192.168.1.202:80", "udp 192.168.1.200:53"]
+
+
+def test_ipvs_plan_node_only_touches_present_entries():
+    live = ipvs.parse_list(ipvs_fixture("ipvs-list.txt"))
+    drain = ipvs.plan_node(live, "10.0.100.11", 0)
+    assert [(c["protocol"], c["service"], c["real_server"], c["old"]) for c in drain] == [
+        ("tcp", "192.168.1.202:80", "10.0.100.11:80", 1),
+        ("tcp", "192.168.1.202:443", "10.0.100.11:443", 3),
+    ]
+    assert ipvs.plan_node(live, "10.0.100.99", 0) == []
+    after = ipvs.parse_list(ipvs_fixture("ipvs-after-drain.txt"))
+    assert ipvs.plan_node(after, "10.0.100.22", 0) == []  # already drained: nothing to do
+    assert [c["new"] for c in ipvs.plan_node(after, "10.0.100.22", 1)] == [1]
+
+
+def test_runner_reports_the_ipvs_table_against_the_model():
+    held = {"master": {v: "eth1" for v in VIPS}, "standby": {v: None for v in VIPS}}
+    rows = {"master": _rows("haproxy-show-stat-servers.csv")}
+    diff = ipvs.compare(MODEL_IPVS, ipvs.parse_list(ipvs_fixture("ipvs-after-drain.txt")))
+    health = runner.report(VIPS, held, {}, rows, {"master": diff, "standby": "'ipvs.check' is not available."})
+    assert health["ipvs"] == {"master": "differs from the topology"}
+    assert "IPVS on master: unexpected virtual service fwm 7" in health["errors"]
+    assert any("lacks web4" in w for w in health["warnings"])
+    assert any("10.0.100.22:53 has weight 0" in w for w in health["warnings"])
+    assert not health["healthy"]
+    clean = ipvs.compare(
+        MODEL_IPVS[:1], [s for s in ipvs.parse_list(ipvs_fixture("ipvs-list.txt")) if s.get("port") == 53]
+    )
+    health = runner.report(VIPS, held, {}, rows, {"master": clean})
+    assert health["ipvs"] == {"master": "matches the topology"} and health["healthy"]
+    health = runner.report(VIPS, held, {}, rows, {"master": "'ipvs.check' is not available."})
+    assert health["ipvs"] == {"master": "not checked: 'ipvs.check' is not available."} and health["healthy"]
+    assert "IPVS table" in runner.table(health)

@@ -6,3 +6,7 @@ beacons:
     - services: [haproxy, keepalived, dnsmasq]
     - haproxy: true
     - vrrp: true
+# Who holds which VIP, published in the Salt mine (refreshed by the reactor on
+# every VRRP transition, reactor/vrrp_changed.sls).
+mine_functions:
+  vip.held: []
