@@ -10,6 +10,9 @@ Beacons that fire only when something changes, never every interval.
   UP/DOWN/DRAIN/MAINT changes.
 - ``vrrp``: true to watch keepalived's notified VRRP states; fires
   ``{kind: vrrp, name, state, previous}`` on MASTER/BACKUP/FAULT changes.
+- ``backend``: true on nodes the directors balance to (web, dns): service
+  events then carry ``backend: true`` and the reactor drains the node while
+  its service is down. A director's own daemons are restarted, not drained.
 
 The first poll records the current state without firing.
 
@@ -106,4 +109,6 @@ def beacon(config):
             __context__[f"cluster_watch.{kind}"] = now  # noqa: F821
     for event in events:
         event["tag"] = event["kind"]
+        if event["kind"] == "service":
+            event["backend"] = bool(conf.get("backend"))
     return events

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from lab import events  # noqa: E402
 
 
 def lab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -28,26 +30,7 @@ def lab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 
 
 def one_round(node: str, address: str) -> dict[str, float]:
-    listener = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lab",
-            "exec",
-            "nas",
-            "--",
-            "timeout",
-            "30",
-            "salt-run",
-            "state.event",
-            f"tagmatch=salt/beacon/{node}/cluster_watch/service",
-            "count=1",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    listener = events.listen(f"salt/beacon/{node}/cluster_watch/service", count=1, timeout=30)
     time.sleep(4)  # the listener is subscribed
     started, wall_start = time.monotonic(), time.time()
     lab("exec", node, "--", "systemctl", "stop", "apache2")
@@ -67,8 +50,7 @@ def one_round(node: str, address: str) -> dict[str, float]:
                 break
         time.sleep(0.1)
     listener.wait(timeout=40)
-    lines = (listener.stdout.read() if listener.stdout else "").splitlines()
-    event = next((json.loads(x.split(None, 1)[1]) for x in lines if x.startswith("salt/beacon/")), None)
+    event = next((data for _, data in events.parse(listener.stdout.read() if listener.stdout else "")), None)
     if event:
         # The minion stamps the event when its beacon fires (same host clock).
         fired = datetime.datetime.fromisoformat(event["_stamp"]).replace(tzinfo=datetime.UTC).timestamp()

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from lab import keys, net, node, provision, rootfs
-from lab.topology import REPO, LabNode, load
+from lab import events, kernel, keys, net, node, provision, rootfs, uml
+from lab.topology import REPO, LabNode, load, place_on_kernels
 from lab.util import log, run
 
 REPO_IN_NAS = node.REPO_IN_NAS
@@ -22,8 +22,12 @@ REPO_IN_NAS = node.REPO_IN_NAS
 
 class Lab:
     def __init__(self) -> None:
-        self.topology, self.model, self.nodes = load()
+        self.topology, self.model, nodes = load()
+        # IPVS and NFS: the host kernel's, or the nodes that need them boot a user-mode kernel.
+        self.kernel_paths = kernel.paths()
+        self.nodes = place_on_kernels(nodes, kernel.uml_roles(self.kernel_paths))
         self.nas = next(n for n in self.nodes.values() if "nas" in n.roles)
+        self.master = next(n for n in self.nodes.values() if n.runs_master)
         self.repo_master = yaml.safe_load((REPO / "etc" / "salt" / "master").read_text())
 
     # -- helpers ---------------------------------------------------------
@@ -31,7 +35,7 @@ class Lab:
         return [n for n in self.nodes.values() if n.minion]
 
     def salt(self, *args: str, timeout: float = 300) -> tuple[int, str]:
-        proc = node.execute(self.nas.name, ["salt", *args], timeout=timeout)
+        proc = node.execute(self.master.name, ["salt", *args], timeout=timeout)
         return proc.returncode, proc.stdout + proc.stderr
 
     def salt_json(self, *args: str, timeout: float = 300) -> dict:
@@ -64,7 +68,7 @@ class Lab:
     def sync(self, names: list[str]) -> None:
         """saltutil.sync_all on these minions: custom modules, states and grains."""
         if names:
-            result = self.salt_json("-L", ",".join(names), "saltutil.sync_all", timeout=300)
+            result = self.salt_json("-L", ",".join(names), "saltutil.sync_all", "-t", "240", timeout=300)
             missing = sorted(set(names) - set(result))
             if missing:
                 raise RuntimeError(f"saltutil.sync_all got no answer from {', '.join(missing)}")
@@ -75,9 +79,18 @@ class Lab:
             log(lab_node.name, "already running")
             return
         root = node.mount(lab_node, root_fs)
-        files = provision.files_for(lab_node, self.model, self.nas.address, self.repo_master, REPO_IN_NAS)
+        files = provision.files_for(
+            lab_node, self.model, self.nas.address, self.repo_master, REPO_IN_NAS, self.master.address
+        )
+        if lab_node.platform == "uml":
+            files.update(
+                uml.files_for(lab_node, os.path.dirname(self.model["nfs"]["export"]) if self.model["nfs"] else None)
+            )
         for path, text in files.items():
             node.write(root, path, text)
+        if lab_node.platform == "uml":
+            for path, target in uml.links_for(lab_node).items():
+                node.symlink(root, path, target)
         wants = root / "etc/systemd/system/multi-user.target.wants"
         units = []
         if lab_node.minion:
@@ -86,13 +99,17 @@ class Lab:
             node.write(root, "/etc/salt/pki/minion/minion.pem", pem, 0o600)
             node.write(root, "/etc/salt/pki/minion/minion.pub", pub)
             node.write(root, "/etc/salt/pki/minion/minion_master.pub", master_keys[1])
-            node.write(self._nas_root(), f"/etc/salt/pki/master/minions/{lab_node.name}", pub)
-        if "nas" in lab_node.roles:
+            node.write(self._master_root(), f"/etc/salt/pki/master/minions/{lab_node.name}", pub)
+        if lab_node.runs_master:
             units.append("salt-master.service")
             node.write(root, "/etc/salt/pki/master/master.pem", master_keys[0], 0o600)
             node.write(root, "/etc/salt/pki/master/master.pub", master_keys[1])
         if lab_node.name == "upstream":
             units += ["lab-upstream-dns.service", "apache2.service"]
+        if lab_node.platform == "uml":
+            units.append("lab-agent.service")
+        if "/etc/systemd/system/lab-salt-forward.service" in files:
+            units.append("lab-salt-forward.service")
         for unit in units:
             link = wants / unit
             if not link.is_symlink():
@@ -103,13 +120,14 @@ class Lab:
                     else ("/lib/systemd/system/" + unit)
                 )
                 link.symlink_to(target)
-        log(lab_node.name, "booting")
+        log(lab_node.name, "booting" + (" a user-mode kernel" if lab_node.platform == "uml" else ""))
+        started = time.monotonic()
         node.start(lab_node, node.STATE / "logs" / f"{lab_node.name}.log")
-        state = node.wait_booted(lab_node.name, timeout=120)
-        log(lab_node.name, f"systemd {state}")
+        state = node.wait_booted(lab_node.name, timeout=180 if lab_node.platform == "uml" else 120)
+        log(lab_node.name, f"systemd {state} after {time.monotonic() - started:.1f} s")
 
-    def _nas_root(self) -> Path:
-        return node.merged(self.nas.name)
+    def _master_root(self) -> Path:
+        return node.merged(self.master.name)
 
     def _wave(self, nodes: list[LabNode], root_fs: Path, master_keys: tuple[str, str]) -> None:
         with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
@@ -120,13 +138,16 @@ class Lab:
         started = time.monotonic()
         root_fs = rootfs.build()
         run([sys.executable, str(REPO / "tools" / "gen_secrets.py"), str(REPO / "pillar" / "secrets.sls")])
-        mtus = {name: net_["mtu"] for name, net_ in self.model["networks"].items()}
+        mtus: dict[str, int] = {}
+        for lab_node in self.nodes.values():  # the lab's MTUs (clamped where a user-mode node is)
+            for link in lab_node.links:
+                mtus[link.network] = link.mtu
         net.ensure_switch(mtus)
         for lab_node in self.nodes.values():
             net.wire(lab_node)
         master_keys = keys.generate(node.STATE / "keys", "master")
-        # nas first: the minions' keys go into its tree before it boots.
-        node.mount(self.nas, root_fs)
+        # The master's node first: the minions' keys go into its tree before it boots.
+        node.mount(self.master, root_fs)
         first = [n for n in self.nodes.values() if n.order in (0, 1)]
         servers = [n for n in self.nodes.values() if n.order == 2]
         self._wave(first, root_fs, master_keys)
@@ -134,16 +155,24 @@ class Lab:
         log("salt", "minions answering: " + ", ".join(answered))
         # Custom modules and grains (cluster_kernel) before any state runs;
         # the master's runners (salt-run cluster.health) too.
-        node.execute(self.nas.name, ["salt-run", "saltutil.sync_all"], timeout=120, check=True)
+        node.execute(self.master.name, ["salt-run", "saltutil.sync_all"], timeout=120, check=True)
         self.sync([n.name for n in first if n.minion])
-        # The servers get their addresses from the directors' dnsmasq.
-        log("salt", "highstate on the directors (DHCP for the servers)")
-        if not self._report(self.apply_states("-G", "roles:director")):
-            raise RuntimeError("highstate failed on the directors: the servers would get no DHCP lease")
+        # The servers get their addresses from the directors' dnsmasq, and the
+        # web servers mount the docroot the nas exports.
+        log("salt", "highstate on the directors (DHCP for the servers) and the nas (their NFS docroot)")
+        if not self._report(self.apply_states("-C", "G@roles:director or G@roles:nas")):
+            raise RuntimeError("highstate failed on the directors or the nas: the servers depend on them")
         self._wave(servers, root_fs, master_keys)
         answered = self._require_answers([n.name for n in self.minions()], timeout=120)
         self.sync([n.name for n in servers if n.minion])
-        node.save_state({"up_seconds": round(time.monotonic() - started, 1), "rootfs": str(root_fs)})
+        node.save_state(
+            {
+                "up_seconds": round(time.monotonic() - started, 1),
+                "rootfs": str(root_fs),
+                "kernel_paths": {f: p.describe() for f, p in self.kernel_paths.items()},
+                "uml_nodes": sorted(n.name for n in self.nodes.values() if n.platform == "uml"),
+            }
+        )
         log(
             "lab", f"up: {len(self.nodes)} nodes, {len(answered)} minions answering, {time.monotonic() - started:.1f} s"
         )
@@ -186,23 +215,34 @@ class Lab:
         return self._report(summary) and not missing
 
     def capabilities(self) -> dict[str, str]:
-        probe = self.nodes[self.model["roles"]["director"][0]]
-        ipvs = node.execute(probe.name, ["ipvsadm", "-Ln"], timeout=20) if node.leader_pid(probe.name) else None
-        filesystems = Path("/proc/filesystems").read_text()
-        return {
-            "ipvs": "host kernel"
-            if ipvs is not None and ipvs.returncode == 0
-            else "unavailable: this kernel has no IPVS (keepalived runs VRRP only; see issue 6)",
-            "nfs": "host kernel"
-            if "nfs" in filesystems
-            else "unavailable: this kernel has no NFS client or server (see issue 6)",
+        """Per feature, the path the lab took, checked on a running node where there is one."""
+        out = {}
+        probes = {
+            "ipvs": (self.model["roles"]["director"], ["test", "-e", "/proc/net/ip_vs"]),
+            "nfs": (self.model["roles"].get("nas", []), ["grep", "-qw", "nfsd", "/proc/filesystems"]),
         }
+        for feature, path in self.kernel_paths.items():
+            names, probe = probes[feature]
+            running = [n for n in names if node.leader_pid(n) is not None]
+            text = path.describe()
+            if running and path.path != "unavailable":
+                ok = node.execute(running[0], probe, timeout=20).returncode == 0
+                text += f"; {'present' if ok else 'MISSING'} on {running[0]}"
+            out[feature] = text
+        return out
 
     def addresses(self, name: str) -> list[str]:
         if node.leader_pid(name) is None:
             return []
-        out = run(["ip", "-n", self.nodes[name].netns, "-4", "-o", "addr", "show"], check=False).stdout
-        return [f"{line.split()[1]} {line.split()[3]}" for line in out.splitlines() if " lo " not in line]
+        if self.nodes[name].platform == "uml":
+            out = node.execute(name, ["ip", "-4", "-o", "addr", "show"], timeout=20).stdout
+        else:
+            out = run(["ip", "-n", self.nodes[name].netns, "-4", "-o", "addr", "show"], check=False).stdout
+        return [
+            f"{line.split()[1]} {line.split()[3]}"
+            for line in out.splitlines()
+            if " lo " not in line and " lab0 " not in line
+        ]
 
     def verify(self) -> bool:
         checks: list[tuple[str, bool, str]] = []
@@ -293,19 +333,23 @@ class Lab:
 
     def status(self) -> None:
         leases = {lease["hostname"] for lease in self.model["dhcp"]["leases"]}
-        print(f"{'node':9} {'state':8} {'links':6} {'roles':10} {'memory':>8}  {'addressing':10} addresses")
+        print(
+            f"{'node':9} {'state':8} {'kernel':6} {'links':6} {'roles':10} {'memory':>8}  {'addressing':10} addresses"
+        )
         for name, lab_node in sorted(self.nodes.items(), key=lambda kv: (kv[1].order, kv[0])):
             running = node.leader_pid(name) is not None
-            links = "-" if not net.netns_exists(lab_node.netns) else ("up" if net.links_up(lab_node) else "CUT")
+            wired = lab_node.platform == "uml" or net.netns_exists(lab_node.netns)
+            links = "-" if not wired or not running else ("up" if net.links_up(lab_node) else "CUT")
+            kernel_ = "uml" if lab_node.platform == "uml" else "host"
             memory = f"{node.memory_kb(name) / 1024:.0f} MB" if running else "-"
             roles = ",".join(lab_node.roles) or lab_node.kind
             addressing = "dhcp lease" if name in leases else "static"
             print(
-                f"{name:9} {'running' if running else 'stopped':8} {links:6} {roles:10} {memory:>8}  "
+                f"{name:9} {'running' if running else 'stopped':8} {kernel_:6} {links:6} {roles:10} {memory:>8}  "
                 f"{addressing:10} " + "; ".join(self.addresses(name))
             )
         for feature, path in self.capabilities().items():
-            print(f"capability {feature}: {path}")
+            print(f"{feature}: {path}")
 
     # -- down ------------------------------------------------------------
     def down(self) -> None:
@@ -332,11 +376,15 @@ def main(argv: list[str] | None = None) -> int:
     p_exec = sub.add_parser("exec", help="run a command in a node: exec NODE -- CMD...")
     p_exec.add_argument("node")
     p_exec.add_argument("argv", nargs=argparse.REMAINDER)
-    p_salt = sub.add_parser("salt", help="the salt CLI inside nas")
+    p_salt = sub.add_parser("salt", help="the salt CLI where the master runs")
     p_salt.add_argument("argv", nargs=argparse.REMAINDER)
     for name in ("cut", "heal"):
         p = sub.add_parser(name)
         p.add_argument("node")
+    p_events = sub.add_parser("events", help="print the master's events matching a tag (salt-run state.event)")
+    p_events.add_argument("tagmatch")
+    p_events.add_argument("--count", type=int)
+    p_events.add_argument("--timeout", type=float, default=30)
     argv = sys.argv[1:] if argv is None else argv
     # Everything after `salt` belongs to the salt CLI, its options included.
     salt_cli = argv[:1] == ["salt"]
@@ -370,6 +418,11 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         print()
         lab.status()
         return 0 if applied and verified else 1
+    elif args.command == "events":
+        argv = events.salt_run_argv(args.tagmatch, args.count, args.timeout)
+        proc = node.execute(lab.master.name, argv, timeout=args.timeout + 10)
+        sys.stdout.write(proc.stdout)
+        return 0 if proc.returncode in (0, 124) else proc.returncode
     elif args.command in ("exec", "salt"):
         argv = [a for a in args.argv if a != "--"] if args.command == "salt" else args.argv
         if args.command == "exec":
@@ -377,9 +430,16 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
             target = args.node
         else:
             argv = ["salt", *argv]
-            target = lab.nas.name
+            target = lab.master.name
         if not argv:
             parser.error("nothing to run")
+        if target in lab.nodes and lab.nodes[target].platform == "uml":
+            # Another kernel: no nsenter; the node's exec agent runs it (stdin is passed along).
+            stdin = "" if sys.stdin.isatty() else sys.stdin.read()
+            proc = node.execute(target, argv, timeout=float(os.environ.get("LAB_EXEC_TIMEOUT", 600)), stdin=stdin)
+            sys.stdout.write(proc.stdout)
+            sys.stderr.write(proc.stderr)
+            return proc.returncode
         os.execvp("nsenter", node.exec_argv(target, argv))
     elif args.command in ("cut", "heal"):
         if args.node not in lab.nodes:

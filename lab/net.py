@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from lab.topology import BRIDGES, LabNode
+from lab.topology import BRIDGES, MGMT_NETWORK, MGMT_SWITCH_ADDRESS, LabNode
 from lab.util import run
 
 SWITCH = "halab-sw"
@@ -41,10 +41,17 @@ def ensure_switch(mtus: dict[str, int]) -> None:
         if ip(SWITCH, "link", "show", bridge, check=False).returncode != 0:
             ip(SWITCH, "link", "add", bridge, "type", "bridge")
         ip(SWITCH, "link", "set", bridge, "mtu", str(mtus.get(network, 1500)), "up")
+    # The switch's own address on the management bridge: the exec agents' only peer.
+    mgmt = f"{MGMT_SWITCH_ADDRESS}/{MGMT_NETWORK.prefixlen}"
+    if mgmt not in ip(SWITCH, "-4", "-o", "addr", "show", "dev", BRIDGES["lab"]).stdout:
+        ip(SWITCH, "addr", "add", mgmt, "dev", BRIDGES["lab"])
 
 
 def wire(node: LabNode) -> None:
     """The node's namespace and its links to the bridges (idempotent)."""
+    if node.platform == "uml":
+        wire_taps(node)
+        return
     if not netns_exists(node.netns):
         run(["ip", "netns", "add", node.netns])
     # The cluster is IPv4 only; without IPv6 nothing waits on AAAA lookups.
@@ -86,10 +93,20 @@ def wire(node: LabNode) -> None:
         ip(SWITCH, "link", "set", outside, "master", link.bridge, "mtu", str(link.mtu), "up")
 
 
+def wire_taps(node: LabNode) -> None:
+    """A user-mode node's NICs are taps on the bridges, named like an nspawn node's veths."""
+    for link in node.links:
+        tap = host_ifname(node.name, link.ifname)
+        if ip(SWITCH, "link", "show", tap, check=False).returncode != 0:
+            ip(SWITCH, "tuntap", "add", "dev", tap, "mode", "tap")
+        ip(SWITCH, "link", "set", tap, "master", link.bridge, "mtu", str(link.mtu), "up")
+
+
 def set_links(node: LabNode, up: bool) -> None:
     """Cut or heal a node's cables: its switch-side ports go down or up."""
     for link in node.links:
-        ip(SWITCH, "link", "set", host_ifname(node.name, link.ifname), "up" if up else "down")
+        if link.network != "lab":  # the management link stays: the lab must still reach the node
+            ip(SWITCH, "link", "set", host_ifname(node.name, link.ifname), "up" if up else "down")
 
 
 def links_up(node: LabNode) -> bool:

@@ -1,5 +1,6 @@
 """A lab node: a per-node overlay of the cached rootfs, booted by systemd-nspawn
-inside the node's network namespace, started and stopped by PID."""
+inside the node's network namespace (or by a user-mode kernel, lab/uml.py),
+started and stopped by PID."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from lab import uml
 from lab.topology import REPO, LabNode
 from lab.util import run, safe_rmtree
 
@@ -28,6 +30,18 @@ def merged(name: str) -> Path:
 
 def pid_file(name: str) -> Path:
     return node_dir(name) / "nspawn.pid"
+
+
+def uml_marker(name: str) -> Path:
+    """Present while the node runs a user-mode kernel; holds its agent's address."""
+    return node_dir(name) / "uml.json"
+
+
+def uml_address(name: str) -> str | None:
+    try:
+        return json.loads(uml_marker(name).read_text())["agent"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
 
 
 def alive(pid: int) -> bool:
@@ -48,7 +62,10 @@ def nspawn_pid(name: str) -> int | None:
 
 
 def leader_pid(name: str) -> int | None:
-    """The container's PID 1 (systemd), a child of the nspawn process."""
+    """The container's PID 1 (systemd), a child of the nspawn process; for a
+    user-mode node, its kernel's host process. None when it is not running."""
+    if uml_address(name):
+        return uml.pid(node_dir(name))
     pid = nspawn_pid(name)
     if pid is None:
         return None
@@ -94,8 +111,19 @@ def write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
+def symlink(root: Path, rel: str, target: str) -> None:
+    path = root / rel.lstrip("/")
+    if path.is_symlink() or path.exists():
+        path.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+
+
 def start(node: LabNode, log_path: Path) -> int:
-    """Boot the node (no-op when it runs); returns the nspawn PID."""
+    """Boot the node (no-op when it runs); returns the nspawn (or UML kernel) PID."""
+    if node.platform == "uml":
+        uml_marker(node.name).write_text(json.dumps({"agent": node.mgmt_address}))
+        return uml.start(node, node_dir(node.name), merged(node.name), log_path)
     pid = nspawn_pid(node.name)
     if pid:
         return pid
@@ -124,7 +152,7 @@ def start(node: LabNode, log_path: Path) -> int:
         "--link-journal",
         "no",
     ]
-    if "nas" in node.roles:
+    if node.runs_master:
         cmd += ["--bind-ro", f"{REPO}:{REPO_IN_NAS}"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # Each node's systemd gets a cgroup subtree of its own: nodes left in the
@@ -176,6 +204,7 @@ def remove_cgroup_root() -> None:
 
 
 def exec_argv(name: str, argv: list[str]) -> list[str]:
+    """nsenter argv for an nspawn node (a user-mode node is reached through execute)."""
     leader = leader_pid(name)
     if leader is None:
         raise RuntimeError(f"node {name} is not running")
@@ -198,8 +227,14 @@ def exec_argv(name: str, argv: list[str]) -> list[str]:
     ]
 
 
-def execute(name: str, argv: list[str], timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run(exec_argv(name, argv), capture_output=True, text=True, timeout=timeout)
+def execute(
+    name: str, argv: list[str], timeout: float = 120, check: bool = False, stdin: str = ""
+) -> subprocess.CompletedProcess:
+    address = uml_address(name)
+    if address:
+        proc = uml.execute(name, address, argv, timeout=timeout, stdin=stdin)
+    else:
+        proc = subprocess.run(exec_argv(name, argv), input=stdin, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{name}: {' '.join(argv)} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
     return proc
@@ -220,7 +255,12 @@ def wait_booted(name: str, timeout: float = 60) -> str:
 
 
 def stop(name: str, timeout: float = 20) -> None:
-    """Stop the node by PID: SIGTERM to nspawn (clean container shutdown), then SIGKILL."""
+    """Stop the node by PID: SIGTERM to nspawn (clean container shutdown), then SIGKILL.
+    A user-mode node powers off through its agent, then its kernel's processes are killed."""
+    address = uml_address(name)
+    if address:
+        uml.stop(name, node_dir(name), address, timeout=timeout)
+        return
     pid = nspawn_pid(name)
     if pid is not None:
         leader = leader_pid(name)
@@ -251,7 +291,9 @@ def unmount(name: str) -> None:
 
 
 def memory_kb(name: str) -> int:
-    """Resident memory of every process of the node (PSS would be fairer; RSS is what ps shows)."""
+    """Proportional set size (PSS) of every process of the node."""
+    if uml_address(name):
+        return uml.memory_kb(node_dir(name))
     leader = leader_pid(name)
     if leader is None:
         return 0

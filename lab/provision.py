@@ -38,7 +38,9 @@ def network_units(node: LabNode) -> dict[str, str]:
                 "",
                 "[DHCPv4]",
                 "ClientIdentifier=mac",
-                "UseMTU=yes",
+                # The lab sets each network's MTU (MTUBytes above): clamped to 1500
+                # where a user-mode node is (lab/topology.py) whatever DHCP offers.
+                "UseMTU=no",
                 "UseDNS=no",
                 "UseHostname=no",
                 "SendHostname=yes",
@@ -46,7 +48,9 @@ def network_units(node: LabNode) -> dict[str, str]:
         else:
             lines.append(f"Address={link.address}/{link.prefixlen}")
             on_gateway_net = node.gateway and link.network == ("external" if "director" in node.roles else "internal")
-            if on_gateway_net:
+            if link.gateway:
+                lines.append(f"Gateway={link.gateway}")
+            elif on_gateway_net:
                 lines.append(f"Gateway={node.gateway}")
         units[f"/etc/systemd/network/10-{link.ifname}.network"] = "\n".join(lines) + "\n"
     return units
@@ -55,7 +59,7 @@ def network_units(node: LabNode) -> dict[str, str]:
 def resolv_conf(node: LabNode, model: dict) -> str:
     """Cluster nodes ask the internal VIP (the directors' dnsmasq); the lab's nodes ask upstream."""
     if node.kind == "lab":
-        server = "127.0.0.1" if node.name == "upstream" else model["vips"]["external"][0]
+        server = "127.0.0.1" if node.name == "upstream" or node.runs_master else model["vips"]["external"][0]
     elif "director" in node.roles:
         server = "127.0.0.1"
     else:
@@ -110,7 +114,33 @@ def upstream_dns_unit(address: str) -> str:
     )
 
 
-def files_for(node: LabNode, model: dict, nas_address: str, repo_master: dict, repo_path: str) -> dict[str, str]:
+def salt_forward_unit(nas_address: str, master_address: str) -> str:
+    """On a nas whose salt-master runs in a container behind it: forward the
+    master's ports (4505 publish, 4506 requests) there. DNAT only, so the master
+    sees the minions' own addresses (presence events match them)."""
+    match = f"-p tcp -d {nas_address} --dport 4505:4506"
+    rules = [
+        f"iptables -t nat -A {chain} {match} -j DNAT --to-destination {master_address}"
+        for chain in ("PREROUTING", "OUTPUT")
+    ]
+    start = " && ".join(["sysctl -qw net.ipv4.ip_forward=1", *rules])
+    return (
+        "[Unit]\nDescription=Lab: forward the Salt master ports to the master container\n"
+        "After=network.target\nBefore=salt-minion.service\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+        f"ExecStart=/bin/sh -c '{start}'\n\n[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+def files_for(
+    node: LabNode,
+    model: dict,
+    nas_address: str,
+    repo_master: dict,
+    repo_path: str,
+    master_address: str | None = None,
+) -> dict[str, str]:
+    """master_address: where the salt-master listens (the nas itself unless a container behind it)."""
+    master_address = master_address or nas_address
     files = {
         "/etc/hostname": node.name + "\n",
         "/etc/machine-id": machine_id(node.name) + "\n",
@@ -120,8 +150,10 @@ def files_for(node: LabNode, model: dict, nas_address: str, repo_master: dict, r
     }
     if node.minion:
         files[MINION_CONF] = minion_conf(node, nas_address)
-    if "nas" in node.roles:
-        files[MASTER_CONF] = master_conf(repo_master, repo_path, nas_address)
+    if node.runs_master:
+        files[MASTER_CONF] = master_conf(repo_master, repo_path, master_address)
+    if "nas" in node.roles and master_address != nas_address:
+        files["/etc/systemd/system/lab-salt-forward.service"] = salt_forward_unit(nas_address, master_address)
     if node.name == "upstream":
         files["/etc/systemd/system/lab-upstream-dns.service"] = upstream_dns_unit(node.address)
         files["/var/www/html/index.html"] = "upstream: the lab's Internet\n"

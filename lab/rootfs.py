@@ -29,6 +29,7 @@ PACKAGES = [
     # system
     "systemd",
     "systemd-sysv",
+    "udev",  # user-mode kernel nodes: names their NICs (.link files); networkd waits for it there
     "dbus",
     "kmod",
     "iproute2",

@@ -12,7 +12,7 @@ import hashlib
 import importlib.util
 import ipaddress
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 
@@ -20,7 +20,18 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENT_ADDRESS = "192.168.1.10"
-BRIDGES = {"internal": "br-int", "external": "br-ext"}
+BRIDGES = {"internal": "br-int", "external": "br-ext", "lab": "br-lab"}
+# The lab's management network (never a cluster network): the switch namespace,
+# the user-mode nodes' exec agents and, when the nas runs a user-mode kernel,
+# the salt-master container behind it.
+MGMT_NETWORK = ipaddress.IPv4Network("169.254.77.0/24")
+MGMT_SWITCH_ADDRESS = "169.254.77.1"
+MGMT_MASTER_ADDRESS = "169.254.77.2"
+MASTER_CONTAINER = "salt"
+# UML's vector NICs carry at most 1500-byte frames (the driver's maxmtu). One L2
+# network must have one MTU, so a network with a user-mode node runs at 1500 in
+# the lab (the topology's jumbo frames apply where every node can do them).
+UML_MAX_MTU = 1500
 
 # Public-looking names the upstream node answers for (its own small zone).
 UPSTREAM_NAMES = {"www.example.org": "192.168.1.1", "mirror.example.net": "192.168.1.1"}
@@ -47,6 +58,7 @@ class Link:
     address: str  # the node's address on this network
     prefixlen: int
     dhcp: bool
+    gateway: str | None = None  # a default route on this link (lab links only)
 
 
 @dataclass
@@ -59,6 +71,12 @@ class LabNode:
     kind: str = "cluster"  # or "lab" for client/upstream
     order: int = 0  # boot wave: 0 nas/upstream/client, 1 directors, 2 servers
     extra: dict = field(default_factory=dict)
+    platform: str = "nspawn"  # or "uml": a user-mode kernel (lab/uml.py)
+    runs_master: bool = False  # the salt-master runs here
+
+    @property
+    def mgmt_address(self) -> str | None:
+        return next((link.address for link in self.links if link.network == "lab"), None)
 
     @property
     def netns(self) -> str:
@@ -103,7 +121,9 @@ def load(pillar: Path | None = None) -> tuple[dict, dict, dict[str, LabNode]]:
         ]
         roles = node["roles"]
         order = 0 if "nas" in roles else 1 if "director" in roles else 2
-        nodes[name] = LabNode(name=name, roles=roles, links=links, gateway=node["gateway"], order=order)
+        nodes[name] = LabNode(
+            name=name, roles=roles, links=links, gateway=node["gateway"], order=order, runs_master="nas" in roles
+        )
     ext = model["networks"]["external"]
     gateway = ext["gateway"]
     used = {link.address for n in nodes.values() for link in n.links} | set(model["vips"].get("external", []))
@@ -135,3 +155,63 @@ def load(pillar: Path | None = None) -> tuple[dict, dict, dict[str, LabNode]]:
             order=0,
         )
     return topology, model, nodes
+
+
+def place_on_kernels(nodes: dict[str, LabNode], uml_roles: set[str]) -> dict[str, LabNode]:
+    """Move the nodes of ``uml_roles`` onto user-mode kernels (pure: returns new nodes).
+
+    Each such node gets a management NIC (lab0) for the exec agent. A user-mode
+    nas hands the salt-master to a container behind it (``salt``, on the
+    management network; the nas forwards ports 4505/4506 to it): Salt under a
+    user-mode kernel is several times slower, and every lab command goes
+    through the master."""
+    out: dict[str, LabNode] = {}
+    uml = sorted(n for n, node in nodes.items() if set(node.roles) & uml_roles)
+    hosts = list(MGMT_NETWORK.hosts())
+    for name, node in nodes.items():
+        if name not in uml:
+            out[name] = node
+            continue
+        mgmt = Link(
+            "lab0",
+            "lab",
+            BRIDGES["lab"],
+            stable_mac(name, "lab0"),
+            1500,
+            str(hosts[9 + uml.index(name)]),
+            MGMT_NETWORK.prefixlen,
+            False,
+        )
+        out[name] = replace(node, links=[*node.links, mgmt], platform="uml", runs_master=False)
+    clamped = {link.network for name in uml for link in out[name].links if link.mtu > UML_MAX_MTU}
+    for name, node in out.items():
+        if any(link.network in clamped for link in node.links):
+            links = [replace(link, mtu=UML_MAX_MTU) if link.network in clamped else link for link in node.links]
+            out[name] = replace(node, links=links)
+    nas = next((n for n in out.values() if "nas" in n.roles), None)
+    if nas is not None and nas.platform == "uml":
+        if MASTER_CONTAINER in out:
+            raise ValueError(f"lab node {MASTER_CONTAINER!r} collides with a topology node")
+        out[MASTER_CONTAINER] = LabNode(
+            name=MASTER_CONTAINER,
+            roles=[],
+            links=[
+                Link(
+                    "eth0",
+                    "lab",
+                    BRIDGES["lab"],
+                    stable_mac(MASTER_CONTAINER, "eth0"),
+                    1500,
+                    MGMT_MASTER_ADDRESS,
+                    MGMT_NETWORK.prefixlen,
+                    False,
+                    gateway=nas.mgmt_address,
+                )
+            ],
+            gateway=None,
+            minion=False,
+            kind="lab",
+            order=0,
+            runs_master=True,
+        )
+    return out

@@ -1,11 +1,14 @@
 {#- A role's service changed state on a node (cluster_watch beacon).
-    Down: take the node out of HAProxy and IPVS everywhere (drain) and start
-    the service again. Up again: put the node back in rotation. (Directors
+    Down: start the service again and, for a backend node (web, dns: the
+    beacon says backend), take it out of HAProxy and IPVS everywhere (drain).
+    Up again: put the backend node back in rotation. (Directors
     without IPVS answer that ipvs.set_node is not available: nothing to do.) -#}
 {%- set event = data.get('data', data) %}
 {%- set node = data['id'] %}
 {%- set down = ('failed', 'inactive') %}
+{%- set backend = event.get('backend', False) %}
 {%- if event.get('kind') == 'service' and event.get('state') in down %}
+{%- if backend %}
 
 reactor-service-drain-{{ node }}:
   local.haproxy_runtime.set_server_everywhere:
@@ -22,13 +25,15 @@ reactor-service-ipvs-drain-{{ node }}:
     - args:
       - node: {{ node }}
       - admin_state: drain
+{%- endif %}
 
 reactor-service-start-{{ event.name }}-{{ node }}:
   local.service.start:
     - tgt: {{ node }}
     - args:
       - name: {{ event.name }}
-{%- elif event.get('kind') == 'service' and event.get('state') == 'active' and event.get('previous') != 'reloading' %}
+{%- elif backend and event.get('kind') == 'service' and event.get('state') == 'active'
+      and event.get('previous') != 'reloading' %}
 
 reactor-service-ready-{{ node }}:
   local.haproxy_runtime.set_server_everywhere:

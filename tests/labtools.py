@@ -40,3 +40,17 @@ def wait_until_serving(timeout: float = 30) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"the web servers did not all come into rotation:\n{out}")
         time.sleep(1)
+
+
+def _lab_nodes() -> dict:
+    """The lab's nodes as `python -m lab` places them (host or user-mode kernel)."""
+    from lab import kernel
+    from lab.topology import load, place_on_kernels
+
+    _, _, nodes = load()
+    return place_on_kernels(nodes, kernel.uml_roles(kernel.paths()))
+
+
+LAB_NODES = _lab_nodes()
+# Where the salt-master runs: nas, or the container behind a user-mode nas.
+MASTER_NODE = next(n.name for n in LAB_NODES.values() if n.runs_master)

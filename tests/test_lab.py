@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import SEED
-from labtools import in_node, lab, salt_json
+from labtools import LAB_NODES, MASTER_NODE, in_node, lab, salt_json
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -25,10 +25,10 @@ def test_every_minion_answers():
 
 
 def test_keys_were_accepted_by_the_lab_not_automatically():
-    keys = json.loads(lab("exec", "nas", "--", "salt-key", "-L", "--out=json").stdout)
+    keys = json.loads(lab("exec", MASTER_NODE, "--", "salt-key", "-L", "--out=json").stdout)
     assert sorted(keys["minions"]) == MINIONS
     assert keys["minions_pre"] == [] and keys["minions_rejected"] == []
-    conf = in_node("nas", "/opt/salt/bin/salt-run", "config.get", "auto_accept", "--out=json", check=False)
+    conf = in_node(MASTER_NODE, "/opt/salt/bin/salt-run", "config.get", "auto_accept", "--out=json", check=False)
     assert "true" not in conf.stdout.lower()
 
 
@@ -52,7 +52,11 @@ def test_servers_get_their_static_lease_and_route_through_the_internal_vip():
         assert f"{expected['address']} (DHCP4 via " in status, status
         routes = json.loads(in_node(name, "ip", "-j", "route", "show", "default").stdout)
         assert routes[0]["gateway"] == "10.0.100.200"
-        assert link["mtu"] == 9000
+        # The lab's MTU for the internal network: the topology's 9000, or 1500
+        # when user-mode nodes (whose NICs cannot do jumbo frames) are on it.
+        assert link["mtu"] == LAB_NODES[name].links[0].mtu
+    offered = in_node("master", "grep", "-h", "option:mtu", "/etc/dnsmasq.d/cluster.conf").stdout
+    assert offered.strip() == f"dhcp-option=option:mtu,{SEED['networks']['internal']['mtu']}"
 
 
 def test_static_nodes_keep_their_addresses():

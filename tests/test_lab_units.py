@@ -75,3 +75,82 @@ def test_resolvers_never_leave_the_lab():
     assert "\nnameserver 127.0.0.1\n" in provision.resolv_conf(nodes["upstream"], model)
     unit = provision.upstream_dns_unit("192.168.1.1")
     assert "--no-resolv" in unit and "--address=/www.example.org/192.168.1.1" in unit
+
+
+# --- host kernel or user-mode kernel (lab/kernel.py, lab/topology.place_on_kernels, lab/uml.py) ---
+
+from lab import kernel, uml  # noqa: E402
+
+
+def test_kernel_path_is_the_host_unless_it_lacks_the_feature(monkeypatch):
+    monkeypatch.setattr(kernel, "host_has", lambda feature: feature == "ipvs")
+    monkeypatch.setattr(kernel, "uml_has", lambda feature: (True, "6.1.176"))
+    assert kernel.choose("ipvs", "auto").path == kernel.HOST
+    nfs = kernel.choose("nfs", "auto")
+    assert nfs.uml and "the host kernel lacks nfs" in nfs.describe()
+    assert kernel.choose("ipvs", "uml").uml and "forced by LAB_KERNEL=uml" in kernel.choose("ipvs", "uml").reason
+    monkeypatch.setattr(kernel, "uml_has", lambda feature: (False, "no user-mode kernel (...)"))
+    gone = kernel.choose("nfs", "auto")
+    assert gone.path == "unavailable" and "the host kernel lacks nfs; no user-mode kernel" in gone.reason
+    assert kernel.uml_roles({"ipvs": kernel.choose("ipvs", "auto"), "nfs": gone}) == set()
+
+
+def test_lab_kernel_rejects_unknown_modes():
+    import pytest
+
+    with pytest.raises(ValueError, match="LAB_KERNEL='qemu'"):
+        kernel.choose("ipvs", "qemu")
+
+
+def test_user_mode_nodes_get_a_management_nic_and_nas_hands_the_master_to_a_container():
+    _, _, nodes = topology.load()
+    placed = topology.place_on_kernels(nodes, {"director", "nas", "web"})
+    assert sorted(n for n, node in placed.items() if node.platform == "uml") == [
+        "master",
+        "nas",
+        "standby",
+        "web1",
+        "web2",
+        "web3",
+    ]
+    mgmt = {n: node.mgmt_address for n, node in placed.items() if node.platform == "uml"}
+    assert len(set(mgmt.values())) == 6 and all(a.startswith("169.254.77.") for a in mgmt.values())
+    assert topology.MGMT_SWITCH_ADDRESS not in mgmt.values()
+    salt = placed[topology.MASTER_CONTAINER]
+    assert salt.runs_master and not placed["nas"].runs_master and not salt.minion
+    assert salt.address == topology.MGMT_MASTER_ADDRESS and salt.links[0].gateway == placed["nas"].mgmt_address
+    # One MTU per network: the internal one carries user-mode NICs, so 1500 for every node on it.
+    assert {link.mtu for node in placed.values() for link in node.links if link.network == "internal"} == {1500}
+    assert {link.mtu for node in placed.values() for link in node.links if link.network == "external"} == {1500}
+    # Nothing moves when the host kernel has everything.
+    same = topology.place_on_kernels(nodes, set())
+    assert same == nodes and not any(n.runs_master for n in same.values() if n.name != "nas")
+
+
+def test_user_mode_node_files(monkeypatch):
+    monkeypatch.setattr(kernel, "uml_version", lambda: "6.1.176")
+    _, _, nodes = topology.load()
+    placed = topology.place_on_kernels(nodes, {"director", "nas", "web"})
+    nas = uml.files_for(placed["nas"])
+    assert "/dev/ubda / ext4" in nas["/etc/fstab"] and "hostfs /usr/lib/uml/modules" in nas["/etc/fstab"]
+    assert "root=/dev/ubda" in uml.command(placed["nas"], REPO, REPO)
+    assert "nfsd" in nas["/etc/modules-load.d/lab.conf"].split()
+    director = uml.files_for(placed["master"])
+    assert {"ip_vs", "ip_vs_rr"} <= set(director["/etc/modules-load.d/lab.conf"].split())
+    assert "/dev/ubda" not in director["/etc/fstab"]
+    assert f"rootflags={REPO}" in uml.command(placed["master"], REPO, REPO)
+    link = director["/etc/systemd/network/10-eth1.link"]
+    assert f"MACAddress={placed['master'].links[1].mac}" in link and "Name=eth1" in link
+    agent_unit = director["/etc/systemd/system/lab-agent.service"]
+    assert f"serve {placed['master'].mgmt_address} 7070 {topology.MGMT_SWITCH_ADDRESS}" in agent_unit
+    assert uml.links_for(placed["master"])["/etc/alternatives/iptables"] == "/usr/sbin/iptables-legacy"
+    forward = provision.files_for(
+        placed["nas"],
+        topology.load()[1],
+        "10.0.100.100",
+        {"file_roots": {}, "pillar_roots": {}},
+        "/srv",
+        "169.254.77.2",
+    )
+    unit = forward["/etc/systemd/system/lab-salt-forward.service"]
+    assert "-d 10.0.100.100 --dport 4505:4506 -j DNAT --to-destination 169.254.77.2" in unit

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 import time
 
 import pytest
 
-from conftest import REPO
-from labtools import in_node, lab
+from lab import events
+from labtools import MASTER_NODE, in_node, lab
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
 
 def health() -> dict:
-    out = in_node("nas", "salt-run", "cluster.health", "--out=json").stdout
+    out = in_node(MASTER_NODE, "salt-run", "cluster.health", "--out=json").stdout
     return json.loads(out[out.index("{") :])
 
 
@@ -27,7 +25,7 @@ def in_rotation(address: str) -> bool:
 
 
 def test_health_runner_table_and_json():
-    table = in_node("nas", "salt-run", "cluster.health").stdout
+    table = in_node(MASTER_NODE, "salt-run", "cluster.health").stdout
     assert "192.168.1.200    master" in table and "\nhealthy" in table
     report = health()
     assert report["healthy"] and report["errors"] == []
@@ -36,25 +34,7 @@ def test_health_runner_table_and_json():
 
 
 def test_stopped_apache_is_restarted_and_back_in_rotation():
-    watcher = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "lab",
-            "exec",
-            "nas",
-            "--",
-            "timeout",
-            "25",
-            "salt-run",
-            "state.event",
-            "tagmatch=salt/beacon/web2/cluster_watch/service",
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    watcher = events.listen("salt/beacon/web2/cluster_watch/service", timeout=25)
     time.sleep(4)  # the listener is connected
     started = time.monotonic()
     in_node("web2", "systemctl", "stop", "apache2")
@@ -66,15 +46,13 @@ def test_stopped_apache_is_restarted_and_back_in_rotation():
         time.sleep(0.2)
     elapsed = time.monotonic() - started
     print(f"kill -> back in rotation: {elapsed:.1f} s")
-    events = watcher.communicate(timeout=40)[0]
-    tags = [line for line in events.splitlines() if line.startswith("salt/beacon/web2/cluster_watch/service")]
-    events = [json.loads(line.split(None, 1)[1]) for line in tags]
-    states = [e["state"] for e in events]
+    seen = [data for _, data in events.parse(watcher.communicate(timeout=40)[0], "salt/beacon/web2/")]
+    states = [e["state"] for e in seen]
     # Transitional states (deactivating, activating) are changes too; what
     # must not happen is an event without a change.
     assert {"inactive", "failed"} & set(states) and states[-1] == "active", states
-    assert events[0]["previous"] == "active"
-    for before, after in itertools.pairwise(events):
+    assert seen[0]["previous"] == "active"
+    for before, after in itertools.pairwise(seen):
         assert after["previous"] == before["state"] != after["state"], f"an event without a change: {states}"
 
 

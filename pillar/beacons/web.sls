@@ -3,3 +3,4 @@ beacons:
   cluster_watch:
     - interval: 1
     - services: [apache2]
+    - backend: true

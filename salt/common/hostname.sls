@@ -6,9 +6,9 @@ common-hostname-file-managed:
     - contents: {{ node.name | json }}
     - mode: "0644"
 
+# The running hostname follows the file when it changes (boot reads the file).
 common-hostname-cmd-set:
   cmd.run:
     - name: hostname {{ node.name }}
-    - unless: test "$(hostname)" = {{ node.name }}
-    - require:
+    - onchanges:
       - file: common-hostname-file-managed

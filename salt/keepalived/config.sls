@@ -19,12 +19,6 @@ keepalived-config-notify-script:
     - context:
         state_dir: {{ keepalived.state_dir }}
 
-keepalived-config-backends-check:
-  file.managed:
-    - name: {{ keepalived.backends_check }}
-    - source: salt://keepalived/files/haproxy-backends-up.py
-    - mode: "0755"
-
 # Checked by keepalived itself (inside this node, where the interfaces exist)
 # before it replaces the live file.
 keepalived-config-file-managed:
@@ -41,4 +35,3 @@ keepalived-config-file-managed:
     - require:
       - pkg: keepalived-package-installed
       - file: keepalived-config-notify-script
-      - file: keepalived-config-backends-check

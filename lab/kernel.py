@@ -1,0 +1,116 @@
+"""Which kernel gives the lab IPVS and NFS: the host's, a user-mode one, or none.
+
+The seed's IPVS (directors) and NFS (nas server, web clients) paths need kernel
+features. Where the host kernel has them the nodes use it directly (nspawn
+containers share the host kernel). Where it does not, the nodes that need them
+boot Debian's User-Mode Linux kernel instead (package user-mode-linux), which
+ships both as modules. Only when neither works is a feature unavailable, and
+the reason says why.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+UML_KERNEL = "/usr/bin/linux"
+UML_MODULES = Path("/usr/lib/uml/modules")
+HOST = "host kernel"
+UML = "user-mode kernel"
+
+# Feature -> (host evidence, module files a UML kernel needs for it)
+NEEDS = {
+    "ipvs": ("kernel/net/netfilter/ipvs/ip_vs.ko",),
+    "nfs": ("kernel/fs/nfsd/nfsd.ko", "kernel/fs/nfs/nfsv4.ko"),
+}
+
+
+@dataclass(frozen=True)
+class FeaturePath:
+    feature: str
+    path: str  # HOST, UML or "unavailable"
+    reason: str
+
+    @property
+    def uml(self) -> bool:
+        return self.path == UML
+
+    def describe(self) -> str:
+        return f"{self.path} ({self.reason})" if self.reason else self.path
+
+
+def _filesystems() -> set[str]:
+    try:
+        return {line.split()[-1] for line in Path("/proc/filesystems").read_text().splitlines() if line.strip()}
+    except OSError:
+        return set()
+
+
+def _host_modules_dir() -> Path:
+    return Path("/lib/modules") / platform.release()
+
+
+def host_has(feature: str) -> bool:
+    """The host kernel has it built in, loaded, or as an installed module it can load."""
+    modular = Path("/proc/modules").exists() and shutil.which("modprobe") is not None
+    if feature == "ipvs":
+        return Path("/proc/net/ip_vs").exists() or (
+            modular and (_host_modules_dir() / "kernel/net/netfilter/ipvs/ip_vs.ko").exists()
+        )
+    if feature == "nfs":
+        filesystems = _filesystems()
+        built_in = "nfsd" in filesystems and bool({"nfs", "nfs4"} & filesystems)
+        return built_in or (modular and (_host_modules_dir() / "kernel/fs/nfsd").is_dir())
+    raise ValueError(f"unknown kernel feature {feature!r}")
+
+
+def uml_version() -> str | None:
+    if not os.access(UML_KERNEL, os.X_OK) or not UML_MODULES.is_dir():
+        return None
+    versions = sorted(p.name for p in UML_MODULES.iterdir() if p.is_dir())
+    return versions[-1] if versions else None
+
+
+def uml_has(feature: str) -> tuple[bool, str]:
+    version = uml_version()
+    if version is None:
+        return False, f"no user-mode kernel ({UML_KERNEL} and {UML_MODULES}: apt-get install user-mode-linux)"
+    base = UML_MODULES / version
+    missing = [m for m in NEEDS[feature] if not any(base.glob(m + "*"))]
+    if missing:
+        return False, f"the user-mode kernel {version} lacks {', '.join(missing)}"
+    if shutil.which("modprobe") is None:
+        return False, "modprobe (kmod) is missing on the host: the user-mode nodes load modules with it"
+    return True, version
+
+
+def choose(feature: str, mode: str | None = None) -> FeaturePath:
+    """How the lab provides ``feature``. LAB_KERNEL=host|uml forces a path (for tests of either)."""
+    mode = mode or os.environ.get("LAB_KERNEL", "auto")
+    if mode not in ("auto", "host", "uml"):
+        raise ValueError(f"LAB_KERNEL={mode!r}: expected auto, host or uml")
+    if mode != "uml" and host_has(feature):
+        return FeaturePath(feature, HOST, "")
+    ok, detail = uml_has(feature)
+    if ok and mode != "host":
+        why = "forced by LAB_KERNEL=uml" if mode == "uml" and host_has(feature) else f"the host kernel lacks {feature}"
+        return FeaturePath(feature, UML, f"Linux {detail} in user mode; {why}")
+    host_reason = f"the host kernel lacks {feature}"
+    return FeaturePath(feature, "unavailable", f"{host_reason}; {detail}" if not ok else host_reason)
+
+
+def paths() -> dict[str, FeaturePath]:
+    return {feature: choose(feature) for feature in NEEDS}
+
+
+def uml_roles(chosen: dict[str, FeaturePath]) -> set[str]:
+    """Roles whose nodes boot the user-mode kernel: directors for IPVS; nas and web for NFS."""
+    roles = set()
+    if chosen["ipvs"].uml:
+        roles.add("director")
+    if chosen["nfs"].uml:
+        roles |= {"nas", "web"}
+    return roles

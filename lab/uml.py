@@ -1,0 +1,230 @@
+"""A lab node on a real Linux kernel in user mode (User-Mode Linux).
+
+Used for the nodes whose seed paths need kernel features the host lacks
+(lab/kernel.py): directors (IPVS), nas (nfsd) and web servers (NFS client).
+Such a node boots the same rootfs overlay as an nspawn node, with systemd and a
+salt-minion, so the same formulas apply unchanged. What differs:
+
+- its root is the overlay directory through hostfs, and its kernel modules
+  come from the host's user-mode-linux package (also through hostfs);
+- its NICs are UML vector devices on taps that sit on the lab bridges (named
+  like the nspawn nodes' switch-side veths, so cut/heal work the same), renamed
+  to the topology's ethN by MAC, plus one management NIC for the exec agent
+  (lab/agent.py) - the host cannot nsenter into another kernel;
+- the nas boots from an ext4 disk image (ubd) made from its overlay: nfsd
+  cannot export hostfs, and an NFSv4 server's pseudo-root ("/") must be
+  exportable too.
+
+Processes: the UML kernel is a host process (and its helper processes) in a
+session of its own; the lab stops it by PID (poweroff through the agent, then
+SIGKILL to that session).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from lab import agent, kernel
+from lab.net import SWITCH, host_ifname
+from lab.topology import MGMT_SWITCH_ADDRESS, LabNode
+from lab.util import run
+
+MEMORY_MB = {"nas": 768, "director": 768, "web": 768}
+ROOT_DISK_MB = 3072
+AGENT_PATH = "/usr/local/lib/lab/agent.py"
+
+
+def memory_mb(node: LabNode) -> int:
+    return max([MEMORY_MB.get(role, 768) for role in node.roles] or [768])
+
+
+def modules_for(node: LabNode) -> list[str]:
+    """Modules loaded at boot (busybox-free: systemd-modules-load uses kmod, which follows soft deps)."""
+    mods = ["crc32c_generic"]
+    if "director" in node.roles:
+        mods += ["ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_wlc", "nf_conntrack"]
+    if "nas" in node.roles:
+        mods += ["nfsd"]
+    if "web" in node.roles:
+        mods += ["nfs", "nfsv4"]
+    return mods
+
+
+def on_disk(node: LabNode) -> bool:
+    """Boots from an ext4 image rather than its overlay through hostfs (an NFS server)."""
+    return "nas" in node.roles
+
+
+def files_for(node: LabNode) -> dict[str, str]:
+    """The files a UML node needs on top of an nspawn node's (pure)."""
+    version = kernel.uml_version()
+    fstab = [f"none /usr/lib/modules hostfs {kernel.UML_MODULES} 0 0"]
+    if on_disk(node):
+        fstab.insert(0, "/dev/ubda / ext4 defaults 0 0")
+    files = {
+        "/etc/fstab": "# Written by the lab (user-mode kernel node)\n" + "\n".join(fstab) + "\n",
+        "/etc/modules-load.d/lab.conf": "\n".join(modules_for(node)) + "\n",
+        # The modules live on a hostfs mount: load them once it is there.
+        "/etc/systemd/system/systemd-modules-load.service.d/lab.conf": "[Unit]\nRequiresMountsFor=/usr/lib/modules\n",
+        "/etc/lab-kernel": f"user-mode Linux {version}\n",
+        "/etc/systemd/system/lab-agent.service": (
+            "[Unit]\nDescription=Lab exec agent (management NIC only; lab plumbing, not the cluster)\n"
+            "After=systemd-networkd.service\n\n[Service]\n"
+            f"ExecStart=/usr/bin/python3 {AGENT_PATH} serve {node.mgmt_address} {agent.PORT} {MGMT_SWITCH_ADDRESS}\n"
+            "Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n"
+        ),
+        AGENT_PATH: Path(agent.__file__).read_text(),
+    }
+    for link in node.links:
+        files[f"/etc/systemd/network/10-{link.ifname}.link"] = (
+            f"[Match]\nMACAddress={link.mac}\n\n[Link]\nName={link.ifname}\n"
+        )
+    return files
+
+
+def links_for(node: LabNode) -> dict[str, str]:
+    """Symlinks to set in the node. Debian's UML kernel has the legacy x_tables NAT
+    (iptable_nat) but not nftables NAT (no nft_chain_nat): its iptables is the legacy one,
+    as on any host whose kernel lacks a feature of the default backend."""
+    return {
+        f"/etc/alternatives/{tool}": f"/usr/sbin/{tool.replace('iptables', 'iptables-legacy')}"
+        for tool in ("iptables", "iptables-restore", "iptables-save")
+    }
+
+
+def pid_file(base: Path) -> Path:
+    return base / "uml.pid"
+
+
+def pid(base: Path) -> int | None:
+    from lab.node import alive
+
+    try:
+        value = int(pid_file(base).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return value if alive(value) else None
+
+
+def make_root_disk(path: Path, tree: Path) -> None:
+    """A sparse ext4 image holding the node's prepared tree (mke2fs -d copies it in)."""
+    if path.exists():
+        return
+    with open(path, "wb") as handle:
+        handle.truncate(ROOT_DISK_MB * 1024 * 1024)
+    run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(tree), str(path)])
+
+
+def command(node: LabNode, base: Path, root: Path) -> list[str]:
+    cmd = [
+        kernel.UML_KERNEL,
+        f"umid={node.name}",
+        f"uml_dir={base / 'uml'}",
+        f"mem={memory_mb(node)}M",
+        *(
+            ["root=/dev/ubda", "rootfstype=ext4", f"ubd0={base / 'root.img'}"]
+            if on_disk(node)
+            else ["root=/dev/root", "rootfstype=hostfs", f"rootflags={root}"]
+        ),
+        "rw",
+        "init=/lib/systemd/systemd",
+        "systemd.show_status=0",
+    ]
+    for index, link in enumerate(node.links):
+        tap = host_ifname(node.name, link.ifname)
+        cmd.append(f"vec{index}:transport=tap,ifname={tap},mac={link.mac},mtu={link.mtu}")
+    return [*cmd, "con=null", "con0=null,fd:1"]
+
+
+def start(node: LabNode, base: Path, root: Path, log_path: Path) -> int:
+    running = pid(base)
+    if running:
+        return running
+    (base / "uml").mkdir(parents=True, exist_ok=True)
+    if on_disk(node):
+        make_root_disk(base / "root.img", root)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", SWITCH, *command(node, base, root)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+            cwd=base,
+        )
+    pid_file(base).write_text(str(proc.pid))
+    return proc.pid
+
+
+def execute(
+    node_name: str, address: str, argv: list[str], timeout: float, stdin: str = ""
+) -> subprocess.CompletedProcess:
+    """Run argv in the node through its agent (the client runs in the switch namespace)."""
+    request = {"argv": argv, "stdin": stdin, "timeout": timeout}
+    proc = subprocess.run(
+        ["ip", "netns", "exec", SWITCH, "python3", "-m", "lab.agent", "call", address, str(agent.PORT)],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=timeout + 20,
+        cwd=Path(__file__).resolve().parent.parent,
+        check=False,
+    )
+    try:
+        answer = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        answer = {"rc": 255, "stdout": "", "stderr": f"{node_name}: agent client failed: {proc.stderr}"}
+    return subprocess.CompletedProcess(argv, answer["rc"], answer["stdout"], answer["stderr"])
+
+
+def session_pids(leader: int) -> list[int]:
+    """The UML kernel and its helper processes: every process of its session."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == leader:  # field 6 (session id) of /proc/PID/stat
+                pids.append(int(entry.name))
+    return pids
+
+
+def stop(node_name: str, base: Path, address: str, timeout: float = 20) -> None:
+    from lab.node import alive
+
+    leader = pid(base)
+    if leader is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            execute(node_name, address, ["systemctl", "poweroff", "--no-block"], timeout=5)
+        deadline = time.monotonic() + timeout
+        while alive(leader) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for victim in session_pids(leader):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while alive(leader) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    pid_file(base).unlink(missing_ok=True)
+
+
+def memory_kb(base: Path) -> int:
+    """PSS of the UML kernel's processes (its guest memory is a shared mapping among them)."""
+    leader = pid(base)
+    if leader is None:
+        return 0
+    total = 0
+    for process in session_pids(leader):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{process}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+    return total
