@@ -4,7 +4,9 @@
 
 --cold removes the cached rootfs first, to time the one-off build. The script
 then times a warm `up` from nothing to every minion answering, reports each
-node's memory (PSS) after boot and after a highstate, and leaves the lab down.
+node's kernel (host, or user-mode for the nodes that need IPVS/NFS the host
+lacks), its boot time (start to systemd running) and memory (PSS) after boot
+and after a highstate, and leaves the lab down.
 """
 
 from __future__ import annotations
@@ -50,11 +52,17 @@ def main() -> int:
     print("\nfigure                                         value")
     for what, value in figures:
         print(f"{what:46} {value}")
-    print(f"\n{'node':10} {'PSS after boot':>15} {'after highstate':>16}")
+    print(f"\n{'node':10} {'kernel':7} {'boot':>7} {'PSS after boot':>15} {'after highstate':>16}")
     for name in sorted(lab.nodes, key=lambda n: (lab.nodes[n].order, n)):
-        print(f"{name:10} {booted[name]:12.0f} MB {applied[name]:13.0f} MB")
-    count = len(lab.nodes)
-    print(f"{'mean':10} {sum(booted.values()) / count:12.0f} MB {sum(applied.values()) / count:13.0f} MB")
+        kind = "user" if lab.nodes[name].platform == "uml" else "host"
+        boot = lab.boot_seconds.get(name, 0.0)
+        print(f"{name:10} {kind:7} {boot:5.1f} s {booted[name]:12.0f} MB {applied[name]:13.0f} MB")
+    for kind in ("uml", "nspawn"):
+        names = [n for n in lab.nodes if lab.nodes[n].platform == kind]
+        if names:
+            mean = sum(applied[n] for n in names) / len(names)
+            boot = sum(lab.boot_seconds.get(n, 0.0) for n in names) / len(names)
+            print(f"{'mean ' + kind:18} {boot:5.1f} s {'':15} {mean:13.0f} MB")
     return 0
 
 

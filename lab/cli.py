@@ -28,6 +28,7 @@ class Lab:
         self.nodes = place_on_kernels(nodes, kernel.uml_roles(self.kernel_paths))
         self.nas = next(n for n in self.nodes.values() if "nas" in n.roles)
         self.master = next(n for n in self.nodes.values() if n.runs_master)
+        self.boot_seconds: dict[str, float] = {}
         self.repo_master = yaml.safe_load((REPO / "etc" / "salt" / "master").read_text())
 
     # -- helpers ---------------------------------------------------------
@@ -46,15 +47,22 @@ class Lab:
             return {}
 
     def ping(self, names: list[str], timeout: float = 90) -> dict[str, bool]:
-        """Wait until every named minion answers test.ping (or the timeout)."""
+        """Wait until every named minion answers test.ping (or the timeout).
+
+        Each round asks only the minions still silent, and gives them time to
+        answer: every ping is a job, and a busy user-mode node flooded with
+        jobs answers none of them."""
         deadline = time.monotonic() + timeout
-        answered: dict[str, bool] = {}
+        answered = dict.fromkeys(names, False)
         while time.monotonic() < deadline:
-            result = self.salt_json("-L", ",".join(names), "test.ping", "-t", "5", timeout=60)
-            answered = {n: result.get(n) is True for n in names}
-            if all(answered.values()):
-                return answered
-            time.sleep(1)
+            silent = [n for n, ok in answered.items() if not ok]
+            if not silent:
+                break
+            wait = max(5, min(20, int(deadline - time.monotonic())))
+            result = self.salt_json("-L", ",".join(silent), "test.ping", "-t", str(wait), timeout=wait + 60)
+            answered.update({n: True for n in silent if result.get(n) is True})
+            if not all(answered.values()):
+                time.sleep(1)
         return answered
 
     def _require_answers(self, names: list[str], timeout: float) -> dict[str, bool]:
@@ -83,9 +91,7 @@ class Lab:
             lab_node, self.model, self.nas.address, self.repo_master, REPO_IN_NAS, self.master.address
         )
         if lab_node.platform == "uml":
-            files.update(
-                uml.files_for(lab_node, os.path.dirname(self.model["nfs"]["export"]) if self.model["nfs"] else None)
-            )
+            files.update(uml.files_for(lab_node))
         for path, text in files.items():
             node.write(root, path, text)
         if lab_node.platform == "uml":
@@ -124,7 +130,8 @@ class Lab:
         started = time.monotonic()
         node.start(lab_node, node.STATE / "logs" / f"{lab_node.name}.log")
         state = node.wait_booted(lab_node.name, timeout=180 if lab_node.platform == "uml" else 120)
-        log(lab_node.name, f"systemd {state} after {time.monotonic() - started:.1f} s")
+        self.boot_seconds[lab_node.name] = time.monotonic() - started
+        log(lab_node.name, f"systemd {state} after {self.boot_seconds[lab_node.name]:.1f} s")
 
     def _master_root(self) -> Path:
         return node.merged(self.master.name)
@@ -356,6 +363,7 @@ class Lab:
         names = set(self.nodes) | {p.name for p in (node.STATE / "nodes").glob("*") if p.is_dir()}
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
             list(pool.map(node.stop, names))
+        uml.kill_sessions(uml.leftovers(node.STATE))
         for name in names:
             node.unmount(name)
         for lab_node in self.nodes.values():

@@ -80,6 +80,10 @@ def minion_conf(node: LabNode, master_address: str) -> str:
             "master_tries": -1,
             "auth_tries": 30,
             "auth_timeout": 10,
+            # User-mode-kernel nodes are slow: give a job's return more time
+            # before it is retried (the default 5 s times out under load).
+            "return_retry_timer": 15,
+            "return_retry_timer_max": 30,
             # Each job runs in a child that exits: the modules a highstate
             # loads (x509, crypto...) do not stay resident in the minion.
             "multiprocessing": True,

@@ -197,23 +197,50 @@ def session_pids(leader: int) -> list[int]:
     return pids
 
 
-def stop(node_name: str, base: Path, address: str, timeout: float = 20) -> None:
+def stop(base: Path, timeout: float = 5) -> None:
+    """Kill the node's kernel and its helper processes (its session), by PID.
+
+    No clean shutdown first: a lab node's disk state is thrown away with its
+    overlay, and a guest poweroff under UML takes tens of seconds."""
     from lab.node import alive
 
     leader = pid(base)
     if leader is not None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            execute(node_name, address, ["systemctl", "poweroff", "--no-block"], timeout=5)
-        deadline = time.monotonic() + timeout
-        while alive(leader) and time.monotonic() < deadline:
-            time.sleep(0.2)
         for victim in session_pids(leader):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + timeout
         while alive(leader) and time.monotonic() < deadline:
             time.sleep(0.1)
     pid_file(base).unlink(missing_ok=True)
+
+
+def leftovers(state: Path) -> list[int]:
+    """PIDs of user-mode kernels this lab started whose pid file is gone (their
+    argv names a node directory under the lab's state): a crash or an
+    interrupted run. ``down`` kills their sessions."""
+    marker = f"uml_dir={state}/nodes/"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+                if argv[0].endswith(b"/linux") and any(a.decode(errors="replace").startswith(marker) for a in argv):
+                    found.append(int(entry.name))
+    return found
+
+
+def kill_sessions(pids: list[int]) -> None:
+    for leader in sorted({_session(p) for p in pids} - {None}):
+        for victim in session_pids(leader):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGKILL)
+
+
+def _session(pid_: int) -> int | None:
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        return int(Path(f"/proc/{pid_}/stat").read_text().rsplit(")", 1)[1].split()[3])
+    return None
 
 
 def memory_kb(base: Path) -> int:

@@ -1,25 +1,18 @@
-{#- The master's presence events (presence_events: True): a minion whose
-    connection is gone is drained (HAProxy and IPVS, on every director) so new
-    clients go elsewhere while its sessions finish; one that is back is made
-    ready again. Directors and the NAS are not backends: nothing to drain. -#}
+{#- The master's presence events (presence_events: True): minions whose
+    connection is gone are drained (HAProxy and IPVS, on every director) so new
+    clients go elsewhere while their sessions finish; those that are back are
+    made ready again. One job per director and direction; nodes the directors
+    do not balance to (directors, nas) are skipped by balancer.set_nodes. -#}
 {%- set event = data.get('data', data) %}
 {%- for state, minions in (('drain', event.get('lost', [])), ('ready', event.get('new', []))) %}
-{%- for minion in minions if minion is string and minion.startswith(('web', 'dns')) %}
+{%- if minions %}
 
-reactor-presence-{{ state }}-{{ minion }}:
-  local.haproxy_runtime.set_server_everywhere:
+reactor-presence-{{ state }}:
+  local.balancer.set_nodes:
     - tgt: 'roles:director'
     - tgt_type: grain
     - args:
-      - server: {{ minion }}
-      - state: {{ state }}
-
-reactor-presence-ipvs-{{ state }}-{{ minion }}:
-  local.ipvs.set_node:
-    - tgt: 'roles:director'
-    - tgt_type: grain
-    - args:
-      - node: {{ minion }}
+      - nodes: {{ minions | list | json }}
       - admin_state: {{ state }}
-{%- endfor %}
+{%- endif %}
 {%- endfor %}

@@ -1,8 +1,8 @@
 {#- A role's service changed state on a node (cluster_watch beacon).
     Down: start the service again and, for a backend node (web, dns: the
     beacon says backend), take it out of HAProxy and IPVS everywhere (drain).
-    Up again: put the backend node back in rotation. (Directors
-    without IPVS answer that ipvs.set_node is not available: nothing to do.) -#}
+    Up again: put the backend node back in rotation. One job per director
+    (balancer.set_nodes: HAProxy, and IPVS where the kernel has it). -#}
 {%- set event = data.get('data', data) %}
 {%- set node = data['id'] %}
 {%- set down = ('failed', 'inactive') %}
@@ -11,19 +11,11 @@
 {%- if backend %}
 
 reactor-service-drain-{{ node }}:
-  local.haproxy_runtime.set_server_everywhere:
+  local.balancer.set_nodes:
     - tgt: 'roles:director'
     - tgt_type: grain
     - args:
-      - server: {{ node }}
-      - state: drain
-
-reactor-service-ipvs-drain-{{ node }}:
-  local.ipvs.set_node:
-    - tgt: 'roles:director'
-    - tgt_type: grain
-    - args:
-      - node: {{ node }}
+      - nodes: [{{ node }}]
       - admin_state: drain
 {%- endif %}
 
@@ -36,18 +28,10 @@ reactor-service-start-{{ event.name }}-{{ node }}:
       and event.get('previous') != 'reloading' %}
 
 reactor-service-ready-{{ node }}:
-  local.haproxy_runtime.set_server_everywhere:
+  local.balancer.set_nodes:
     - tgt: 'roles:director'
     - tgt_type: grain
     - args:
-      - server: {{ node }}
-      - state: ready
-
-reactor-service-ipvs-ready-{{ node }}:
-  local.ipvs.set_node:
-    - tgt: 'roles:director'
-    - tgt_type: grain
-    - args:
-      - node: {{ node }}
+      - nodes: [{{ node }}]
       - admin_state: ready
 {%- endif %}

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.usefixtures("running_lab")
 
 def test_zz_down_leaves_nothing_behind():
     pids = [p.read_text() for p in Path("/var/lib/ha-lab/nodes").glob("*/nspawn.pid")]
+    pids += [p.read_text() for p in Path("/var/lib/ha-lab/nodes").glob("*/uml.pid")]
     lab("down", timeout=300)
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "halab-" not in netns
@@ -25,7 +26,7 @@ def test_zz_down_leaves_nothing_behind():
             state = Path(f"/proc/{int(pid)}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except FileNotFoundError:
             continue
-        assert state == "Z", f"nspawn {pid} still running"
+        assert state == "Z", f"node process {pid} (nspawn or user-mode kernel) still running"
     # Nothing that ran inside the nodes survives them.
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -34,3 +35,4 @@ def test_zz_down_leaves_nothing_behind():
         except (FileNotFoundError, ProcessLookupError, IndexError):
             continue
         assert not ("/opt/salt/bin/salt-" in cmdline and state != "Z"), f"left running: {proc.name} {cmdline}"
+        assert not ("uml_dir=/var/lib/ha-lab/" in cmdline and state != "Z"), f"user-mode kernel left: {proc.name}"

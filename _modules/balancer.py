@@ -1,0 +1,51 @@
+"""
+Take nodes out of, or back into, rotation on this director: HAProxy (every
+backend that has the node) and IPVS (every virtual service with the node's
+address), in one job. The reactor calls it on every director when a backend
+service fails or a minion is lost, and when they are back.
+
+CLI examples::
+
+    salt-call balancer.set_nodes '[web2]' drain
+    salt-call balancer.set_nodes '[web2, dns1]' ready
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+try:
+    from salt.exceptions import CommandExecutionError
+except ImportError:  # pragma: no cover - outside Salt
+
+    class CommandExecutionError(Exception):  # type: ignore[no-redef]
+        pass
+
+
+__virtualname__ = "balancer"
+__load__ = ["set_nodes"]
+
+
+def __virtual__():
+    if "haproxy_runtime.set_server_everywhere" in __salt__:  # noqa: F821
+        return __virtualname__
+    return (False, "balancer: needs the haproxy_runtime module (a director; saltutil.sync_all)")
+
+
+def set_nodes(nodes: list[str] | str, admin_state: str = "ready") -> dict[str, Any]:
+    """Set each node ``admin_state`` (ready, drain, maint) in HAProxy and, where
+    this kernel has IPVS, in IPVS. Nodes this director does not balance to are
+    skipped. Returns {node: {"haproxy": {backend: state}, "ipvs": [changes]}}."""
+    if admin_state not in ("ready", "drain", "maint"):
+        raise CommandExecutionError(f"state {admin_state!r} is not one of ready, drain, maint")
+    names = [nodes] if isinstance(nodes, str) else list(nodes)
+    known = __salt__["cluster.model"]()["nodes"]  # noqa: F821
+    done: dict[str, Any] = {}
+    for name in names:
+        if name not in known:
+            continue
+        result: dict[str, Any] = {"haproxy": __salt__["haproxy_runtime.set_server_everywhere"](name, admin_state)}  # noqa: F821
+        if "ipvs.set_node" in __salt__:  # noqa: F821
+            result["ipvs"] = __salt__["ipvs.set_node"](name, admin_state)  # noqa: F821
+        done[name] = result
+    return done

@@ -1,0 +1,122 @@
+"""IPVS and NFS on the lab: real kernel features, from the host kernel or a user-mode one.
+
+The seed's two kernel paths, shown from the `client` node as the seed did:
+DNS through IPVS (UDP, .200:53) answered by every DNS server in turn, HTTP
+through IPVS NAT (.202:80) that shows the client's own address, a DNS server
+leaving and rejoining the IPVS table, and the docroot served from a real NFS
+mount with root squashed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+
+import pytest
+
+from conftest import SEED
+from labtools import MASTER_NODE, in_node, lab, salt_json
+
+pytestmark = pytest.mark.usefixtures("running_lab")
+
+DNS = {"dns1": "10.0.100.5", "dns2": "10.0.100.6", "dns3": "10.0.100.7"}
+WEB = ["web1", "web2", "web3"]
+DNS_SERVICE = "udp 192.168.1.200:53"
+
+
+def answered_by(count: int) -> list[str]:
+    """Which server answers `dig CH TXT id.server` through the VIP, query after query."""
+    script = f"for i in $(seq {count}); do dig +short +time=2 +tries=1 @192.168.1.200 CH TXT id.server; done"
+    return [line.strip('"') for line in in_node("client", "sh", "-c", script).stdout.split()]
+
+
+def ipvs_table(stats: bool = False) -> dict[str, dict]:
+    services = salt_json("master", "ipvs.services", f"stats={stats}")["master"]
+    assert isinstance(services, list), services
+    return {s["key"]: s for s in services}
+
+
+def real_servers(service: dict) -> dict[str, dict]:
+    return {r["address"]: r for r in service["real_servers"]}
+
+
+def test_status_states_the_path_each_feature_took():
+    out = lab("status").stdout
+    for feature in ("ipvs", "nfs"):
+        line = next(x for x in out.splitlines() if x.startswith(f"{feature}: "))
+        assert "unavailable" not in line and " present on " in line, line
+    lines = {x.split()[0]: x for x in out.splitlines() if x and x.split()[0] in SEED["nodes"]}
+    if "user-mode kernel" in out:
+        assert " uml " in lines["master"] and " uml " in lines["web1"] and " host " in lines["dns1"]
+
+
+def test_dns_through_the_vip_is_answered_by_each_server_in_turn():
+    before = real_servers(ipvs_table(stats=True)[DNS_SERVICE])
+    ids = answered_by(6)
+    assert sorted(ids[:3]) == sorted(DNS) and ids[3:] == ids[:3], ids
+    after = real_servers(ipvs_table(stats=True)[DNS_SERVICE])
+    assert set(after) == set(DNS.values())
+    for address in DNS.values():
+        assert after[address]["stats"]["conns"] >= before[address]["stats"]["conns"] + 2, (before, after)
+
+
+def test_the_live_ipvs_table_matches_the_topology():
+    check = salt_json("master", "ipvs.check")["master"]
+    assert check["matches"] is True, check
+    out = in_node(MASTER_NODE, "salt-run", "cluster.health", "--out=json").stdout
+    assert json.loads(out[out.index("{") :])["ipvs"] == {"master": "matches the topology"}
+
+
+def test_http_through_ipvs_nat_shows_the_clients_own_address():
+    script = "for i in 1 2 3 4 5 6; do curl -s -m 5 http://192.168.1.202/; done"
+    pages = in_node("client", "sh", "-c", script).stdout
+    assert pages.count("Cliente IP: 192.168.1.10<") == 6, pages
+    served = {line.split(": ")[1].split("<")[0] for line in pages.splitlines() if "Soy el servidor IP" in line}
+    assert served == {"10.0.100.2", "10.0.100.3", "10.0.100.4"}
+
+
+def test_a_stopped_dns_server_leaves_the_ipvs_table_and_returns():
+    # Self-healing would restart bind at once (reactor); switch it off on dns2
+    # to watch keepalived's own health check do its part.
+    salt_json("dns2", "beacons.disable_beacon", "cluster_watch")
+    try:
+        in_node("dns2", "systemctl", "stop", "named")
+        deadline = time.monotonic() + 15
+        while DNS["dns2"] in real_servers(ipvs_table()[DNS_SERVICE]):
+            assert time.monotonic() < deadline, "dns2 stayed in the IPVS table"
+            time.sleep(1)
+        ids = answered_by(4)
+        assert len(ids) == 4 and set(ids) == {"dns1", "dns3"}, ids
+        in_node("dns2", "systemctl", "start", "named")
+        deadline = time.monotonic() + 20
+        while DNS["dns2"] not in real_servers(ipvs_table()[DNS_SERVICE]):
+            assert time.monotonic() < deadline, "dns2 did not return to the IPVS table"
+            time.sleep(1)
+        assert "dns2" in answered_by(3)
+    finally:
+        in_node("dns2", "systemctl", "start", "named", check=False)
+        salt_json("dns2", "beacons.enable_beacon", "cluster_watch", check=False)
+
+
+def test_every_web_server_serves_the_docroot_from_the_nas_over_nfs():
+    nfs = SEED["nfs"]
+    nas = SEED["nodes"]["nas"]["interfaces"]["eth0"]["address"]
+    for web in WEB:
+        source = in_node(web, "findmnt", "-n", "-t", "nfs,nfs4", "-o", "SOURCE", nfs["mountpoint"]).stdout.strip()
+        assert source == f"{nas}:{nfs['export']}", (web, source)
+    name, token = f"probe-{secrets.token_hex(4)}.txt", secrets.token_hex(8)
+    docroot_on_nas = nfs["export"] + nfs["docroot"][len(nfs["mountpoint"]) :]
+    in_node("nas", "sh", "-c", f"echo {token} > {docroot_on_nas}/{name}")
+    try:
+        for web in WEB:
+            assert in_node(web, "cat", f"{nfs['docroot']}/{name}").stdout.strip() == token, web
+        served = in_node("client", "curl", "-s", "-m", "5", f"http://192.168.1.200/{name}").stdout.strip()
+        assert served == token
+    finally:
+        in_node("nas", "rm", "-f", f"{docroot_on_nas}/{name}")
+
+
+def test_a_web_servers_root_cannot_write_the_shared_docroot():
+    denied = in_node("web1", "touch", f"{SEED['nfs']['docroot']}/root-was-here", check=False)
+    assert denied.returncode != 0 and "Permission denied" in denied.stderr, denied
