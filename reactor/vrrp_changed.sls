@@ -16,8 +16,11 @@ reactor-vrrp-record-{{ data['id'] }}:
 {#- Who holds the VIPs is published in the Salt mine (vip.held, see
     pillar/beacons/director.sls): refresh it now rather than at the next
     mine_interval, so `salt-run mine.get 'roles:director' vip.held grain`
-    and anything reading it see the new master at once. #}
+    and anything reading it see the new master at once. Once per sync group
+    transition (its instances move together). #}
+{%- if event.name.startswith('GROUP-') %}
 reactor-vrrp-mine-{{ data['id'] }}:
   local.mine.update:
     - tgt: {{ data['id'] }}
+{%- endif %}
 {%- endif %}

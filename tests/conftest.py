@@ -117,7 +117,7 @@ def running_lab():
     from labtools import lab, wait_until_serving
 
     lab("up", timeout=1500)
-    lab("apply", timeout=900)
-    wait_until_serving()
+    lab("apply", timeout=1500)
+    wait_until_serving(timeout=120)
     yield
     lab("down", timeout=300, check=False)

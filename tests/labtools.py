@@ -19,7 +19,9 @@ def lab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.Comp
 
 
 def salt_json(*args: str, check: bool = True) -> dict:
-    return json.loads(lab("salt", "--out=json", "--static", *args, check=check).stdout)
+    # Minions on user-mode kernels answer in seconds, not the CLI's default 5.
+    timeout = () if "-t" in args else ("-t", "60")
+    return json.loads(lab("salt", "--out=json", "--static", *timeout, *args, check=check).stdout)
 
 
 def in_node(node: str, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:

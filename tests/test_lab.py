@@ -71,7 +71,7 @@ def test_status_lists_nodes_addresses_leases_roles_and_capabilities():
         assert any(line.startswith(name + " ") and " running " in line for line in out.splitlines()), name
     web1 = next(line for line in out.splitlines() if line.startswith("web1 "))
     assert "dhcp lease" in web1 and "10.0.100.2/24" in web1 and " web " in web1
-    assert "capability ipvs:" in out and "capability nfs:" in out
+    assert "\nipvs: " in out and "\nnfs: " in out
 
 
 def test_verify_reports_a_table():

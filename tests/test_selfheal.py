@@ -9,7 +9,7 @@ import time
 import pytest
 
 from lab import events
-from labtools import MASTER_NODE, in_node, lab
+from labtools import MASTER_NODE, in_node, lab, salt_json
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -88,7 +88,18 @@ def state_single(target: str, *args: str) -> dict:
 def test_drain_state_changes_once_and_takes_the_node_out():
     first = state_single("master", "cluster_lb.server_state", "name=web3", "admin_state=drain")
     (result,) = first.values()
-    assert result["result"] is True and set(result["changes"]) == {"web-http-l4", "web-http-l7", "web-https-l4"}
+    haproxy = {"web-http-l4", "web-http-l7", "web-https-l4"}
+    ipvs = {"ipvs tcp 192.168.1.202:80 -> 10.0.100.4:80"}
+    grains = salt_json("master", "grains.get", "cluster_kernel")["master"]
+    assert result["result"] is True and set(result["changes"]) == (haproxy | ipvs if grains["ipvs"] else haproxy)
+    if grains["ipvs"]:
+        weights = {
+            r["address"]: r["weight"]
+            for r in next(
+                s for s in salt_json("master", "ipvs.services")["master"] if s["key"] == "tcp 192.168.1.202:80"
+            )["real_servers"]
+        }
+        assert weights == {"10.0.100.2": 1, "10.0.100.3": 1, "10.0.100.4": 0}
     (again,) = state_single("master", "cluster_lb.server_state", "name=web3", "admin_state=drain").values()
     assert again["result"] is True and again["changes"] == {}
     try:
