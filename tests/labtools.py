@@ -28,7 +28,7 @@ def in_node(node: str, *argv: str, check: bool = True, timeout: float = 60) -> s
     return lab("exec", node, "--", *argv, timeout=timeout, check=check)
 
 
-def wait_until_serving(timeout: float = 30) -> None:
+def wait_until_serving(timeout: float = 90) -> None:
     """After a highstate, HAProxy needs a few checks to see every web server up."""
     import time
 
