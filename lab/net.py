@@ -103,14 +103,24 @@ def wire_taps(node: LabNode) -> None:
 
 
 def set_links(node: LabNode, up: bool) -> None:
-    """Cut or heal a node's cables: its switch-side ports go down or up."""
+    """Cut or heal a node's cables. An nspawn node's switch-side veth goes down
+    (the node sees no carrier). A user-mode node's tap is unplugged from its
+    bridge instead: UML's vector driver stops receiving for good once its tap
+    has been down. The management link stays: the lab must still reach the node."""
     for link in node.links:
-        if link.network != "lab":  # the management link stays: the lab must still reach the node
-            ip(SWITCH, "link", "set", host_ifname(node.name, link.ifname), "up" if up else "down")
+        if link.network == "lab":
+            continue
+        port = host_ifname(node.name, link.ifname)
+        if node.platform == "uml":
+            ip(SWITCH, "link", "set", port, *(("master", link.bridge) if up else ("nomaster",)))
+        else:
+            ip(SWITCH, "link", "set", port, "up" if up else "down")
 
 
 def links_up(node: LabNode) -> bool:
     out = ip(SWITCH, "-o", "link", "show", host_ifname(node.name, node.links[0].ifname), check=False).stdout
+    if node.platform == "uml":
+        return f"master {node.links[0].bridge}" in out
     return ",UP" in out or "<UP" in out
 
 
