@@ -42,7 +42,7 @@ def test_stopped_apache_is_restarted_and_back_in_rotation():
         in_node("web2", "systemctl", "is-active", "apache2", check=False).stdout.strip() == "active"
         and in_rotation("10.0.100.3")
     ):
-        assert time.monotonic() - started < 20, "apache on web2 was not restarted and put back in rotation"
+        assert time.monotonic() - started < 40, "apache on web2 was not restarted and put back in rotation"
         time.sleep(0.2)
     elapsed = time.monotonic() - started
     print(f"kill -> back in rotation: {elapsed:.1f} s")
@@ -59,7 +59,7 @@ def test_stopped_apache_is_restarted_and_back_in_rotation():
 def test_cut_master_the_runner_shows_standby_holding_every_vip():
     lab("cut", "master")
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         while True:
             report = health()
             if all(who == ["standby"] for who in report["vips"].values()):
@@ -69,12 +69,12 @@ def test_cut_master_the_runner_shows_standby_holding_every_vip():
         assert not any("split brain" in e for e in report["errors"])
     finally:
         lab("heal", "master")
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 40
     while not all(who == ["master"] for who in health()["vips"].values()):
         assert time.monotonic() < deadline, "master did not take the VIPs back"
         time.sleep(1)
     # The master preempts once each backend has a server up; the rest follow.
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 40
     while (report := health())["warnings"] or not report["healthy"]:
         assert time.monotonic() < deadline, report
         time.sleep(1)
