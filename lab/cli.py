@@ -82,10 +82,11 @@ class Lab:
                 raise RuntimeError(f"saltutil.sync_all got no answer from {', '.join(missing)}")
 
     # -- up --------------------------------------------------------------
-    def _boot(self, lab_node: LabNode, root_fs: Path, master_keys: tuple[str, str]) -> None:
+    def _boot(self, lab_node: LabNode, root_fs: Path, master_keys: tuple[str, str]) -> bool:
+        """Boot the node; False when it was already running."""
         if node.leader_pid(lab_node.name) is not None:
             log(lab_node.name, "already running")
-            return
+            return False
         root = node.mount(lab_node, root_fs)
         files = provision.files_for(
             lab_node, self.model, self.nas.address, self.repo_master, REPO_IN_NAS, self.master.address
@@ -132,14 +133,16 @@ class Lab:
         state = node.wait_booted(lab_node.name, timeout=180 if lab_node.platform == "uml" else 120)
         self.boot_seconds[lab_node.name] = time.monotonic() - started
         log(lab_node.name, f"systemd {state} after {self.boot_seconds[lab_node.name]:.1f} s")
+        return True
 
     def _master_root(self) -> Path:
         return node.merged(self.master.name)
 
-    def _wave(self, nodes: list[LabNode], root_fs: Path, master_keys: tuple[str, str]) -> None:
+    def _wave(self, nodes: list[LabNode], root_fs: Path, master_keys: tuple[str, str]) -> list[str]:
+        """Boot these nodes in parallel; the names of those that were not running."""
         with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-            for future in [pool.submit(self._boot, n, root_fs, master_keys) for n in nodes]:
-                future.result()
+            futures = {n.name: pool.submit(self._boot, n, root_fs, master_keys) for n in nodes}
+            return [name for name, future in futures.items() if future.result()]
 
     def up(self) -> None:
         started = time.monotonic()
@@ -157,21 +160,22 @@ class Lab:
         node.mount(self.master, root_fs)
         first = [n for n in self.nodes.values() if n.order in (0, 1)]
         servers = [n for n in self.nodes.values() if n.order == 2]
-        self._wave(first, root_fs, master_keys)
+        booted = self._wave(first, root_fs, master_keys)
         answered = self._require_answers([n.name for n in first if n.minion], timeout=90)
         log("salt", "minions answering: " + ", ".join(answered))
-        # Custom modules and grains (cluster_kernel) before any state runs;
-        # the master's runners (salt-run cluster.health) too.
-        node.execute(self.master.name, ["salt-run", "saltutil.sync_all"], timeout=120, check=True)
-        self.sync([n.name for n in first if n.minion])
-        # The servers get their addresses from the directors' dnsmasq, and the
-        # web servers mount the docroot the nas exports.
-        log("salt", "highstate on the directors (DHCP for the servers) and the nas (their NFS docroot)")
-        if not self._report(self.apply_states("-C", "G@roles:director or G@roles:nas")):
-            raise RuntimeError("highstate failed on the directors or the nas: the servers depend on them")
-        self._wave(servers, root_fs, master_keys)
+        if booted:
+            # Custom modules and grains (cluster_kernel) before any state runs;
+            # the master's runners (salt-run cluster.health) too.
+            node.execute(self.master.name, ["salt-run", "saltutil.sync_all"], timeout=120, check=True)
+            self.sync([n.name for n in first if n.minion])
+            # The servers get their addresses from the directors' dnsmasq, and the
+            # web servers mount the docroot the nas exports.
+            log("salt", "highstate on the directors (DHCP for the servers) and the nas (their NFS docroot)")
+            if not self._report(self.apply_states("-C", "G@roles:director or G@roles:nas")):
+                raise RuntimeError("highstate failed on the directors or the nas: the servers depend on them")
+        booted_servers = self._wave(servers, root_fs, master_keys)
         answered = self._require_answers([n.name for n in self.minions()], timeout=120)
-        self.sync([n.name for n in servers if n.minion])
+        self.sync([n for n in booted_servers if self.nodes[n].minion])
         node.save_state(
             {
                 "up_seconds": round(time.monotonic() - started, 1),
@@ -364,6 +368,8 @@ class Lab:
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
             list(pool.map(node.stop, names))
         uml.kill_sessions(uml.leftovers(node.STATE))
+        if node.kill_leftovers():
+            time.sleep(1)  # let the killed processes leave their cgroups
         for name in names:
             node.unmount(name)
         for lab_node in self.nodes.values():

@@ -27,7 +27,7 @@ def listen(tagmatch: str, count: int | None = None, timeout: float = 30) -> subp
 def parse(output: str, prefix: str = "") -> list[tuple[str, dict]]:
     events = []
     for line in output.splitlines():
-        tag, _, data = line.partition(" ")
+        tag, data = [*line.split(None, 1), ""][:2]  # state.event separates them with a tab
         if tag.startswith(prefix) and data.startswith("{"):
             events.append((tag, json.loads(data)))
     return events

@@ -197,7 +197,26 @@ def remove_cgroups(name: str) -> None:
             group.rmdir()
 
 
+def kill_leftovers() -> list[int]:
+    """Kill what still runs in the lab's cgroups (a node whose pid file was lost,
+    e.g. an interrupted run): every process there was started by the lab."""
+    killed = []
+    for root in CGROUP_ROOTS:
+        base = Path(root, "halab")
+        if not base.exists():
+            continue
+        for procs in base.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError):
+                for pid in procs.read_text().split():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
+                        killed.append(int(pid))
+    return killed
+
+
 def remove_cgroup_root() -> None:
+    for name in {p.name for root in CGROUP_ROOTS for p in Path(root, "halab").glob("*") if p.is_dir()}:
+        remove_cgroups(name)
     for root in CGROUP_ROOTS:
         with contextlib.suppress(OSError):
             Path(root, "halab").rmdir()

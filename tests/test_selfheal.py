@@ -15,7 +15,8 @@ pytestmark = pytest.mark.usefixtures("running_lab")
 
 
 def health() -> dict:
-    out = in_node(MASTER_NODE, "salt-run", "cluster.health", "--out=json").stdout
+    # Directors on user-mode kernels take seconds to answer: more than the default 5.
+    out = in_node(MASTER_NODE, "salt-run", "cluster.health", "timeout=20", "--out=json").stdout
     return json.loads(out[out.index("{") :])
 
 
@@ -25,7 +26,7 @@ def in_rotation(address: str) -> bool:
 
 
 def test_health_runner_table_and_json():
-    table = in_node(MASTER_NODE, "salt-run", "cluster.health").stdout
+    table = in_node(MASTER_NODE, "salt-run", "cluster.health", "timeout=20").stdout
     assert "192.168.1.200    master" in table and "\nhealthy" in table
     report = health()
     assert report["healthy"] and report["errors"] == []
