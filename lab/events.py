@@ -27,9 +27,9 @@ def listen(tagmatch: str, count: int | None = None, timeout: float = 30) -> subp
 def parse(output: str, prefix: str = "") -> list[tuple[str, dict]]:
     events = []
     for line in output.splitlines():
-        tag, data = [*line.split(None, 1), ""][:2]  # state.event separates them with a tab
-        if tag.startswith(prefix) and data.startswith("{"):
-            events.append((tag, json.loads(data)))
+        parts = line.split(None, 1)  # state.event separates tag and data with a tab
+        if len(parts) == 2 and parts[0].startswith(prefix) and parts[1].startswith("{"):
+            events.append((parts[0], json.loads(parts[1])))
     return events
 
 

@@ -154,3 +154,14 @@ def test_user_mode_node_files(monkeypatch):
     )
     unit = forward["/etc/systemd/system/lab-salt-forward.service"]
     assert "-d 10.0.100.100 --dport 4505:4506 -j DNAT --to-destination 169.254.77.2" in unit
+
+
+def test_event_lines_are_parsed_whatever_separates_tag_and_data():
+    from lab import events
+
+    out = 'salt/beacon/web2/cluster_watch/service\t{"state": "inactive"}\n\nnoise\nsalt/other {"x": 1}\n'
+    assert events.parse(out, "salt/beacon/web2/") == [("salt/beacon/web2/cluster_watch/service", {"state": "inactive"})]
+    assert events.parse(out) == [
+        ("salt/beacon/web2/cluster_watch/service", {"state": "inactive"}),
+        ("salt/other", {"x": 1}),
+    ]
