@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lab import uml
 from lab.topology import REPO, LabNode
-from lab.util import run, safe_rmtree
+from lab.util import alive, read_pid, run, safe_rmtree
 
 STATE = Path(os.environ.get("LAB_STATE", "/var/lib/ha-lab"))
 REPO_IN_NAS = "/srv/cluster"
@@ -44,21 +44,8 @@ def uml_address(name: str) -> str | None:
         return None
 
 
-def alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie (PID 1 here never reaps)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
 def nspawn_pid(name: str) -> int | None:
-    try:
-        pid = int(pid_file(name).read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if alive(pid) else None
+    return read_pid(pid_file(name))
 
 
 def leader_pid(name: str) -> int | None:

@@ -33,7 +33,7 @@ from pathlib import Path
 from lab import agent, kernel
 from lab.net import SWITCH, host_ifname
 from lab.topology import MGMT_SWITCH_ADDRESS, LabNode
-from lab.util import run
+from lab.util import alive, read_pid, run
 
 MEMORY_MB = {"nas": 768, "director": 768, "web": 768}
 ROOT_DISK_MB = 3072
@@ -103,13 +103,7 @@ def pid_file(base: Path) -> Path:
 
 
 def pid(base: Path) -> int | None:
-    from lab.node import alive
-
-    try:
-        value = int(pid_file(base).read_text())
-    except (FileNotFoundError, ValueError):
-        return None
-    return value if alive(value) else None
+    return read_pid(pid_file(base))
 
 
 def make_root_disk(path: Path, tree: Path) -> None:
@@ -186,15 +180,7 @@ def execute(
 
 def session_pids(leader: int) -> list[int]:
     """The UML kernel and its helper processes: every process of its session."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == leader:  # field 6 (session id) of /proc/PID/stat
-                pids.append(int(entry.name))
-    return pids
+    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and _session(int(e.name)) == leader]
 
 
 def stop(base: Path, timeout: float = 5) -> None:
@@ -202,8 +188,6 @@ def stop(base: Path, timeout: float = 5) -> None:
 
     No clean shutdown first: a lab node's disk state is thrown away with its
     overlay, and a guest poweroff under UML takes tens of seconds."""
-    from lab.node import alive
-
     leader = pid(base)
     if leader is not None:
         for victim in session_pids(leader):

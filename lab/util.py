@@ -40,3 +40,21 @@ def safe_rmtree(path: Path) -> None:
     if mounts_under(path):
         raise RuntimeError(f"refusing to remove {path}: mounts remain under it")
     shutil.rmtree(path, ignore_errors=True)
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (PID 1 here never reaps)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def read_pid(path: Path) -> int | None:
+    """The PID a pid file names, if that process is still alive."""
+    try:
+        pid = int(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if alive(pid) else None
