@@ -28,13 +28,11 @@ The first poll records the current state without firing.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from typing import Any
 
 __virtualname__ = "cluster_watch"
 
-HAPROXY_SOCKET = "/run/haproxy/admin.sock"
 VRRP_DIR = "/run/keepalived-cluster"
 
 
@@ -80,11 +78,11 @@ def _services(names: list[str]) -> dict[str, str]:
 
 
 def _haproxy() -> dict[tuple[str, str], str]:
-    if not os.path.exists(HAPROXY_SOCKET):
-        return {}
     try:
-        rows = __salt__["haproxy_runtime.servers"](HAPROXY_SOCKET)  # noqa: F821
-    except Exception:  # e.g. a reload in progress: try again next interval
+        # The socket is the minion's haproxy_runtime.socket option (default
+        # /run/haproxy/admin.sock).
+        rows = __salt__["haproxy_runtime.servers"]()  # noqa: F821
+    except Exception:  # no HAProxy yet, or a reload in progress: try again next interval
         return {}
     return {(row["backend"], row["server"]): row["status"].split()[0] for row in rows}
 

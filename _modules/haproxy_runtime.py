@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - outside Salt
 
 
 __virtualname__ = "haproxy_runtime"
-__load__ = ["servers", "set_state", "set_server_everywhere", "command"]
+__load__ = ["servers", "set_state", "set_server_everywhere", "command", "socket_path"]
 
 SOCKET = "/run/haproxy/admin.sock"
 STATES = ("ready", "drain", "maint")
@@ -65,8 +65,17 @@ def parse_stat(text: str) -> list[dict[str, Any]]:
     return rows
 
 
-def command(cmd: str, sock: str = SOCKET, timeout: float = 3) -> str:
+def socket_path(sock: str | None = None) -> str:
+    """The admin socket: ``sock`` if given, else the minion option
+    ``haproxy_runtime.socket`` (config.get), else HAProxy's Debian default."""
+    if sock:
+        return sock
+    return __salt__["config.get"]("haproxy_runtime.socket", SOCKET)  # noqa: F821
+
+
+def command(cmd: str, sock: str | None = None, timeout: float = 3) -> str:
     """Send one runtime API command; return HAProxy's answer."""
+    sock = socket_path(sock)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(timeout)
@@ -80,12 +89,12 @@ def command(cmd: str, sock: str = SOCKET, timeout: float = 3) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def servers(sock: str = SOCKET) -> list[dict[str, Any]]:
+def servers(sock: str | None = None) -> list[dict[str, Any]]:
     """Every backend server with its status (UP, DOWN, DRAIN, MAINT...), weight and sessions."""
     return parse_stat(command("show stat -1 4 -1", sock))
 
 
-def set_state(backend: str, server: str, state: str, sock: str = SOCKET) -> bool:
+def set_state(backend: str, server: str, state: str, sock: str | None = None) -> bool:
     """Set a server to ready, drain (no new sessions) or maint."""
     if state not in STATES:
         raise CommandExecutionError(f"state {state!r} is not one of {', '.join(STATES)}")
@@ -95,7 +104,7 @@ def set_state(backend: str, server: str, state: str, sock: str = SOCKET) -> bool
     return True
 
 
-def set_server_everywhere(server: str, state: str, sock: str = SOCKET) -> dict[str, str]:
+def set_server_everywhere(server: str, state: str, sock: str | None = None) -> dict[str, str]:
     """Set the named server to ``state`` in every backend that has it (a node
     is one server in several backends). Returns backend -> new state."""
     done = {}

@@ -134,27 +134,31 @@ def load(pillar: Path | None = None) -> tuple[dict, dict, dict[str, LabNode]]:
             or ipaddress.IPv4Address(address) not in ipaddress.IPv4Network(ext["cidr"])
         ):
             raise ValueError(f"lab node {lab_name} ({address}) collides with the topology or is outside {ext['cidr']}")
-        nodes[lab_name] = LabNode(
-            name=lab_name,
-            roles=[],
-            links=[
-                Link(
-                    "eth0",
-                    "external",
-                    BRIDGES["external"],
-                    stable_mac(lab_name, "eth0"),
-                    ext["mtu"],
-                    address,
-                    ext["prefixlen"],
-                    False,
-                )
-            ],
-            gateway=None,
-            minion=False,
-            kind="lab",
-            order=0,
-        )
+        nodes[lab_name] = _lab_node(lab_name, "external", address, ext["prefixlen"], mtu=ext["mtu"])
     return topology, model, nodes
+
+
+def _lab_node(
+    name: str,
+    network: str,
+    address: str,
+    prefixlen: int,
+    mtu: int = 1500,
+    link_gateway: str | None = None,
+    runs_master: bool = False,
+) -> LabNode:
+    """A node of the lab itself (not of the topology, no minion): one eth0 on ``network``."""
+    link = Link("eth0", network, BRIDGES[network], stable_mac(name, "eth0"), mtu, address, prefixlen, False)
+    return LabNode(
+        name=name,
+        roles=[],
+        links=[replace(link, gateway=link_gateway)],
+        gateway=None,
+        minion=False,
+        kind="lab",
+        order=0,
+        runs_master=runs_master,
+    )
 
 
 def place_on_kernels(nodes: dict[str, LabNode], uml_roles: set[str]) -> dict[str, LabNode]:
@@ -192,26 +196,12 @@ def place_on_kernels(nodes: dict[str, LabNode], uml_roles: set[str]) -> dict[str
     if nas is not None and nas.platform == "uml":
         if MASTER_CONTAINER in out:
             raise ValueError(f"lab node {MASTER_CONTAINER!r} collides with a topology node")
-        out[MASTER_CONTAINER] = LabNode(
-            name=MASTER_CONTAINER,
-            roles=[],
-            links=[
-                Link(
-                    "eth0",
-                    "lab",
-                    BRIDGES["lab"],
-                    stable_mac(MASTER_CONTAINER, "eth0"),
-                    1500,
-                    MGMT_MASTER_ADDRESS,
-                    MGMT_NETWORK.prefixlen,
-                    False,
-                    gateway=nas.mgmt_address,
-                )
-            ],
-            gateway=None,
-            minion=False,
-            kind="lab",
-            order=0,
+        out[MASTER_CONTAINER] = _lab_node(
+            MASTER_CONTAINER,
+            "lab",
+            MGMT_MASTER_ADDRESS,
+            MGMT_NETWORK.prefixlen,
+            link_gateway=nas.mgmt_address,
             runs_master=True,
         )
     return out
