@@ -28,8 +28,11 @@ The first poll records the current state without firing.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 __virtualname__ = "cluster_watch"
 
@@ -82,7 +85,8 @@ def _haproxy() -> dict[tuple[str, str], str]:
         # The socket is the minion's haproxy_runtime.socket option (default
         # /run/haproxy/admin.sock).
         rows = __salt__["haproxy_runtime.servers"]()  # noqa: F821
-    except Exception:  # no HAProxy yet, or a reload in progress: try again next interval
+    except Exception as err:  # no HAProxy yet, or a reload in progress: try again next interval
+        log.debug("cluster_watch: HAProxy not readable: %s", err)
         return {}
     return {(row["backend"], row["server"]): row["status"].split()[0] for row in rows}
 

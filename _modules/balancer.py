@@ -37,7 +37,7 @@ def set_nodes(nodes: list[str] | str, admin_state: str = "ready") -> dict[str, A
     this kernel has IPVS, in IPVS. Nodes this director does not balance to are
     skipped. Returns {node: {"haproxy": {backend: state}, "ipvs": [changes]}}."""
     if admin_state not in ("ready", "drain", "maint"):
-        raise CommandExecutionError(f"state {admin_state!r} is not one of ready, drain, maint")
+        raise CommandExecutionError(f"admin_state {admin_state!r} is not one of ready, drain, maint")
     names = [nodes] if isinstance(nodes, str) else list(nodes)
     known = __salt__["cluster.model"]()["nodes"]  # noqa: F821
     done: dict[str, Any] = {}

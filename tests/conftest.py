@@ -121,3 +121,9 @@ def running_lab():
     wait_until_serving(timeout=120)
     yield
     lab("down", timeout=300, check=False)
+
+
+@pytest.fixture(scope="session")
+def salt_factories_config(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """pytest-salt-factories' daemons keep their trees under pytest's tmp, not /tmp."""
+    return {"root_dir": tmp_path_factory.mktemp("salt-factories")}
