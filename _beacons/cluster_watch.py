@@ -4,7 +4,8 @@ Beacons that fire only when something changes, never every interval.
 ``cluster_watch`` watches, per its configuration:
 
 - ``services``: systemd units; fires ``{kind: service, name, state, previous}``
-  when a unit's active state changes (e.g. apache2 active -> failed).
+  when a unit starts or stops (active while its cgroup has processes; e.g.
+  apache2 active -> inactive).
 - ``haproxy``: true to watch HAProxy's backend servers through the runtime
   socket; fires ``{kind: backend, backend, server, status, previous}`` on
   UP/DOWN/DRAIN/MAINT changes.
@@ -29,6 +30,7 @@ The first poll records the current state without firing.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 from typing import Any
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 __virtualname__ = "cluster_watch"
 
 VRRP_DIR = "/run/keepalived-cluster"
+CGROUP_SERVICES = "/sys/fs/cgroup/system.slice"
 
 
 def __virtual__():
@@ -73,11 +76,26 @@ def diff(kind: str, key_fields: tuple[str, ...], before: dict, after: dict) -> l
 
 
 def _services(names: list[str]) -> dict[str, str]:
+    """Each unit's state: ``active`` while its cgroup has processes, else
+    ``inactive``. Read from cgroup v2 files (no process started: the beacon
+    runs every second, and a fork is dear on a slow node); ``systemctl
+    is-active`` where the unified hierarchy is not there."""
     if not names:
         return {}
+    if os.path.isdir(CGROUP_SERVICES):
+        return {name: _cgroup_state(name) for name in names}
     proc = subprocess.run(["systemctl", "is-active", *names], capture_output=True, text=True, check=False)
     states = proc.stdout.split()
     return dict(zip(names, states, strict=False))
+
+
+def _cgroup_state(name: str) -> str:
+    unit = name if "." in name else f"{name}.service"
+    try:
+        with open(os.path.join(CGROUP_SERVICES, unit, "cgroup.events"), encoding="ascii") as handle:
+            return "active" if "populated 1" in handle.read() else "inactive"
+    except FileNotFoundError:  # systemd removes a stopped or failed unit's cgroup
+        return "inactive"
 
 
 def _haproxy() -> dict[tuple[str, str], str]:
