@@ -1,17 +1,23 @@
 """Benchmark of the one-host lab (prints figures; not a test).
 
-    .venv/bin/python bench/lab_boot.py [--cold]
+    .venv/bin/python bench/lab_boot.py [--cold] [--compare]
 
 --cold removes the cached rootfs first, to time the one-off build. The script
-then times a warm `up` from nothing to every minion answering, reports each
-node's kernel (host, or user-mode for the nodes that need IPVS/NFS the host
-lacks), its boot time (start to systemd running) and memory (PSS) after boot
-and after a highstate, and leaves the lab down.
+then times what `make lab` does on a warm cache: `up` from nothing to every
+minion answering, then the highstate of the nodes `up` did not apply; reports
+each node's kernel (host, or user-mode for the nodes that need IPVS/NFS the
+host lacks), its boot time (start to systemd running) and memory (PSS) after
+boot and after the highstate, and leaves the lab down.
+
+--compare times the same with LAB_KERNEL=host as well (every node a
+container, IPVS and NFS unavailable where the host kernel lacks them): the
+difference is what the user-mode kernels add to `make lab`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,12 +33,32 @@ def memory(lab: Lab) -> dict[str, float]:
     return {name: node.memory_kb(name) / 1024 for name in lab.nodes}
 
 
+def run(kernel_mode: str) -> tuple[Lab, list[tuple[str, str]], dict[str, float], dict[str, float], float]:
+    os.environ["LAB_KERNEL"] = kernel_mode
+    lab = Lab()
+    lab.down()
+    figures = []
+    started = time.monotonic()
+    lab.up()
+    up = time.monotonic() - started
+    figures.append((f"[{kernel_mode}] up: nothing -> every minion answering", f"{up:.1f} s"))
+    booted = memory(lab)
+    started = time.monotonic()
+    lab.apply(skip_applied=True)
+    apply = time.monotonic() - started
+    figures.append((f"[{kernel_mode}] highstate of the nodes up did not apply", f"{apply:.1f} s"))
+    figures.append((f"[{kernel_mode}] up + highstate (make lab without verify)", f"{up + apply:.1f} s"))
+    applied = memory(lab)
+    lab.down()
+    return lab, figures, booted, applied, up + apply
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold", action="store_true", help="rebuild the rootfs first and time it")
+    parser.add_argument("--compare", action="store_true", help="also time a lab without user-mode kernels")
     args = parser.parse_args()
-    lab = Lab()
-    lab.down()
+    Lab().down()
     figures: list[tuple[str, str]] = []
     if args.cold:
         safe_rmtree(rootfs.path())
@@ -40,18 +66,15 @@ def main() -> int:
         rootfs.build()
         figures.append(("cold rootfs build (debootstrap + Salt)", f"{time.monotonic() - started:.0f} s"))
     rootfs.build()
-    started = time.monotonic()
-    lab.up()
-    figures.append(("warm up: nothing -> every minion answering", f"{time.monotonic() - started:.1f} s"))
-    booted = memory(lab)
-    started = time.monotonic()
-    lab.apply()
-    figures.append(("first highstate on all nodes", f"{time.monotonic() - started:.1f} s"))
-    applied = memory(lab)
-    lab.down()
-    print("\nfigure                                         value")
+    lab, more, booted, applied, total = run("auto")
+    figures += more
+    if args.compare:
+        _, more, _, _, host_total = run("host")
+        figures += more
+        figures.append(("added by the user-mode kernels", f"{total - host_total:.1f} s"))
+    print("\nfigure                                                   value")
     for what, value in figures:
-        print(f"{what:46} {value}")
+        print(f"{what:56} {value}")
     print(f"\n{'node':10} {'kernel':7} {'boot':>7} {'PSS after boot':>15} {'after highstate':>16}")
     for name in sorted(lab.nodes, key=lambda n: (lab.nodes[n].order, n)):
         kind = "user" if lab.nodes[name].platform == "uml" else "host"

@@ -29,6 +29,8 @@ class Lab:
         self.nas = next(n for n in self.nodes.values() if "nas" in n.roles)
         self.master = next(n for n in self.nodes.values() if n.runs_master)
         self.boot_seconds: dict[str, float] = {}
+        # Minions highstated without failure by this process (up's first wave).
+        self.applied: set[str] = set()
         self.repo_master = yaml.safe_load((REPO / "etc" / "salt" / "master").read_text())
 
     # -- helpers ---------------------------------------------------------
@@ -171,8 +173,10 @@ class Lab:
             # The servers get their addresses from the directors' dnsmasq, and the
             # web servers mount the docroot the nas exports.
             log("salt", "highstate on the directors (DHCP for the servers) and the nas (their NFS docroot)")
-            if not self._report(self.apply_states("-C", "G@roles:director or G@roles:nas")):
+            summary = self.apply_states("-C", "G@roles:director or G@roles:nas")
+            if not self._report(summary):
                 raise RuntimeError("highstate failed on the directors or the nas: the servers depend on them")
+            self.applied |= set(summary)
         booted_servers = self._wave(servers, root_fs, master_keys)
         answered = self._require_answers([n.name for n in self.minions()], timeout=120)
         self.sync([n for n in booted_servers if self.nodes[n].minion])
@@ -218,9 +222,13 @@ class Lab:
             ok = ok and s["failed"] == 0
         return ok
 
-    def apply(self) -> bool:
-        summary = self.apply_states()
-        missing = sorted({n.name for n in self.minions()} - set(summary))
+    def apply(self, skip_applied: bool = False) -> bool:
+        """Highstate every minion (with skip_applied: those up did not just apply)."""
+        names = sorted(n.name for n in self.minions() if not (skip_applied and n.name in self.applied))
+        if skip_applied and self.applied:
+            log("salt", "highstate on " + ", ".join(names) + " (the others were applied while coming up)")
+        summary = self.apply_states("-L", ",".join(names)) if skip_applied and self.applied else self.apply_states()
+        missing = sorted(set(names) - set(summary))
         for name in missing:
             log(name, "no answer to state.apply")
         return self._report(summary) and not missing
@@ -427,7 +435,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         lab.down()
     elif args.command == "lab":
         lab.up()
-        applied = lab.apply()
+        applied = lab.apply(skip_applied=True)
         verified = lab.verify()
         print()
         lab.status()

@@ -84,9 +84,12 @@ def minion_conf(node: LabNode, master_address: str) -> str:
             # before it is retried (the default 5 s times out under load).
             "return_retry_timer": 15,
             "return_retry_timer_max": 30,
-            # Each job runs in a child that exits: the modules a highstate
-            # loads (x509, crypto...) do not stay resident in the minion.
-            "multiprocessing": True,
+            # Salt's default runs each job in a forked child that exits (the
+            # modules a highstate loads do not stay resident). Under a
+            # user-mode kernel a fork of the minion costs about a second:
+            # there jobs run in threads (measured: test.ping 1.8 -> 0.9 s,
+            # a no-change highstate of a web node 21 -> 17 s; +70 MB).
+            "multiprocessing": node.platform != "uml",
             "grains": {"roles": node.roles},
         },
         sort_keys=False,
