@@ -55,6 +55,7 @@ class Lab:
         answer: every ping is a job, and a busy user-mode node flooded with
         jobs answers none of them."""
         deadline = time.monotonic() + timeout
+        self._wait_connected(names, deadline)
         answered = dict.fromkeys(names, False)
         while time.monotonic() < deadline:
             silent = [n for n, ok in answered.items() if not ok]
@@ -66,6 +67,20 @@ class Lab:
             if not all(answered.values()):
                 time.sleep(1)
         return answered
+
+    def _wait_connected(self, names: list[str], deadline: float) -> None:
+        """Until these minions hold a connection to the master (manage.present:
+        no job). A ping published before a minion is connected is lost, and
+        its round waits out the whole timeout."""
+        while time.monotonic() < deadline:
+            proc = node.execute(self.master.name, ["salt-run", "--out=json", "manage.present"], timeout=60)
+            try:
+                present = set(json.loads(proc.stdout))
+            except json.JSONDecodeError:
+                present = set()
+            if present >= set(names):
+                return
+            time.sleep(2)
 
     def _require_answers(self, names: list[str], timeout: float) -> dict[str, bool]:
         """ping, and fail naming the minions that did not answer."""
