@@ -1,11 +1,13 @@
 """Benchmark of the self-healing loop on the lab (prints figures; not a test).
 
-    .venv/bin/python bench/selfheal.py [--rounds 3]
+    .venv/bin/python bench/selfheal.py [--rounds 3] [--node web2|dns2|...]
 
 Needs a running lab (`python -m lab up && python -m lab apply`). Each round
-stops apache on web2 and measures, from the stop: the beacon's event
-(stamped by the minion; event latency), apache active again (the reactor's
-action), and web2 back in the layer 4 rotation. Bounded: a few rounds, 30 s each at most.
+stops the node's service (apache2 on a web server, named on a DNS
+server; web2 by default) and measures, from the stop command: its return, the
+beacon's event (stamped by the minion; event latency), apache active again
+(the reactor's action; event_to_action is the difference), and web2 back in
+the layer 4 rotation. Bounded: a few rounds, 30 s each at most.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from lab import events  # noqa: E402
+from lab.topology import load  # noqa: E402
 
 
 def lab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -29,25 +32,31 @@ def lab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     )
 
 
+# What each kind of node runs, and how the client sees it in rotation.
+THREE = "for i in 1 2 3; do {}; done"
+PROFILES = {
+    "web": ("apache2", THREE.format("curl -s -m 2 http://192.168.1.200/"), "Soy el servidor IP: {address}<"),
+    "dns": ("named", THREE.format("dig +short +time=1 +tries=1 @192.168.1.200 CH TXT id.server"), '"{node}"'),
+}
+
+
 def one_round(node: str, address: str) -> dict[str, float]:
+    service, probe, expected = PROFILES[node.rstrip("0123456789")]
+    expected = expected.format(address=address, node=node)
     listener = events.listen(f"salt/beacon/{node}/cluster_watch/service", count=1, timeout=30)
     time.sleep(4)  # the listener is subscribed
     started, wall_start = time.monotonic(), time.time()
-    lab("exec", node, "--", "systemctl", "stop", "apache2")
-    figures: dict[str, float] = {}
+    lab("exec", node, "--", "systemctl", "stop", service)
+    figures: dict[str, float] = {"stop_returned": time.monotonic() - started}
     while time.monotonic() - started < 30:
         if (
             "restarted" not in figures
-            and lab("exec", node, "--", "systemctl", "is-active", "apache2").stdout.strip() == "active"
+            and lab("exec", node, "--", "systemctl", "is-active", service).stdout.strip() == "active"
         ):
             figures["restarted"] = time.monotonic() - started
-        if "restarted" in figures:
-            out = lab(
-                "exec", "client", "--", "sh", "-c", "for i in 1 2 3; do curl -s -m 2 http://192.168.1.200/; done"
-            ).stdout
-            if f"Soy el servidor IP: {address}<" in out:
-                figures["in_rotation"] = time.monotonic() - started
-                break
+        if "restarted" in figures and expected in lab("exec", "client", "--", "sh", "-c", probe).stdout:
+            figures["in_rotation"] = time.monotonic() - started
+            break
         time.sleep(0.1)
     listener.wait(timeout=40)
     event = next((data for _, data in events.parse(listener.stdout.read() if listener.stdout else "")), None)
@@ -56,16 +65,21 @@ def one_round(node: str, address: str) -> dict[str, float]:
         fired = datetime.datetime.fromisoformat(event["_stamp"]).replace(tzinfo=datetime.UTC).timestamp()
         figures["event"] = fired - wall_start
         figures["event_state"] = event.get("state")
+        if "restarted" in figures:
+            # The reactor's reaction: event on the master -> apache active again.
+            figures["event_to_action"] = figures["restarted"] - figures["event"]
     return figures
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--node", default="web2", help="a web or DNS server (default web2)")
     args = parser.parse_args()
+    address = next(lease["address"] for lease in load()[1]["dhcp"]["leases"] if lease["hostname"] == args.node)
     rows = []
     for index in range(args.rounds):
-        figures = one_round("web2", "10.0.100.3")
+        figures = one_round(args.node, address)
         rows.append(figures)
         print(
             f"round {index + 1}: "
@@ -73,7 +87,7 @@ def main() -> int:
             flush=True,
         )
         time.sleep(3)
-    for key in ("event", "restarted", "in_rotation"):
+    for key in ("stop_returned", "event", "restarted", "event_to_action", "in_rotation"):
         values = [r[key] for r in rows if key in r]
         if values:
             print(f"{key:12} min {min(values):.2f} s  max {max(values):.2f} s  ({len(values)}/{len(rows)} rounds)")

@@ -183,8 +183,12 @@ class Lab:
         if booted:
             # Custom modules and grains (cluster_kernel) before any state runs;
             # the master's runners (salt-run cluster.health) too.
-            node.execute(self.master.name, ["salt-run", "saltutil.sync_all"], timeout=120, check=True)
-            self.sync([n.name for n in first if n.minion])
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                master_sync = pool.submit(
+                    node.execute, self.master.name, ["salt-run", "saltutil.sync_all"], timeout=120, check=True
+                )
+                self.sync([n.name for n in first if n.minion])
+                master_sync.result()
             # The servers get their addresses from the directors' dnsmasq, and the
             # web servers mount the docroot the nas exports.
             log("salt", "highstate on the directors (DHCP for the servers) and the nas (their NFS docroot)")
