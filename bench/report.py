@@ -1,0 +1,216 @@
+"""Turn benchmark results (JSON) into plots and a Markdown report.
+
+    .venv/bin/python bench/report.py results.json OUT_DIR
+
+The results are what the lab's benchmark records (issue 7); this module only
+reads them, so it is tested on made-up results. Shape::
+
+    {
+      "meta": {"started": "...", "quick": true, ...},
+      "http": [{"path": "direct", "page": "date", "concurrency": 1, "requests": 500,
+                "rps": 812.0, "p50_ms": 1.1, "p99_ms": 3.0, "failed": 0,
+                "cpu": {"master": 41.0, "web1": 12.0}}, ...],
+      "dns": [{"target": "vip", "clients": 4, "qps": 9100.0, "lost": 0, "avg_ms": 0.8}, ...],
+      "drills": [{"name": "director cable cut", "outage_s": 0.4, "failed": 12,
+                  "failed_retry_once": 0, "recovery_s": 3.1}, ...]
+    }
+
+Paths: ``direct`` (one backend, no balancer), ``l4`` (HAProxy :80), ``l7``
+(HAProxy :8000), ``https`` (HAProxy :443), ``ipvs`` (IPVS .202:80).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+PATH_LABELS = {
+    "direct": "direct to one backend",
+    "l4": "HAProxy layer 4 (:80)",
+    "l7": "HAProxy layer 7 (:8000)",
+    "https": "HAProxy HTTPS (:443)",
+    "ipvs": "IPVS NAT (.202:80)",
+}
+# Issue 7's targets for the balancer's cost on the date page at the highest concurrency.
+COST_TARGETS = {"l4": 0.80, "l7": 0.60}
+
+
+def series(rows: Iterable[dict], page: str, metric: str) -> dict[str, list[tuple[int, float]]]:
+    """path -> [(concurrency, value)] for one page, sorted by concurrency."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        if row["page"] == page and row.get(metric) is not None:
+            out.setdefault(row["path"], []).append((row["concurrency"], float(row[metric])))
+    return {path: sorted(points) for path, points in out.items()}
+
+
+def balancer_cost(rows: Iterable[dict], page: str = "date") -> dict[str, Any]:
+    """Each balanced path's throughput as a share of direct-to-backends, at the
+    highest concurrency measured on both, with issue 7's target where it has one."""
+    by_path = series(rows, page, "rps")
+    direct = dict(by_path.get("direct", []))
+    out: dict[str, Any] = {}
+    for path, points in by_path.items():
+        if path == "direct":
+            continue
+        common = [c for c, _ in points if c in direct and direct[c] > 0]
+        if not common:
+            continue
+        top = max(common)
+        share = dict(points)[top] / direct[top]
+        target = COST_TARGETS.get(path)
+        out[path] = {
+            "concurrency": top,
+            "share": share,
+            "target": target,
+            "meets": None if target is None else share >= target,
+        }
+    return out
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def markdown(results: dict, images: list[str]) -> str:
+    http = results.get("http", [])
+    lines = ["# Cluster benchmark", ""]
+    meta = results.get("meta", {})
+    if meta:
+        lines += [", ".join(f"{k}: {v}" for k, v in sorted(meta.items())), ""]
+    for page in sorted({r["page"] for r in http}):
+        lines += [f"## HTTP, {page} page", ""]
+        rows = sorted((r for r in http if r["page"] == page), key=lambda r: (r["path"], r["concurrency"]))
+        lines += _table(
+            ["path", "c", "requests", "req/s", "p50 ms", "p99 ms", "failed", "busiest CPU"],
+            [
+                [
+                    PATH_LABELS.get(r["path"], r["path"]),
+                    str(r["concurrency"]),
+                    str(r["requests"]),
+                    f"{r['rps']:.0f}",
+                    f"{r['p50_ms']:.1f}",
+                    f"{r['p99_ms']:.1f}",
+                    str(r["failed"]),
+                    ", ".join(f"{n} {p:.0f}%" for n, p in sorted(r.get("cpu", {}).items(), key=lambda x: -x[1])[:2]),
+                ]
+                for r in rows
+            ],
+        )
+        lines.append("")
+    cost = balancer_cost(http)
+    if cost:
+        lines += ["## Balancer cost (date page)", ""]
+        lines += _table(
+            ["path", "at c", "share of direct", "target", "met"],
+            [
+                [
+                    PATH_LABELS.get(path, path),
+                    str(v["concurrency"]),
+                    f"{v['share']:.0%}",
+                    "-" if v["target"] is None else f">= {v['target']:.0%}",
+                    "-" if v["meets"] is None else ("yes" if v["meets"] else "no"),
+                ]
+                for path, v in sorted(cost.items())
+            ],
+        )
+        lines.append("")
+    if results.get("dns"):
+        lines += ["## DNS (dnsperf)", ""]
+        lines += _table(
+            ["target", "clients", "queries/s", "lost", "avg ms"],
+            [
+                [r["target"], str(r["clients"]), f"{r['qps']:.0f}", str(r["lost"]), f"{r['avg_ms']:.2f}"]
+                for r in sorted(results["dns"], key=lambda r: (r["target"], r["clients"]))
+            ],
+        )
+        lines.append("")
+    if results.get("drills"):
+        lines += ["## Failure drills (probe every 10 ms)", ""]
+        lines += _table(
+            ["drill", "outage s", "failed probes", "failed, retrying once", "back to normal s"],
+            [
+                [
+                    d["name"],
+                    f"{d['outage_s']:.2f}",
+                    str(d["failed"]),
+                    str(d["failed_retry_once"]),
+                    f"{d['recovery_s']:.1f}",
+                ]
+                for d in results["drills"]
+            ],
+        )
+        lines.append("")
+    lines += [f"![{name}]({name})" for name in images]
+    return "\n".join(lines) + "\n"
+
+
+def plots(results: dict, out: Path) -> list[Path]:
+    """PNG plots: throughput and p99 latency vs concurrency per path (one pair
+    per page), and the drills' outage lengths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    http = results.get("http", [])
+    for page in sorted({r["page"] for r in http}):
+        for metric, label in (("rps", "requests/s"), ("p99_ms", "p99 latency (ms)")):
+            fig, ax = plt.subplots(figsize=(7, 4))
+            for path, points in sorted(series(http, page, metric).items()):
+                ax.plot([c for c, _ in points], [v for _, v in points], marker="o", label=PATH_LABELS.get(path, path))
+            ax.set_xscale("log", base=2)
+            levels = sorted({r["concurrency"] for r in http if r["page"] == page})
+            ax.set_xticks(levels, [str(c) for c in levels])
+            ax.minorticks_off()
+            ax.set_xlabel("concurrent clients (ab -c)")
+            ax.set_ylabel(label)
+            ax.set_title(f"{page} page: {label}")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize="small")
+            path = out / f"http-{page}-{metric.replace('_', '-')}.png"
+            fig.tight_layout()
+            fig.savefig(path, dpi=100)
+            plt.close(fig)
+            written.append(path)
+    if results.get("drills"):
+        drills = results["drills"]
+        fig, ax = plt.subplots(figsize=(7, 0.5 + 0.5 * len(drills)))
+        ax.barh([d["name"] for d in drills], [d["outage_s"] for d in drills])
+        ax.set_xlabel("outage seen by the client (s)")
+        ax.set_title("failure drills")
+        ax.grid(True, axis="x", alpha=0.3)
+        path = out / "drills-outage.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def render(results: dict, out: Path) -> list[Path]:
+    """Write the plots and report.md into ``out``; return every file written."""
+    out.mkdir(parents=True, exist_ok=True)
+    images = plots(results, out)
+    report = out / "report.md"
+    report.write_text(markdown(results, [p.name for p in images]))
+    return [*images, report]
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    results = json.loads(Path(argv[0]).read_text())
+    for path in render(results, Path(argv[1])):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

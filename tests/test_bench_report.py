@@ -1,0 +1,86 @@
+"""bench/report.py on made-up results: the figures it derives, and the files it writes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "bench"))
+
+import report
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def row(path: str, c: int, rps: float, page: str = "date") -> dict:
+    return {
+        "path": path,
+        "page": page,
+        "concurrency": c,
+        "requests": 1000,
+        "rps": rps,
+        "p50_ms": 1000 * c / rps,
+        "p99_ms": 3000 * c / rps,
+        "failed": 0,
+        "cpu": {"master": 80.0, "web1": 20.0},
+    }
+
+
+RESULTS = {
+    "meta": {"quick": True},
+    "http": [
+        row("direct", 1, 900),
+        row("direct", 48, 9000),
+        row("l4", 1, 800),
+        row("l4", 48, 8100),  # 90% of direct: meets >= 80%
+        row("l7", 1, 600),
+        row("l7", 48, 4500),  # 50% of direct: misses >= 60%
+        row("https", 48, 3000),  # no target
+        row("direct", 48, 120, page="pi"),
+        row("l7", 48, 118, page="pi"),
+    ],
+    "dns": [{"target": "vip", "clients": 4, "qps": 9100.0, "lost": 0, "avg_ms": 0.8}],
+    "drills": [
+        {"name": "director cable cut", "outage_s": 0.4, "failed": 40, "failed_retry_once": 0, "recovery_s": 3.1},
+        {"name": "web node cut", "outage_s": 0.0, "failed": 0, "failed_retry_once": 0, "recovery_s": 2.0},
+    ],
+}
+
+
+def test_series_sorts_by_concurrency_per_path():
+    rows = [row("l4", 48, 8000), row("l4", 1, 700), row("direct", 12, 5000)]
+    assert report.series(rows, "date", "rps") == {"l4": [(1, 700.0), (48, 8000.0)], "direct": [(12, 5000.0)]}
+
+
+def test_balancer_cost_against_the_issue_targets():
+    cost = report.balancer_cost(RESULTS["http"])
+    assert cost["l4"] == {"concurrency": 48, "share": 0.9, "target": 0.8, "meets": True}
+    assert cost["l7"]["share"] == 0.5 and cost["l7"]["meets"] is False
+    assert cost["https"]["target"] is None and cost["https"]["meets"] is None
+    assert "direct" not in cost
+
+
+def test_balancer_cost_needs_a_direct_point_at_the_same_concurrency():
+    assert report.balancer_cost([row("direct", 1, 900), row("l4", 48, 8000)]) == {}
+
+
+def test_render_writes_valid_pngs_and_a_report(tmp_path: Path):
+    written = report.render(RESULTS, tmp_path)
+    pngs = [p for p in written if p.suffix == ".png"]
+    # rps and p99 for each of two pages, and the drills.
+    assert sorted(p.name for p in pngs) == [
+        "drills-outage.png",
+        "http-date-p99-ms.png",
+        "http-date-rps.png",
+        "http-pi-p99-ms.png",
+        "http-pi-rps.png",
+    ]
+    for png in pngs:
+        assert png.read_bytes().startswith(PNG) and png.stat().st_size > 5000
+    text = (tmp_path / "report.md").read_text()
+    assert "| HAProxy layer 4 (:80) | 48 | 90% | >= 80% | yes |" in text
+    assert "| HAProxy layer 7 (:8000) | 48 | 50% | >= 60% | no |" in text
+    assert "| director cable cut | 0.40 | 40 | 0 | 3.1 |" in text
+    assert "![http-date-rps.png](http-date-rps.png)" in text
