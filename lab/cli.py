@@ -243,10 +243,13 @@ class Lab:
 
     def apply(self, skip_applied: bool = False) -> bool:
         """Highstate every minion (with skip_applied: those up did not just apply)."""
-        names = sorted(n.name for n in self.minions() if not (skip_applied and n.name in self.applied))
-        if skip_applied and self.applied:
+        skip = self.applied if skip_applied else set()
+        names = sorted(n.name for n in self.minions() if n.name not in skip)
+        if skip:
             log("salt", "highstate on " + ", ".join(names) + " (the others were applied while coming up)")
-        summary = self.apply_states("-L", ",".join(names)) if skip_applied and self.applied else self.apply_states()
+            summary = self.apply_states("-L", ",".join(names))
+        else:
+            summary = self.apply_states()
         missing = sorted(set(names) - set(summary))
         for name in missing:
             log(name, "no answer to state.apply")

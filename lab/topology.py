@@ -148,11 +148,13 @@ def _lab_node(
     runs_master: bool = False,
 ) -> LabNode:
     """A node of the lab itself (not of the topology, no minion): one eth0 on ``network``."""
-    link = Link("eth0", network, BRIDGES[network], stable_mac(name, "eth0"), mtu, address, prefixlen, False)
+    link = Link(
+        "eth0", network, BRIDGES[network], stable_mac(name, "eth0"), mtu, address, prefixlen, False, link_gateway
+    )
     return LabNode(
         name=name,
         roles=[],
-        links=[replace(link, gateway=link_gateway)],
+        links=[link],
         gateway=None,
         minion=False,
         kind="lab",

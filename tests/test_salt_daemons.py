@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import haproxy_runtime  # _modules/, on the path by conftest: the runtime API client and its parser
 import pytest
 import yaml
 
@@ -70,25 +71,12 @@ class HAProxy:
             time.sleep(0.1)
 
     def command(self, cmd: str) -> str:
-        with socket.socket(socket.AF_UNIX) as conn:
-            conn.settimeout(3)
-            conn.connect(self.sock)
-            conn.sendall(cmd.encode() + b"\n")
-            chunks = []
-            while chunk := conn.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks).decode()
+        return haproxy_runtime.command(cmd, self.sock)
 
     def status(self) -> dict[tuple[str, str], str]:
         """(backend, server) -> the first word of its status (UP, DOWN, DRAIN, MAINT)."""
-        rows = self.command("show stat -1 4 -1").lstrip("# ").splitlines()
-        header = rows[0].split(",")
-        out = {}
-        for row in rows[1:]:
-            fields = dict(zip(header, row.split(","), strict=False))
-            if fields.get("svname") in WEBS:
-                out[(fields["pxname"], fields["svname"])] = fields["status"].split()[0]
-        return out
+        rows = haproxy_runtime.parse_stat(self.command("show stat -1 4 -1"))
+        return {(r["backend"], r["server"]): r["status"].split()[0] for r in rows if r["server"] in WEBS}
 
     def wait(self, expected: dict[tuple[str, str], str], timeout: float) -> dict[tuple[str, str], str]:
         deadline = time.monotonic() + timeout
