@@ -66,6 +66,10 @@ def test_minion_config_carries_id_master_and_roles():
     _, _, nodes = topology.load()
     conf = yaml.safe_load(provision.minion_conf(nodes["dns2"], "10.0.100.100"))
     assert (conf["id"], conf["master"], conf["grains"]) == ("dns2", "10.0.100.100", {"roles": ["dns"]})
+    # A minion learns of a dead publish connection well before the master's
+    # 30 s heartbeat timeout would have it miss jobs for minutes.
+    detection = conf["tcp_keepalive_idle"] + conf["tcp_keepalive_intvl"] * conf["tcp_keepalive_cnt"]
+    assert detection <= 30
 
 
 def test_resolvers_never_leave_the_lab():
