@@ -15,7 +15,7 @@ reads them, so it is tested on made-up results. Shape::
                   "failed_retry_once": 0, "recovery_s": 3.1}, ...]
     }
 
-Paths: ``direct`` (one backend, no balancer), ``l4`` (HAProxy :80), ``l7``
+Paths: ``direct`` (the web servers themselves, no balancer), ``l4`` (HAProxy :80), ``l7``
 (HAProxy :8000), ``https`` (HAProxy :443), ``ipvs`` (IPVS .202:80).
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 PATH_LABELS = {
-    "direct": "direct to one backend",
+    "direct": "direct to the web servers",
     "l4": "HAProxy layer 4 (:80)",
     "l7": "HAProxy layer 7 (:8000)",
     "https": "HAProxy HTTPS (:443)",
@@ -79,9 +79,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def markdown(results: dict, images: list[str]) -> str:
     http = results.get("http", [])
     lines = ["# Cluster benchmark", ""]
-    meta = results.get("meta", {})
-    if meta:
-        lines += [", ".join(f"{k}: {v}" for k, v in sorted(meta.items())), ""]
+    lines += _meta_lines(results.get("meta", {}))
     for page in sorted({r["page"] for r in http}):
         lines += [f"## HTTP, {page} page", ""]
         rows = sorted((r for r in http if r["page"] == page), key=lambda r: (r["path"], r["concurrency"]))
@@ -130,23 +128,62 @@ def markdown(results: dict, images: list[str]) -> str:
         )
         lines.append("")
     if results.get("drills"):
-        lines += ["## Failure drills (probe every 10 ms)", ""]
+        lines += ["## Failure drills (HTTP and DNS probes through the VIP every 10 ms)", ""]
         lines += _table(
-            ["drill", "outage s", "failed probes", "failed, retrying once", "back to normal s"],
+            ["drill", "HTTP outage s", "failed", "failed, retrying once", "DNS outage s", "back to normal s"],
             [
                 [
                     d["name"],
                     f"{d['outage_s']:.2f}",
                     str(d["failed"]),
                     str(d["failed_retry_once"]),
-                    f"{d['recovery_s']:.1f}",
+                    "-" if d.get("dns_outage_s") is None else f"{d['dns_outage_s']:.2f}",
+                    "not within the wait" if d.get("recovery_s") is None else f"{d['recovery_s']:.1f}",
                 ]
                 for d in results["drills"]
             ],
         )
         lines.append("")
+    lines += _seed_comparison(http)
     lines += [f"![{name}]({name})" for name in images]
     return "\n".join(lines) + "\n"
+
+
+def _meta_lines(meta: dict) -> list[str]:
+    if not meta:
+        return []
+    kind = "Quick run" if meta.get("quick") else "Full run"
+    parts = [f"{kind} started {meta.get('started', '?')}"]
+    if "duration_s" in meta:
+        parts.append(f"took {meta['duration_s']:.0f} s")
+    if "ipvs" in meta:
+        parts.append("IPVS present" if meta["ipvs"] else "no IPVS")
+    uml = sorted(n for n, k in meta.get("kernels", {}).items() if k == "uml")
+    if uml:
+        parts.append("user-mode kernel nodes: " + ", ".join(uml))
+    return ["; ".join(parts) + ".", ""]
+
+
+def _seed_comparison(http: list[dict]) -> list[str]:
+    """The seed's chapter 4 findings next to this run's figures."""
+    lines = []
+    for page, finding in (
+        ("date", "HAProxy saturated at c = 24, its director at 80% CPU"),
+        ("pi", "the web servers bounded the throughput"),
+    ):
+        rows = [r for r in http if r["page"] == page and r["path"] == "l4" and r.get("cpu")]
+        if not rows:
+            continue
+        top = max(rows, key=lambda r: r["concurrency"])
+        busiest = sorted(top["cpu"].items(), key=lambda x: -x[1])[:3]
+        peak = max(rows, key=lambda r: r["rps"])
+        lines.append(
+            f"- {page} page, seed: {finding}. Here (HAProxy layer 4): peak {peak['rps']:.0f} req/s at "
+            f"c = {peak['concurrency']}; at c = {top['concurrency']} the busiest nodes were "
+            + ", ".join(f"{n} {p:.0f}%" for n, p in busiest)
+            + " (host CPU, % of one core)."
+        )
+    return ["## Compared with the seed", "", *lines, ""] if lines else []
 
 
 def plots(results: dict, out: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""The one-host lab: `python -m lab up|apply|verify|status|exec|salt|cut|heal|down`."""
+"""The one-host lab: `python -m lab up|apply|verify|status|exec|salt|cut|heal|bench|down`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from lab import events, kernel, keys, net, node, provision, rootfs, uml
+from lab import bench, events, kernel, keys, net, node, provision, rootfs, uml
 from lab.topology import REPO, LabNode, load, place_on_kernels
 from lab.util import log, run
 
@@ -425,6 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("cut", "heal"):
         p = sub.add_parser(name)
         p.add_argument("node")
+    p_bench = sub.add_parser("bench", help="benchmarks and failure drills from the client node (lab/bench.py)")
+    p_bench.add_argument("--quick", action="store_true", help="a short bounded run (about three minutes)")
+    p_bench.add_argument("--out", type=Path, default=REPO / "build" / "bench", help="results, plots and report")
     p_events = sub.add_parser("events", help="print the master's events matching a tag (salt-run state.event)")
     p_events.add_argument("tagmatch")
     p_events.add_argument("--count", type=int)
@@ -462,6 +465,9 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         print()
         lab.status()
         return 0 if applied and verified else 1
+    elif args.command == "bench":
+        cluster = bench.Cluster(lab.model, lab.nodes, lab.master.name)
+        bench.run_bench(cluster, args.quick, args.out)
     elif args.command == "events":
         argv = events.salt_run_argv(args.tagmatch, args.count, args.timeout)
         proc = node.execute(lab.master.name, argv, timeout=args.timeout + 10)

@@ -321,6 +321,18 @@ def memory_kb(name: str) -> int:
     return total
 
 
+def cpu_seconds(name: str) -> float:
+    """CPU time the host has spent on the node so far (its cgroup's usage; for a
+    user-mode node, its kernel's processes)."""
+    if uml_address(name):
+        return uml.cpu_seconds(node_dir(name))
+    for group in cgroup_dirs(name):
+        with contextlib.suppress(OSError, StopIteration, ValueError):
+            lines = (group / "cpu.stat").read_text().splitlines()
+            return int(next(line.split()[1] for line in lines if line.startswith("usage_usec "))) / 1e6
+    return 0.0
+
+
 def state_file() -> Path:
     return STATE / "lab.json"
 

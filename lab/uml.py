@@ -239,3 +239,18 @@ def memory_kb(base: Path) -> int:
                 if line.startswith("Pss:"):
                     total += int(line.split()[1])
     return total
+
+
+def cpu_seconds(base: Path) -> float:
+    """CPU time the host spent on the UML kernel's processes (exited guest
+    processes included: their host processes are the kernel's children)."""
+    leader = pid(base)
+    return 0.0 if leader is None else sum(process_cpu_seconds(p) for p in session_pids(leader))
+
+
+def process_cpu_seconds(pid_: int) -> float:
+    """utime + stime + cutime + cstime of a process, in seconds (0 if it is gone)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid_}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return 0.0

@@ -29,7 +29,7 @@ def row(path: str, c: int, rps: float, page: str = "date") -> dict:
 
 
 RESULTS = {
-    "meta": {"quick": True},
+    "meta": {"quick": True, "started": "2026-11-27T18:00:00+00:00", "kernels": {"master": "uml", "dns1": "nspawn"}},
     "http": [
         row("direct", 1, 900),
         row("direct", 48, 9000),
@@ -43,8 +43,15 @@ RESULTS = {
     ],
     "dns": [{"target": "vip", "clients": 4, "qps": 9100.0, "lost": 0, "avg_ms": 0.8}],
     "drills": [
-        {"name": "director cable cut", "outage_s": 0.4, "failed": 40, "failed_retry_once": 0, "recovery_s": 3.1},
-        {"name": "web node cut", "outage_s": 0.0, "failed": 0, "failed_retry_once": 0, "recovery_s": 2.0},
+        {
+            "name": "director cable cut",
+            "outage_s": 0.4,
+            "failed": 40,
+            "failed_retry_once": 0,
+            "dns_outage_s": 0.5,
+            "recovery_s": 3.1,
+        },
+        {"name": "web node cut", "outage_s": 0.0, "failed": 0, "failed_retry_once": 0, "recovery_s": None},
     ],
 }
 
@@ -82,5 +89,9 @@ def test_render_writes_valid_pngs_and_a_report(tmp_path: Path):
     text = (tmp_path / "report.md").read_text()
     assert "| HAProxy layer 4 (:80) | 48 | 90% | >= 80% | yes |" in text
     assert "| HAProxy layer 7 (:8000) | 48 | 50% | >= 60% | no |" in text
-    assert "| director cable cut | 0.40 | 40 | 0 | 3.1 |" in text
+    assert "| director cable cut | 0.40 | 40 | 0 | 0.50 | 3.1 |" in text
+    assert "| web node cut | 0.00 | 0 | 0 | - | not within the wait |" in text
+    assert "Quick run started 2026-11-27T18:00:00+00:00; user-mode kernel nodes: master." in text
+    # The seed's findings beside this run's (only the date page has a layer 4 row here).
+    assert "- date page, seed: HAProxy saturated at c = 24" in text and "master 80%" in text
     assert "![http-date-rps.png](http-date-rps.png)" in text

@@ -26,3 +26,18 @@ gateway-iptables-masquerade:
     - save: false
     - require:
       - pkg: gateway-package-installed
+
+{#- At least conntrack_max: a container on a host kernel cannot change it (and
+    gets the host's, often larger). The table exists once the NAT rule above
+    has loaded connection tracking; Salt raises it again on a highstate after
+    a reboot (sysctl.d is read before that). #}
+{%- set conntrack_now = salt['sysctl.get']('net.netfilter.nf_conntrack_max') | int %}
+{%- if conntrack_now < gateway.conntrack_max | int %}
+
+gateway-sysctl-conntrack-max:
+  sysctl.present:
+    - name: net.netfilter.nf_conntrack_max
+    - value: {{ gateway.conntrack_max }}
+    - require:
+      - iptables: gateway-iptables-masquerade
+{%- endif %}

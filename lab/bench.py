@@ -1,0 +1,457 @@
+"""Benchmarks and failure drills on the running lab (issue 7).
+
+    python -m lab bench [--quick] [--out DIR]
+
+From the `client` node, with the seed's tools (ab from apache2-utils, dnsperf):
+
+- an HTTP sweep over concurrency x page (the date page; the PI page with a
+  fixed n) x path: ``direct`` (the web servers themselves, reached through the
+  director's routing; the concurrency is split among them), ``l4`` (HAProxy
+  :80), ``l7`` (:8000), ``https`` (:443) and ``ipvs`` (.202:80, when the lab
+  has IPVS), with the host CPU each director and web server used meanwhile;
+- dnsperf through the VIP and direct to one server, with queries generated
+  from the zones and the upstream names;
+- failure drills, each watched by lab/probe.py (an HTTP and a DNS probe
+  through the VIP every 10 ms, retried once on failure).
+
+Every point is bounded by a request count and a time limit. Results go to
+DIR/results.json (the schema in bench/report.py), then DIR/report.md and the
+plots. The quick run takes about three minutes; the full one is documented in
+the README with its duration.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lab import net, node
+from lab.topology import CLIENT_ADDRESS, REPO, UPSTREAM_NAMES, LabNode
+from lab.util import log
+
+CLIENT = "client"
+PROBE_INTERVAL = 0.01
+PAGES = {"date": "/index.php", "pi": "/pi.php?n={n}"}
+
+
+@dataclass(frozen=True)
+class Plan:
+    concurrency: tuple[int, ...]
+    requests: dict[str, int]  # per point, by page
+    time_limit: int  # seconds per point at most (ab -t)
+    pi_n: int
+    dns_clients: tuple[int, ...]
+    dns_seconds: int
+    drills: tuple[str, ...]
+    hold: float  # how long a fault lasts
+    settle: float  # how long a drill waits for normal after the heal, at most
+
+
+DRILLS = (
+    "control",
+    "director cable cut",
+    "keepalived killed",
+    "haproxy killed",
+    "web node cut",
+    "dns node cut",
+    "nas cut",
+    "salt-master stopped",
+)
+QUICK = Plan(
+    (1, 6), {"date": 60, "pi": 12}, 8, 100_000, (1, 4), 2, ("control", "web node cut", "director cable cut"), 3, 30
+)
+FULL = Plan((1, 2, 3, 6, 12, 24, 48), {"date": 2000, "pi": 300}, 30, 1_000_000, (1, 4, 16), 10, DRILLS, 10, 90)
+
+
+# --- pure parsers -------------------------------------------------------------
+
+
+def parse_ab(text: str) -> dict:
+    """ab's report -> requests, rps, p50_ms, p99_ms, failed (failed + non-2xx)."""
+
+    def number(label: str) -> float | None:
+        match = re.search(rf"^{re.escape(label)}:\s+([0-9.]+)", text, re.MULTILINE)
+        return float(match.group(1)) if match else None
+
+    def percentile(p: int) -> float | None:
+        match = re.search(rf"^\s+{p}%\s+([0-9.]+)", text, re.MULTILINE)
+        return float(match.group(1)) if match else None
+
+    complete = number("Complete requests")
+    if complete is None:
+        raise ValueError(f"not an ab report: {text.strip()[-200:]!r}")
+    return {
+        "requests": int(complete),
+        "rps": number("Requests per second") or 0.0,
+        "p50_ms": percentile(50),
+        "p99_ms": percentile(99),
+        "failed": int((number("Failed requests") or 0) + (number("Non-2xx responses") or 0)),
+    }
+
+
+def combine_ab(parts: list[dict]) -> dict:
+    """Concurrent ab runs (one per backend) as one point: summed counts and
+    throughput; p50 weighted by requests, p99 the worst (an upper bound)."""
+    total = sum(p["requests"] for p in parts)
+    p50 = [(p["p50_ms"], p["requests"]) for p in parts if p["p50_ms"] is not None]
+    p99 = [p["p99_ms"] for p in parts if p["p99_ms"] is not None]
+    return {
+        "requests": total,
+        "rps": sum(p["rps"] for p in parts),
+        "p50_ms": sum(v * n for v, n in p50) / max(1, sum(n for _, n in p50)) if p50 else None,
+        "p99_ms": max(p99) if p99 else None,
+        "failed": sum(p["failed"] for p in parts),
+    }
+
+
+def parse_dnsperf(text: str) -> dict:
+    """dnsperf's statistics -> sent, completed, lost, qps, avg_ms."""
+
+    def number(label: str) -> float:
+        match = re.search(rf"^\s+{re.escape(label)}:\s+([0-9.]+)", text, re.MULTILINE)
+        if not match:
+            raise ValueError(f"dnsperf output lacks {label!r}: {text.strip()[-200:]!r}")
+        return float(match.group(1))
+
+    return {
+        "sent": int(number("Queries sent")),
+        "completed": int(number("Queries completed")),
+        "lost": int(number("Queries lost")),
+        "qps": number("Queries per second"),
+        "avg_ms": number("Average Latency (s)") * 1000,
+    }
+
+
+def split(total: int, parts: int) -> list[int]:
+    """``total`` as ``parts`` near-equal positive shares (fewer if total < parts)."""
+    parts = max(1, min(parts, total))
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+def dns_queries(model: dict) -> list[str]:
+    """dnsperf's query file: every record of the cluster's zones, and the upstream names."""
+    lines = []
+    for zone in model["dns"]["zones"]:
+        for record in zone["records"]:
+            name = zone["name"] if record["name"] == "@" else f"{record['name']}.{zone['name']}"
+            lines.append(f"{name} {record['type']}")
+    lines += [f"{name} A" for name in sorted(UPSTREAM_NAMES)]
+    return lines
+
+
+def outages(probes: Iterable[list], kind: str, interval: float = PROBE_INTERVAL, gap: float = 0.5) -> dict:
+    """Failed probes of one kind grouped into outages (failures less than
+    ``gap`` apart belong to one). outage_s is their summed length."""
+    failed = sorted(p[1] for p in probes if p[0] == kind and not p[2])
+    episodes: list[list[float]] = []
+    for sent in failed:
+        if episodes and sent - episodes[-1][1] <= gap:
+            episodes[-1][1] = sent
+        else:
+            episodes.append([sent, sent])
+    return {
+        "failed": len(failed),
+        "failed_retry_once": sum(1 for p in probes if p[0] == kind and not p[2] and not p[4]),
+        "outage_s": round(sum(end - start + interval for start, end in episodes), 3),
+        "episodes": [[round(s, 3), round(e, 3)] for s, e in episodes],
+    }
+
+
+# --- the lab side ----------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    """What the benchmark needs to know of the running lab."""
+
+    model: dict
+    nodes: dict[str, LabNode]
+    salt_master: str  # the node the salt-master runs in (nas, or the container behind it)
+
+    def role(self, role: str) -> list[str]:
+        return sorted(n for n, spec in self.model["nodes"].items() if role in spec["roles"])
+
+    @property
+    def vip(self) -> str:
+        return self.model["vips"]["external"][0]
+
+    @property
+    def internal_cidr(self) -> str:
+        return self.model["networks"]["internal"]["cidr"]
+
+    def address(self, name: str) -> str:
+        """A topology node's internal address."""
+        return next(i["address"] for i in self.model["nodes"][name]["interfaces"].values() if i["address"])
+
+    def cut(self, name: str, up: bool = False) -> None:
+        net.set_links(self.nodes[name], up=up)
+
+    def urls(self, ipvs: bool) -> dict[str, list[str]]:
+        """path -> base URLs (several for ``direct``: every web server)."""
+        haproxy = self.model["haproxy"]
+        out: dict[str, list[str]] = {}
+        l4_backend = next(b for b in haproxy["backends"].values() if b["mode"] == "tcp" and b["port"] == 80)
+        out["direct"] = [f"http://{s['address']}:{s['port']}" for s in l4_backend["servers"]]
+        for frontend in haproxy["frontends"].values():
+            scheme = "https" if frontend["port"] == 443 else "http"
+            path = "https" if scheme == "https" else ("l7" if frontend["mode"] == "http" else "l4")
+            out[path] = [f"{scheme}://{frontend['vip']}:{frontend['port']}"]
+        if ipvs:
+            for vs in self.model["ipvs"]["virtual_servers"]:
+                if vs["protocol"] == "tcp" and vs["role"] == "web":
+                    out["ipvs"] = [f"http://{vs['vip']}:{vs['port']}"]
+        return out
+
+
+def in_client(argv: list[str], timeout: float) -> str:
+    proc = node.execute(CLIENT, argv, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"client: {' '.join(argv[:3])}... failed ({proc.returncode}): {proc.stderr.strip()}")
+    return proc.stdout
+
+
+class CpuMeter:
+    """Host CPU used by some nodes between start() and stop(), in % of one core."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    def start(self) -> None:
+        self.began = time.monotonic()
+        self.before = {n: node.cpu_seconds(n) for n in self.names}
+
+    def stop(self) -> dict[str, float]:
+        wall = time.monotonic() - self.began
+        return {n: round(100 * (node.cpu_seconds(n) - self.before[n]) / wall, 1) for n in self.names}
+
+
+def has_ipvs(cluster: Cluster) -> bool:
+    director = cluster.model["vrrp"]["leader"]
+    proc = node.execute(director, ["ipvsadm", "-Ln"], timeout=20)
+    return proc.returncode == 0 and "->" in proc.stdout
+
+
+class DirectRoute:
+    """The client's route to the internal network through the VIP's holder,
+    for the ``direct`` path only (the client has none otherwise)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.argv = ["ip", "route", "{}", cluster.internal_cidr, "via", cluster.vip]
+
+    def __enter__(self) -> DirectRoute:
+        node.execute(CLIENT, [a.format("replace") for a in self.argv], timeout=10, check=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        node.execute(CLIENT, [a.format("del") for a in self.argv], timeout=10)
+
+
+def http_point(urls: list[str], page: str, concurrency: int, plan: Plan, cpu: CpuMeter) -> dict:
+    """One ab per URL, concurrently, the concurrency and requests split among them."""
+    target = PAGES[page].format(n=plan.pi_n)
+    shares = split(concurrency, len(urls))
+    requests = split(max(plan.requests[page], concurrency), len(shares))
+    runs = [
+        f"ab -q -l -r -s 10 -t {plan.time_limit} -n {n} -c {c} '{url}{target}' > /tmp/ab.{i} 2>&1"
+        for i, (url, c, n) in enumerate(zip(urls, shares, requests, strict=False))
+    ]
+    script = " & ".join(runs) + " & wait; for f in /tmp/ab.*; do cat $f; echo '@@@'; done; rm -f /tmp/ab.*"
+    cpu.start()
+    out = in_client(["sh", "-c", script], timeout=plan.time_limit + 60)
+    usage = cpu.stop()
+    parts = [parse_ab(chunk) for chunk in out.split("@@@") if chunk.strip()]
+    return {"page": page, "concurrency": concurrency, **combine_ab(parts), "cpu": usage}
+
+
+def http_sweep(cluster: Cluster, plan: Plan, ipvs: bool) -> list[dict]:
+    cpu = CpuMeter(cluster.role("director") + cluster.role("web"))
+    rows = []
+    for path, urls in cluster.urls(ipvs).items():
+        with DirectRoute(cluster) if path == "direct" else _nothing():
+            for page in PAGES:
+                for c in plan.concurrency:
+                    row = {"path": path, **http_point(urls, page, c, plan, cpu)}
+                    log("bench", f"http {path:6} {page:4} c={c:<2} {row['rps']:8.1f} req/s, failed {row['failed']}")
+                    rows.append(row)
+    return rows
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def dns_sweep(cluster: Cluster, plan: Plan) -> list[dict]:
+    queries = "\n".join(dns_queries(cluster.model)) + "\n"
+    node.execute(CLIENT, ["sh", "-c", "cat > /tmp/queries.txt"], stdin=queries, timeout=10, check=True)
+    server = cluster.address(cluster.role("dns")[0])
+    cpu = CpuMeter(cluster.role("director") + cluster.role("dns"))
+    rows = []
+    for target, address in (("vip", cluster.vip), ("direct", server)):
+        with DirectRoute(cluster) if target == "direct" else _nothing():
+            for clients in plan.dns_clients:
+                argv = ["dnsperf", "-s", address, "-d", "/tmp/queries.txt", "-c", str(clients)]
+                argv += ["-l", str(plan.dns_seconds), "-t", "2"]
+                cpu.start()
+                stats = parse_dnsperf(in_client(argv, timeout=plan.dns_seconds + 30))
+                row = {"target": target, "clients": clients, **stats, "cpu": cpu.stop()}
+                log("bench", f"dns {target:6} clients={clients:<2} {row['qps']:8.1f} q/s, lost {row['lost']}")
+                rows.append(row)
+    return rows
+
+
+# --- drills ------------------------------------------------------------------------
+
+
+class Probe:
+    """lab/probe.py running in the client until stopped."""
+
+    def __init__(self, vip: str, name: str) -> None:
+        script = (REPO / "lab" / "probe.py").read_text()
+        argv = ["python3", "-c", script, "3600", str(PROBE_INTERVAL), vip, name]
+        self.proc = subprocess.Popen(
+            node.exec_argv(CLIENT, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def stop(self) -> list[list]:
+        """Close its stdin (the probe's signal to stop) and read its results."""
+        out, _ = self.proc.communicate(timeout=30)
+        return json.loads(out)
+
+
+def holds_vip(name: str, vip: str) -> bool:
+    out = node.execute(name, ["ip", "-4", "-o", "addr", "show"], timeout=20).stdout
+    return f" {vip}/" in out
+
+
+def wait_for(check: Callable[[], bool], timeout: float) -> float | None:
+    """Seconds until check() holds, None if it did not within timeout."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(0.2)
+    return None
+
+
+def drill_actions(cluster: Cluster, name: str) -> tuple[Callable[[], None], Callable[[], None], Callable[[], bool]]:
+    """(inject, heal, normal) for a drill."""
+    leader = cluster.model["vrrp"]["leader"]
+    backup = next(d for d in cluster.role("director") if d != leader)
+    web, dns, nas = cluster.role("web")[1], cluster.role("dns")[1], cluster.role("nas")[0]
+
+    def leader_holds() -> bool:
+        return holds_vip(leader, cluster.vip) and not holds_vip(backup, cluster.vip)
+
+    def run(where: str, *argv: str) -> Callable[[], None]:
+        def action() -> None:
+            node.execute(where, list(argv), timeout=60, check=True)
+
+        return action
+
+    def cut(name: str, up: bool = False) -> Callable[[], None]:
+        return lambda: cluster.cut(name, up)
+
+    def dns_in_ipvs() -> bool:
+        return f"-> {cluster.address(dns)}:" in node.execute(leader, ["ipvsadm", "-Ln"], timeout=20).stdout
+
+    def web_in_rotation() -> bool:
+        out = node.execute(CLIENT, ["sh", "-c", f"for i in 1 2 3; do curl -s -m 2 http://{cluster.vip}/; done"])
+        return f"Soy el servidor IP: {cluster.address(web)}<" in out.stdout
+
+    def always() -> bool:
+        return True
+
+    master = cluster.salt_master
+    return {
+        "control": (lambda: None, lambda: None, always),
+        "director cable cut": (cut(leader), cut(leader, up=True), leader_holds),
+        "keepalived killed": (
+            run(leader, "systemctl", "kill", "-s", "KILL", "keepalived"),
+            run(leader, "systemctl", "start", "keepalived"),
+            leader_holds,
+        ),
+        "haproxy killed": (
+            run(leader, "systemctl", "kill", "-s", "KILL", "haproxy"),
+            run(leader, "systemctl", "start", "haproxy"),
+            leader_holds,
+        ),
+        "web node cut": (cut(web), cut(web, up=True), web_in_rotation),
+        "dns node cut": (cut(dns), cut(dns, up=True), dns_in_ipvs),
+        "nas cut": (cut(nas), cut(nas, up=True), always),
+        "salt-master stopped": (
+            run(master, "systemctl", "stop", "salt-master"),
+            run(master, "systemctl", "start", "salt-master"),
+            always,
+        ),
+    }[name]
+
+
+def drill(cluster: Cluster, name: str, plan: Plan) -> dict:
+    inject, heal, normal = drill_actions(cluster, name)
+    probe = Probe(cluster.vip, f"{cluster.role('web')[0]}.{cluster.model['domain']}")
+    try:
+        time.sleep(2)  # a baseline before the fault
+        injected = time.time()
+        inject()
+        time.sleep(plan.hold)
+        healed = time.time()
+        heal()
+        recovery = wait_for(normal, plan.settle)
+        time.sleep(2)  # the probe sees the normal state too
+    finally:
+        probes = probe.stop()
+    row = {
+        "name": name,
+        "hold_s": plan.hold,
+        "probes": sum(1 for p in probes if p[0] == "http"),
+        "recovery_s": None if recovery is None else round(recovery, 2),
+    }
+    for kind in ("http", "dns"):
+        row[kind] = outages(probes, kind)
+    row.update({k: row["http"][k] for k in ("outage_s", "failed", "failed_retry_once")})
+    row["dns_outage_s"] = row["dns"]["outage_s"]
+    row["dns_failed"] = row["dns"]["failed"]
+    row["injected_at"], row["healed_at"] = injected, healed
+    log("bench", f"drill {name}: http outage {row['outage_s']} s ({row['failed']} failed), recovery {recovery}")
+    return row
+
+
+# --- the command ---------------------------------------------------------------------
+
+
+def run_bench(cluster: Cluster, quick: bool, out_dir: Path) -> dict:
+    plan = QUICK if quick else FULL
+    started = time.monotonic()
+    ipvs = has_ipvs(cluster)
+    results: dict = {
+        "meta": {
+            "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "quick": quick,
+            "plan": asdict(plan),
+            "client": CLIENT_ADDRESS,
+            "ipvs": ipvs,
+            "kernels": {n: spec.platform for n, spec in cluster.nodes.items()},
+        }
+    }
+    results["http"] = http_sweep(cluster, plan, ipvs)
+    results["dns"] = dns_sweep(cluster, plan)
+    results["drills"] = [drill(cluster, name, plan) for name in plan.drills]
+    results["meta"]["duration_s"] = round(time.monotonic() - started, 1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    subprocess.run(
+        [sys.executable, str(REPO / "bench" / "report.py"), str(out_dir / "results.json"), str(out_dir)], check=True
+    )
+    log("bench", f"done in {results['meta']['duration_s']} s: {out_dir}/report.md")
+    return results

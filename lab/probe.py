@@ -1,0 +1,108 @@
+"""The drills' client-side probe, run inside the `client` node (standard library only).
+
+    python3 probe.py DURATION INTERVAL VIP NAME
+
+Every INTERVAL seconds, for DURATION seconds or until its stdin closes, it sends one HTTP GET to
+http://VIP/ and one DNS query for NAME's A record to VIP:53, each in its own
+thread with a 1 s timeout; a failed probe is retried once at once. Prints one
+JSON document: a list of [kind, sent_at (epoch s), ok, server, retry_ok], where
+server is the web server that answered (its address, from the page; null for
+DNS) and retry_ok whether the retry succeeded (null when none was needed).
+
+Not CH TXT id.server for DNS: BIND rate-limits its built-in CHAOS answers
+(a few per second per client network), which would read as an outage.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import random
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+
+TIMEOUT = 1.0
+SERVER_IP = re.compile(rb"Soy el servidor IP: ([0-9.]+)<")
+
+
+def http_once(vip: str) -> tuple[bool, str | None]:
+    conn = http.client.HTTPConnection(vip, 80, timeout=TIMEOUT)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException):
+        return False, None
+    finally:
+        conn.close()
+    match = SERVER_IP.search(body)
+    return response.status == 200, match.group(1).decode() if match else None
+
+
+def dns_query(ident: int, name: str) -> bytes:
+    """A recursion-desired query for NAME's A record."""
+    question = b"".join(bytes([len(label)]) + label for label in name.encode().split(b".")) + b"\x00"
+    return struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question + struct.pack("!HH", 1, 1)
+
+
+def dns_once(vip: str, name: str) -> tuple[bool, None]:
+    """Answered with NOERROR and at least one record (before the timeout)."""
+    ident = random.randrange(65536)
+    deadline = time.monotonic() + TIMEOUT
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(dns_query(ident, name), (vip, 53))
+            while True:
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
+                answer = sock.recv(512)
+                if len(answer) >= 12 and struct.unpack("!H", answer[:2])[0] == ident:
+                    break
+        except OSError:
+            return False, None
+    rcode, ancount = answer[3] & 0x0F, struct.unpack("!H", answer[6:8])[0]
+    return rcode == 0 and ancount > 0, None
+
+
+def main() -> None:
+    duration, interval, vip, name = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
+    results: list[list] = []
+    lock = threading.Lock()
+
+    def probe(kind: str, once) -> None:
+        sent = time.time()
+        ok, server = once(*target[kind])
+        retry_ok = None if ok else once(*target[kind])[0]
+        with lock:
+            results.append([kind, sent, ok, server, retry_ok])
+
+    stop = threading.Event()
+
+    def until_stdin_closes() -> None:
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=until_stdin_closes, daemon=True).start()
+    target = {"http": (vip,), "dns": (vip, name)}
+    threads: list[threading.Thread] = []
+    start = time.monotonic()
+    tick = 0
+    while not stop.is_set() and time.monotonic() < start + duration:
+        for kind, once in (("http", http_once), ("dns", dns_once)):
+            thread = threading.Thread(target=probe, args=(kind, once), daemon=True)
+            thread.start()
+            threads.append(thread)
+        tick += 1
+        if tick % 100 == 0:
+            threads = [t for t in threads if t.is_alive()]
+        time.sleep(max(0.0, start + tick * interval - time.monotonic()))
+    for thread in threads:
+        thread.join(3 * TIMEOUT)
+    json.dump(sorted(results, key=lambda r: r[1]), sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

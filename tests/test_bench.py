@@ -1,0 +1,93 @@
+"""lab/bench.py's pure parts: parsers on real ab and dnsperf output (captured
+on the lab), how outages are told from probe records, and what it derives
+from the topology."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import REPO
+from lab import bench
+from lab.topology import load
+
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+def test_ab_report_of_a_clean_run():
+    got = bench.parse_ab((FIXTURES / "ab_date.txt").read_text())
+    assert got == {"requests": 200, "rps": 143.11, "p50_ms": 24.0, "p99_ms": 109.0, "failed": 0}
+
+
+def test_ab_over_https_with_variable_length_pages():
+    got = bench.parse_ab((FIXTURES / "ab_pi_https.txt").read_text())
+    assert got["requests"] == 40 and got["rps"] == 29.72 and (got["p50_ms"], got["p99_ms"]) == (55.0, 193.0)
+
+
+def test_ab_counts_non_2xx_answers_as_failed():
+    # pi.php?n=0 answers 400: ab itself reports "Failed requests: 0".
+    assert bench.parse_ab((FIXTURES / "ab_non2xx.txt").read_text())["failed"] == 20
+
+
+def test_ab_error_output_is_refused_with_its_text():
+    with pytest.raises(ValueError, match="Connection refused"):
+        bench.parse_ab("Benchmarking 192.168.1.200 (be patient)...apr_socket_recv: Connection refused (111)\n")
+
+
+def test_dnsperf_statistics():
+    got = bench.parse_dnsperf((FIXTURES / "dnsperf_vip.txt").read_text())
+    assert got == {"sent": 1500, "completed": 1494, "lost": 6, "qps": 497.956844, "avg_ms": pytest.approx(1.749)}
+
+
+def test_concurrent_runs_combine_into_one_point():
+    parts = [
+        {"requests": 100, "rps": 50.0, "p50_ms": 10.0, "p99_ms": 30.0, "failed": 1},
+        {"requests": 300, "rps": 150.0, "p50_ms": 20.0, "p99_ms": 90.0, "failed": 0},
+    ]
+    assert bench.combine_ab(parts) == {"requests": 400, "rps": 200.0, "p50_ms": 17.5, "p99_ms": 90.0, "failed": 1}
+
+
+@pytest.mark.parametrize(
+    ("total", "parts", "shares"),
+    [(1, 3, [1]), (2, 3, [1, 1]), (6, 3, [2, 2, 2]), (48, 3, [16, 16, 16]), (7, 3, [3, 2, 2])],
+)
+def test_concurrency_is_split_among_the_servers(total, parts, shares):
+    assert bench.split(total, parts) == shares
+
+
+def probes(failures: dict[float, bool | None], kind: str = "http") -> list[list]:
+    """Probe records every 10 ms over 0..3 s; ``failures`` maps a send time to its retry's outcome."""
+    return [
+        [kind, round(i * 0.01, 2), round(i * 0.01, 2) not in failures, None, failures.get(round(i * 0.01, 2))]
+        for i in range(300)
+    ]
+
+
+def test_no_failed_probe_no_outage():
+    assert bench.outages(probes({}), "http") == {"failed": 0, "failed_retry_once": 0, "outage_s": 0, "episodes": []}
+
+
+def test_failures_close_together_are_one_outage_and_apart_are_two():
+    failed = {round(0.5 + i * 0.01, 2): True for i in range(40)}  # 0.50 .. 0.89, each retry succeeds
+    failed |= {round(2.0 + i * 0.01, 2): False for i in range(10)}  # 2.00 .. 2.09, retries fail too
+    got = bench.outages(probes(failed), "http")
+    assert got["failed"] == 50 and got["failed_retry_once"] == 10
+    assert got["episodes"] == [[0.5, 0.89], [2.0, 2.09]]
+    assert got["outage_s"] == pytest.approx(0.4 + 0.1)
+    assert bench.outages(probes(failed), "dns")["failed"] == 0
+
+
+def test_paths_and_queries_come_from_the_topology():
+    _, model, nodes = load()
+    cluster = bench.Cluster(model, nodes, "salt")
+    urls = cluster.urls(ipvs=True)
+    assert urls == {
+        "direct": ["http://10.0.100.2:80", "http://10.0.100.3:80", "http://10.0.100.4:80"],
+        "l4": ["http://192.168.1.200:80"],
+        "l7": ["http://192.168.1.200:8000"],
+        "https": ["https://192.168.1.200:443"],
+        "ipvs": ["http://192.168.1.202:80"],
+    }
+    assert "ipvs" not in cluster.urls(ipvs=False)
+    queries = bench.dns_queries(model)
+    assert "web1.lab.local A" in queries and "cluster1.lab.local CNAME" in queries
+    assert "2.100.0.10.in-addr.arpa PTR" in queries and "www.example.org A" in queries

@@ -1,0 +1,76 @@
+"""`python -m lab bench --quick` on the shared lab: the harness runs end to end,
+its figures are there, and its drills tell an injected outage from none."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lab import bench
+from labtools import lab
+
+pytestmark = pytest.mark.usefixtures("running_lab")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("bench")
+    lab("bench", "--quick", "--out", str(out), timeout=600)
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_quick_run_measures_every_path_page_and_concurrency(quick):
+    _, results = quick
+    plan = bench.QUICK
+    paths = {"direct", "l4", "l7", "https"} | ({"ipvs"} if results["meta"]["ipvs"] else set())
+    points = {(r["path"], r["page"], r["concurrency"]) for r in results["http"]}
+    assert points == {(p, page, c) for p in paths for page in bench.PAGES for c in plan.concurrency}
+    for row in results["http"]:
+        # Light load on a healthy cluster: no request fails, give or take a stray one.
+        assert row["rps"] > 0 and row["failed"] <= row["requests"] // 100, row
+        assert row["requests"] >= plan.requests[row["page"]] and row["p50_ms"] is not None, row
+        assert set(row["cpu"]) == {"master", "standby", "web1", "web2", "web3"}, row
+    # The director holding the VIP does the balancing: it worked on every balanced point.
+    assert all(r["cpu"]["master"] > 0 for r in results["http"] if r["path"] != "direct")
+    assert {(r["target"], r["clients"]) for r in results["dns"]} == {
+        (t, c) for t in ("vip", "direct") for c in plan.dns_clients
+    }
+    assert all(r["qps"] > 0 and r["completed"] > 0 for r in results["dns"])
+
+
+def test_drills_see_an_injected_outage_and_none_without_one(quick):
+    _, results = quick
+    drills = {d["name"]: d for d in results["drills"]}
+    assert set(drills) == set(bench.QUICK.drills)
+    control = drills["control"]
+    assert control["probes"] > 300 and control["failed"] == 0 and control["dns_failed"] == 0, control
+    # HAProxy layer 4 sends a third of the probes to the cut server until its checks take it out.
+    web = drills["web node cut"]
+    assert web["failed"] > 0 and web["outage_s"] > 0 and web["dns_failed"] == 0, web
+    director = drills["director cable cut"]
+    assert director["failed"] > 0 and director["dns_failed"] > 0, director
+    assert web["recovery_s"] is not None and director["recovery_s"] is not None
+
+
+def test_quick_run_writes_plots_and_a_report(quick):
+    out, _ = quick
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == [
+        "drills-outage.png",
+        "http-date-p99-ms.png",
+        "http-date-rps.png",
+        "http-pi-p99-ms.png",
+        "http-pi-rps.png",
+    ]
+    assert all(p.read_bytes().startswith(PNG) for p in pngs)
+    report = (out / "report.md").read_text()
+    for heading in (
+        "## Balancer cost (date page)",
+        "## DNS (dnsperf)",
+        "## Failure drills",
+        "## Compared with the seed",
+    ):
+        assert heading in report
