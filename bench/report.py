@@ -71,6 +71,11 @@ def balancer_cost(rows: Iterable[dict], page: str = "date") -> dict[str, Any]:
     return out
 
 
+def _num(value: float | None, spec: str) -> str:
+    """A figure, or "-" where the run could not measure it (e.g. ab aborted)."""
+    return "-" if value is None else format(value, spec)
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
@@ -90,9 +95,9 @@ def markdown(results: dict, images: list[str]) -> str:
                     PATH_LABELS.get(r["path"], r["path"]),
                     str(r["concurrency"]),
                     str(r["requests"]),
-                    f"{r['rps']:.0f}",
-                    f"{r['p50_ms']:.1f}",
-                    f"{r['p99_ms']:.1f}",
+                    _num(r["rps"], ".0f"),
+                    _num(r["p50_ms"], ".1f"),
+                    _num(r["p99_ms"], ".1f"),
                     str(r["failed"]),
                     ", ".join(f"{n} {p:.0f}%" for n, p in sorted(r.get("cpu", {}).items(), key=lambda x: -x[1])[:2]),
                 ]

@@ -96,18 +96,33 @@ def parse_ab(text: str) -> dict:
     }
 
 
+def parse_ab_run(text: str, planned: int) -> dict:
+    """parse_ab, or what an aborted ab tells (e.g. no answer within -s): how
+    many requests completed; the rest count as failed, throughput unknown."""
+    try:
+        return parse_ab(text)
+    except ValueError:
+        match = re.search(r"^Total of (\d+) requests completed", text, re.MULTILINE)
+        done = int(match.group(1)) if match else 0
+        error = " / ".join(text.strip().splitlines()[-2:])
+        return {"requests": done, "rps": None, "p50_ms": None, "p99_ms": None, "failed": planned - done, "error": error}
+
+
 def combine_ab(parts: list[dict]) -> dict:
     """Concurrent ab runs (one per backend) as one point: summed counts and
-    throughput; p50 weighted by requests, p99 the worst (an upper bound)."""
+    throughput (unknown if a run aborted); p50 weighted by requests, p99 the
+    worst (an upper bound)."""
     total = sum(p["requests"] for p in parts)
     p50 = [(p["p50_ms"], p["requests"]) for p in parts if p["p50_ms"] is not None]
     p99 = [p["p99_ms"] for p in parts if p["p99_ms"] is not None]
+    errors = [p["error"] for p in parts if "error" in p]
     return {
         "requests": total,
-        "rps": sum(p["rps"] for p in parts),
+        "rps": None if errors else sum(p["rps"] for p in parts),
         "p50_ms": sum(v * n for v, n in p50) / max(1, sum(n for _, n in p50)) if p50 else None,
         "p99_ms": max(p99) if p99 else None,
         "failed": sum(p["failed"] for p in parts),
+        **({"errors": errors} if errors else {}),
     }
 
 
@@ -266,7 +281,8 @@ def http_point(urls: list[str], page: str, concurrency: int, plan: Plan, cpu: Cp
     cpu.start()
     out = in_client(["sh", "-c", script], timeout=plan.time_limit + 60)
     usage = cpu.stop()
-    parts = [parse_ab(chunk) for chunk in out.split("@@@") if chunk.strip()]
+    chunks = [chunk for chunk in out.split("@@@") if chunk.strip()]
+    parts = [parse_ab_run(chunk, n) for chunk, n in zip(chunks, requests, strict=False)]
     return {"page": page, "concurrency": concurrency, **combine_ab(parts), "cpu": usage}
 
 
@@ -278,7 +294,8 @@ def http_sweep(cluster: Cluster, plan: Plan, ipvs: bool) -> list[dict]:
             for page in PAGES:
                 for c in plan.concurrency:
                     row = {"path": path, **http_point(urls, page, c, plan, cpu)}
-                    log("bench", f"http {path:6} {page:4} c={c:<2} {row['rps']:8.1f} req/s, failed {row['failed']}")
+                    rps = "aborted" if row["rps"] is None else f"{row['rps']:8.1f} req/s"
+                    log("bench", f"http {path:6} {page:4} c={c:<2} {rps}, failed {row['failed']}")
                     rows.append(row)
     return rows
 
@@ -327,6 +344,21 @@ class Probe:
         """Close its stdin (the probe's signal to stop) and read its results."""
         out, _ = self.proc.communicate(timeout=30)
         return json.loads(out)
+
+
+def serving(cluster: Cluster) -> bool:
+    """Every web server answers through the VIP, and the VRRP leader holds it."""
+    script = f"for i in $(seq {3 * len(cluster.role('web'))}); do curl -s -m 2 http://{cluster.vip}/; done"
+    out = node.execute(CLIENT, ["sh", "-c", script], timeout=60).stdout
+    return all(f"Soy el servidor IP: {cluster.address(w)}<" in out for w in cluster.role("web")) and holds_vip(
+        cluster.model["vrrp"]["leader"], cluster.vip
+    )
+
+
+def wait_serving(cluster: Cluster, timeout: float = 120) -> None:
+    """Start every measurement from a cluster in its normal state."""
+    if wait_for(lambda: serving(cluster), timeout) is None:
+        raise RuntimeError(f"the cluster is not serving normally (every web server through {cluster.vip})")
 
 
 def holds_vip(name: str, vip: str) -> bool:
@@ -399,6 +431,7 @@ def drill_actions(cluster: Cluster, name: str) -> tuple[Callable[[], None], Call
 
 def drill(cluster: Cluster, name: str, plan: Plan) -> dict:
     inject, heal, normal = drill_actions(cluster, name)
+    wait_serving(cluster)
     probe = Probe(cluster.vip, f"{cluster.role('web')[0]}.{cluster.model['domain']}")
     try:
         time.sleep(2)  # a baseline before the fault
@@ -444,6 +477,7 @@ def run_bench(cluster: Cluster, quick: bool, out_dir: Path) -> dict:
             "kernels": {n: spec.platform for n, spec in cluster.nodes.items()},
         }
     }
+    wait_serving(cluster)
     results["http"] = http_sweep(cluster, plan, ipvs)
     results["dns"] = dns_sweep(cluster, plan)
     results["drills"] = [drill(cluster, name, plan) for name in plan.drills]

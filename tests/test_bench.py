@@ -91,3 +91,15 @@ def test_paths_and_queries_come_from_the_topology():
     queries = bench.dns_queries(model)
     assert "web1.lab.local A" in queries and "cluster1.lab.local CNAME" in queries
     assert "2.100.0.10.in-addr.arpa PTR" in queries and "www.example.org A" in queries
+
+
+def test_an_aborted_ab_run_counts_what_completed():
+    text = (
+        "Benchmarking 10.0.100.3 (be patient)...apr_pollset_poll: The timeout specified has expired (70007)\n"
+        "Total of 75 requests completed\n"
+    )
+    got = bench.parse_ab_run(text, planned=100)
+    assert (got["requests"], got["failed"], got["rps"]) == (75, 25, None) and "timeout" in got["error"]
+    clean = bench.parse_ab((FIXTURES / "ab_date.txt").read_text())
+    point = bench.combine_ab([clean, got])
+    assert point["requests"] == 275 and point["failed"] == 25 and point["rps"] is None and len(point["errors"]) == 1
