@@ -434,9 +434,15 @@ def _check_vrrp(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> Non
         return
     if "sync_group" in vrrp and not (isinstance(vrrp["sync_group"], str) and _IFNAME.match(vrrp["sync_group"])):
         ck.add("vrrp.sync_group", vrrp["sync_group"], "is not a simple name")
+    version = vrrp.get("version", 2)
+    if version not in (2, 3) or isinstance(version, bool):
+        ck.add("vrrp.version", version, "is not 2 or 3")
     advert = vrrp.get("advert_int", 1)
     if isinstance(advert, bool) or not isinstance(advert, (int, float)) or not 0.01 <= advert <= 255:
         ck.add("vrrp.advert_int", advert, "is not a number of seconds in 0.01..255")
+    elif version == 2 and advert != int(advert):
+        # VRRPv2 carries whole seconds; VRRPv3 centiseconds (and no authentication).
+        ck.add("vrrp.advert_int", advert, "is not whole seconds, which VRRP version 2 needs (set vrrp.version: 3)")
     instances = ck.mapping(vrrp, "instances", "vrrp.instances", "one instance per network with VIPs")
     vrids: dict[int, str] = {}
     covered = set()
@@ -832,6 +838,7 @@ def vrrp_view(spec: Mapping, networks: Mapping, nodes: Mapping, vips: Mapping) -
                     "state": "MASTER" if director["name"] == leader else "BACKUP",
                     "priority": director["priority"],
                     "advert_int": spec.get("advert_int", 1),
+                    "version": spec.get("version", 2),
                     "unicast_src": director["addresses"][netname],
                     "unicast_peers": peers,
                     "vips": [f"{v}/32" for v in vips.get(netname, [])],

@@ -87,6 +87,12 @@ cluster:
 
   vrrp:
     sync_group: VG1
+    # VRRP version 2: multicast adverts with PASS authentication, whole
+    # seconds. Version 3 takes advert_int in centiseconds (0.2: the standby
+    # takes over about 0.7 s after the last advert) but has no
+    # authentication: its adverts go unicast to the peer director only and are
+    # accepted from its address only.
+    version: 2
     advert_int: 1
     instances:
       VI_E: {network: external, virtual_router_id: 51}

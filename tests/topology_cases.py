@@ -118,6 +118,12 @@ CASES = [
         "vrrp.instances.VI_E.virtual_router_id: 256 is out of range 1..255",
     ),
     Case(
+        "vrrp-subsecond-needs-v3",
+        _set("vrrp.advert_int", 0.2),
+        "vrrp.advert_int: 0.2 is not whole seconds, which VRRP version 2 needs (set vrrp.version: 3)",
+    ),
+    Case("vrrp-version", _set("vrrp.version", 4), "vrrp.version: 4 is not 2 or 3"),
+    Case(
         "equal-priorities",
         _set("nodes.standby.priority", 150),
         "nodes.master.priority, nodes.standby.priority: 150 is shared",
