@@ -32,20 +32,46 @@ def __virtual__():
     return (False, "balancer: needs the haproxy_runtime module (a director; saltutil.sync_all)")
 
 
-def set_nodes(nodes: list[str] | str, admin_state: str = "ready") -> dict[str, Any]:
+def set_nodes(nodes: list[str] | str, admin_state: str = "ready", unless_serving: bool = False) -> dict[str, Any]:
     """Set each node ``admin_state`` (ready, drain, maint) in HAProxy and, where
     this kernel has IPVS, in IPVS. Nodes this director does not balance to are
-    skipped. Returns {node: {"haproxy": {backend: state}, "ipvs": [changes]}}."""
+    skipped, and with ``unless_serving`` so are nodes its health checks see
+    serving (to drain or maint only). Returns {node: {"haproxy": {backend:
+    state}, "ipvs": [changes]}}, or {node: {"serving": True}} for those left."""
     if admin_state not in ("ready", "drain", "maint"):
         raise CommandExecutionError(f"admin_state {admin_state!r} is not one of ready, drain, maint")
     names = [nodes] if isinstance(nodes, str) else list(nodes)
-    known = __salt__["cluster.model"]()["nodes"]  # noqa: F821
+    model = __salt__["cluster.model"]()  # noqa: F821
+    known = model["nodes"]
     done: dict[str, Any] = {}
     for name in names:
         if name not in known:
+            continue
+        if unless_serving and admin_state != "ready" and serving(name, known[name]["address"]):
+            done[name] = {"serving": True}
             continue
         result: dict[str, Any] = {"haproxy": __salt__["haproxy_runtime.set_server_everywhere"](name, admin_state)}  # noqa: F821
         if "ipvs.set_node" in __salt__:  # noqa: F821
             result["ipvs"] = __salt__["ipvs.set_node"](name, admin_state)  # noqa: F821
         done[name] = result
     return done
+
+
+# HAProxy statuses of a server that passes its health checks (DRAIN and NOLB
+# are administrative: the server itself answers).
+SERVING = ("UP", "DRAIN", "NOLB", "no check")
+
+
+def is_serving(name: str, address: str, haproxy: list[dict], ipvs: list[dict] | None) -> bool:
+    """Whether a node passes this director's health checks (pure): one of its
+    HAProxy servers is up, or one of its IPVS real servers is in the table
+    (keepalived removes those that fail their checks)."""
+    if any(s["server"] == name and s["status"].startswith(SERVING) for s in haproxy):
+        return True
+    return any(r["address"] == address for vs in ipvs or [] for r in vs["real_servers"])
+
+
+def serving(name: str, address: str) -> bool:
+    """is_serving, on this director's live HAProxy and IPVS state."""
+    ipvs = __salt__["ipvs.services"]() if "ipvs.services" in __salt__ else None  # noqa: F821
+    return is_serving(name, address, __salt__["haproxy_runtime.servers"](), ipvs)  # noqa: F821

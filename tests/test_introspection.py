@@ -22,6 +22,7 @@ def load(path: str, name: str) -> types.ModuleType:
 
 haproxy_runtime = load("_modules/haproxy_runtime.py", "haproxy_runtime")
 vip = load("_modules/vip.py", "vip")
+balancer = load("_modules/balancer.py", "balancer")
 cluster_watch = load("_beacons/cluster_watch.py", "cluster_watch")
 runner = load("_runners/cluster.py", "cluster_runner")
 
@@ -289,3 +290,27 @@ def test_runner_reports_the_ipvs_table_against_the_model():
     health = runner.report(VIPS, held, {}, rows, {"master": "'ipvs.check' is not available."})
     assert health["ipvs"] == {"master": "not checked: 'ipvs.check' is not available."} and health["healthy"]
     assert "IPVS table" in runner.table(health)
+
+
+# --- balancer: which lost nodes the presence reactor may drain ---------------------
+
+
+def test_a_node_serves_while_any_of_its_servers_passes_checks():
+    rows = haproxy_runtime.parse_stat((FIXTURES / "haproxy-show-stat-drain-maint.csv").read_text())
+    drained = [r for r in rows if r["status"] == "DRAIN"]
+    in_maint = [r for r in rows if r["status"] == "MAINT"]
+    assert [r["server"] for r in drained] == ["web3"] and [r["server"] for r in in_maint] == ["web1"]
+    # Drained by an admin, a server still answers its checks; in maintenance it is not checked.
+    assert balancer.is_serving("web3", "10.0.100.4", drained, None)
+    assert not balancer.is_serving("web1", "10.0.100.2", in_maint, None)
+    assert balancer.is_serving("web1", "10.0.100.2", rows, None)  # UP in the other backends
+    down = [{**in_maint[0], "status": "DOWN 1/2"}]
+    assert not balancer.is_serving("web1", "10.0.100.2", down, None)
+
+
+def test_a_node_serves_while_keepalived_keeps_it_in_ipvs():
+    live = [{"real_servers": [{"address": "10.0.100.5", "weight": 1}, {"address": "10.0.100.7", "weight": 0}]}]
+    assert balancer.is_serving("dns1", "10.0.100.5", [], live)
+    assert balancer.is_serving("dns3", "10.0.100.7", [], live)  # drained, still checked
+    assert not balancer.is_serving("dns2", "10.0.100.6", [], live)  # keepalived removed it
+    assert not balancer.is_serving("dns2", "10.0.100.6", [], None)
