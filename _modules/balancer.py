@@ -41,13 +41,13 @@ def set_nodes(nodes: list[str] | str, admin_state: str = "ready", unless_serving
     if admin_state not in ("ready", "drain", "maint"):
         raise CommandExecutionError(f"admin_state {admin_state!r} is not one of ready, drain, maint")
     names = [nodes] if isinstance(nodes, str) else list(nodes)
-    model = __salt__["cluster.model"]()  # noqa: F821
-    known = model["nodes"]
+    known = __salt__["cluster.model"]()["nodes"]  # noqa: F821
+    live = _live_checks() if unless_serving and admin_state != "ready" else None
     done: dict[str, Any] = {}
     for name in names:
         if name not in known:
             continue
-        if unless_serving and admin_state != "ready" and serving(name, known[name]["address"]):
+        if live is not None and is_serving(name, known[name]["address"], *live):
             done[name] = {"serving": True}
             continue
         result: dict[str, Any] = {"haproxy": __salt__["haproxy_runtime.set_server_everywhere"](name, admin_state)}  # noqa: F821
@@ -71,7 +71,7 @@ def is_serving(name: str, address: str, haproxy: list[dict], ipvs: list[dict] | 
     return any(r["address"] == address for vs in ipvs or [] for r in vs["real_servers"])
 
 
-def serving(name: str, address: str) -> bool:
-    """is_serving, on this director's live HAProxy and IPVS state."""
+def _live_checks() -> tuple[list[dict], list[dict] | None]:
+    """This director's HAProxy servers and IPVS table (None without IPVS), read once per call."""
     ipvs = __salt__["ipvs.services"]() if "ipvs.services" in __salt__ else None  # noqa: F821
-    return is_serving(name, address, __salt__["haproxy_runtime.servers"](), ipvs)  # noqa: F821
+    return __salt__["haproxy_runtime.servers"](), ipvs  # noqa: F821

@@ -429,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name)
         p.add_argument("node")
     p_bench = sub.add_parser("bench", help="benchmarks and failure drills from the client node (lab/bench.py)")
-    p_bench.add_argument("--quick", action="store_true", help="a short bounded run (about three minutes)")
+    p_bench.add_argument("--quick", action="store_true", help="a short bounded run (about a minute)")
     p_bench.add_argument("--out", type=Path, default=REPO / "build" / "bench", help="results, plots and report")
     p_events = sub.add_parser("events", help="print the master's events matching a tag (salt-run state.event)")
     p_events.add_argument("tagmatch")
@@ -469,7 +469,8 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         lab.status()
         return 0 if applied and verified else 1
     elif args.command == "bench":
-        cluster = bench.Cluster(lab.model, lab.nodes, lab.master.name)
+        ipvs = lab.kernel_paths["ipvs"].path != "unavailable"
+        cluster = bench.Cluster(lab.model, lab.nodes, lab.master.name, ipvs)
         bench.run_bench(cluster, args.quick, args.out)
     elif args.command == "events":
         argv = events.salt_run_argv(args.tagmatch, args.count, args.timeout)

@@ -221,9 +221,14 @@ def kill_sessions(pids: list[int]) -> None:
                 os.kill(victim, signal.SIGKILL)
 
 
+def _stat(pid_: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name (state is [0]); raises OSError if gone."""
+    return Path(f"/proc/{pid_}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _session(pid_: int) -> int | None:
     with contextlib.suppress(OSError, IndexError, ValueError):
-        return int(Path(f"/proc/{pid_}/stat").read_text().rsplit(")", 1)[1].split()[3])
+        return int(_stat(pid_)[3])
     return None
 
 
@@ -251,6 +256,5 @@ def cpu_seconds(base: Path) -> float:
 def process_cpu_seconds(pid_: int) -> float:
     """utime + stime + cutime + cstime of a process, in seconds (0 if it is gone)."""
     with contextlib.suppress(OSError, IndexError, ValueError):
-        fields = Path(f"/proc/{pid_}/stat").read_text().rsplit(")", 1)[1].split()
-        return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        return sum(int(f) for f in _stat(pid_)[11:15]) / os.sysconf("SC_CLK_TCK")
     return 0.0

@@ -78,7 +78,7 @@ def test_failures_close_together_are_one_outage_and_apart_are_two():
 
 def test_paths_and_queries_come_from_the_topology():
     _, model, nodes = load()
-    cluster = bench.Cluster(model, nodes, "salt")
+    cluster = bench.Cluster(model, nodes, "salt", ipvs=True)
     urls = cluster.urls(ipvs=True)
     assert urls == {
         "direct": ["http://10.0.100.2:80", "http://10.0.100.3:80", "http://10.0.100.4:80"],
