@@ -75,7 +75,8 @@ FULL = Plan((1, 2, 3, 6, 12, 24, 48), {"date": 2000, "pi": 300}, 30, 1_000_000, 
 
 
 def parse_ab(text: str) -> dict:
-    """ab's report -> requests, rps, p50_ms, p99_ms, failed (failed + non-2xx)."""
+    """ab's report -> requests, rps, p50_ms, p99_ms, failed (failed + non-2xx),
+    seconds (how long it ran: ab stops at -n requests or -t seconds)."""
 
     def number(label: str) -> float | None:
         match = re.search(rf"^{re.escape(label)}:\s+([0-9.]+)", text, re.MULTILINE)
@@ -94,6 +95,7 @@ def parse_ab(text: str) -> dict:
         "p50_ms": percentile(50),
         "p99_ms": percentile(99),
         "failed": int((number("Failed requests") or 0) + (number("Non-2xx responses") or 0)),
+        "seconds": number("Time taken for tests"),
     }
 
 
@@ -106,13 +108,21 @@ def parse_ab_run(text: str, planned: int) -> dict:
         match = re.search(r"^Total of (\d+) requests completed", text, re.MULTILINE)
         done = int(match.group(1)) if match else 0
         error = " / ".join(text.strip().splitlines()[-2:])
-        return {"requests": done, "rps": None, "p50_ms": None, "p99_ms": None, "failed": planned - done, "error": error}
+        return {
+            "requests": done,
+            "rps": None,
+            "p50_ms": None,
+            "p99_ms": None,
+            "failed": planned - done,
+            "seconds": None,
+            "error": error,
+        }
 
 
 def combine_ab(parts: list[dict]) -> dict:
     """Concurrent ab runs (one per backend) as one point: summed counts and
     throughput (unknown if a run aborted); p50 weighted by requests, p99 the
-    worst (an upper bound)."""
+    worst (an upper bound), seconds the longest run."""
     total = sum(p["requests"] for p in parts)
     p50 = [(p["p50_ms"], p["requests"]) for p in parts if p["p50_ms"] is not None]
     p99 = [p["p99_ms"] for p in parts if p["p99_ms"] is not None]
@@ -123,6 +133,7 @@ def combine_ab(parts: list[dict]) -> dict:
         "p50_ms": sum(v * n for v, n in p50) / max(1, sum(n for _, n in p50)) if p50 else None,
         "p99_ms": max(p99) if p99 else None,
         "failed": sum(p["failed"] for p in parts),
+        "seconds": max((p["seconds"] for p in parts if p.get("seconds") is not None), default=None),
         **({"errors": errors} if errors else {}),
     }
 

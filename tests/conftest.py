@@ -110,7 +110,8 @@ def running_lab():
     """One lab for every integration test of the session (built once, cold or warm).
 
     tests/test_zz_lab_down.py takes it down last and checks nothing is left;
-    this teardown only makes sure, should that test not run.
+    this teardown only makes sure, should that test not run. HALAB_KEEP=1
+    leaves it up (when working on one test file against a running lab).
     """
     if os.geteuid() != 0:
         pytest.fail("the lab tests need root (namespaces, mounts, containers)")
@@ -120,7 +121,8 @@ def running_lab():
     lab("apply", timeout=1500)
     wait_until_serving(timeout=120)
     yield
-    lab("down", timeout=300, check=False)
+    if os.environ.get("HALAB_KEEP") != "1":
+        lab("down", timeout=300, check=False)
 
 
 @pytest.fixture(scope="session")

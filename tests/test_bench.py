@@ -15,7 +15,14 @@ FIXTURES = REPO / "tests" / "fixtures"
 
 def test_ab_report_of_a_clean_run():
     got = bench.parse_ab((FIXTURES / "ab_date.txt").read_text())
-    assert got == {"requests": 200, "rps": 143.11, "p50_ms": 24.0, "p99_ms": 109.0, "failed": 0}
+    assert got == {
+        "requests": 200,
+        "rps": 143.11,
+        "p50_ms": 24.0,
+        "p99_ms": 109.0,
+        "failed": 0,
+        "seconds": 1.397,
+    }
 
 
 def test_ab_over_https_with_variable_length_pages():
@@ -40,10 +47,17 @@ def test_dnsperf_statistics():
 
 def test_concurrent_runs_combine_into_one_point():
     parts = [
-        {"requests": 100, "rps": 50.0, "p50_ms": 10.0, "p99_ms": 30.0, "failed": 1},
-        {"requests": 300, "rps": 150.0, "p50_ms": 20.0, "p99_ms": 90.0, "failed": 0},
+        {"requests": 100, "rps": 50.0, "p50_ms": 10.0, "p99_ms": 30.0, "failed": 1, "seconds": 2.0},
+        {"requests": 300, "rps": 150.0, "p50_ms": 20.0, "p99_ms": 90.0, "failed": 0, "seconds": 2.5},
     ]
-    assert bench.combine_ab(parts) == {"requests": 400, "rps": 200.0, "p50_ms": 17.5, "p99_ms": 90.0, "failed": 1}
+    assert bench.combine_ab(parts) == {
+        "requests": 400,
+        "rps": 200.0,
+        "p50_ms": 17.5,
+        "p99_ms": 90.0,
+        "failed": 1,
+        "seconds": 2.5,
+    }
 
 
 @pytest.mark.parametrize(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import types
 from pathlib import Path
 
+import jinja2
 import pytest
 
 from conftest import REPO
@@ -314,3 +317,22 @@ def test_a_node_serves_while_keepalived_keeps_it_in_ipvs():
     assert balancer.is_serving("dns3", "10.0.100.7", [], live)  # drained, still checked
     assert not balancer.is_serving("dns2", "10.0.100.6", [], live)  # keepalived removed it
     assert not balancer.is_serving("dns2", "10.0.100.6", [], None)
+
+
+def test_notify_fifo_reader_keeps_the_last_transition_of_each_instance(tmp_path):
+    # The formula's reader, run by sh as keepalived runs it: the FIFO's
+    # transitions are recorded in order, even two in the same instant (a
+    # takeover and a preemption), and the last one is what vip reads.
+    template = (REPO / "salt/keepalived/files/notify.sh.jinja").read_text()
+    script = tmp_path / "keepalived-notify"
+    script.write_text(jinja2.Template(template).render(state_dir=str(tmp_path / "state")))
+    fifo = tmp_path / "notify.fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["bash", str(script), str(fifo)])
+    with open(fifo, "w") as writer:
+        writer.write('INSTANCE "VI_E" MASTER 100\nGROUP "G" MASTER 0\n')
+        writer.write('INSTANCE "VI_E" BACKUP 100\nGROUP "G" BACKUP 0\nINSTANCE "VI_I" FAULT 100\n')
+        writer.write('VS [192.168.1.202]:tcp:80 UP\nINSTANCE "VI_I" MASTER_RX_LOWER_PRI 100\n')
+    assert reader.wait(timeout=10) == 0
+    states = {name: s["state"] for name, s in vip.vrrp_state(str(tmp_path / "state")).items()}
+    assert states == {"INSTANCE-VI_E": "BACKUP", "GROUP-G": "BACKUP", "INSTANCE-VI_I": "FAULT"}

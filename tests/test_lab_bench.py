@@ -31,7 +31,10 @@ def test_quick_run_measures_every_path_page_and_concurrency(quick):
     for row in results["http"]:
         # Light load on a healthy cluster: no request fails, give or take a stray one.
         assert row["rps"] > 0 and row["failed"] <= row["requests"] // 100, row
-        assert row["requests"] >= plan.requests[row["page"]] and row["p50_ms"] is not None, row
+        # Every planned request, or as many as the point's time limit allowed
+        # (ab -t: a slow machine's HTTPS handshakes can take a quarter second).
+        assert row["p50_ms"] is not None, row
+        assert row["requests"] >= plan.requests[row["page"]] or row["seconds"] >= plan.time_limit - 0.5, row
         assert set(row["cpu"]) == {"master", "standby", "web1", "web2", "web3"}, row
     # The director holding the VIP does the balancing. A quick point lasts a
     # fraction of a second, near the CPU accounting's tick: check the sum.

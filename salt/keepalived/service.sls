@@ -1,7 +1,8 @@
 {%- from "keepalived/map.jinja" import keepalived %}
 
 # keepalived re-reads its configuration on SIGHUP (systemctl reload): VRRP
-# instances that did not change keep their state and their VIPs.
+# instances that did not change keep their state and their VIPs. A reload
+# also restarts the notify FIFO's reader, so a new one takes over.
 keepalived-service-running:
   service.running:
     - name: {{ keepalived.service }}
@@ -9,3 +10,4 @@ keepalived-service-running:
     - reload: true
     - watch:
       - file: keepalived-config-file-managed
+      - file: keepalived-config-notify-script
