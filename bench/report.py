@@ -133,15 +133,29 @@ def markdown(results: dict, images: list[str]) -> str:
         )
         lines.append("")
     if results.get("drills"):
-        lines += ["## Failure drills (HTTP and DNS probes through the VIP every 10 ms)", ""]
+        lines += [
+            "## Failure drills (probes through the VIP every 10 ms: HTTP :80 layer 4, :8000 layer 7, DNS)",
+            "",
+        ]
         lines += _table(
-            ["drill", "HTTP outage s", "failed", "failed, retrying once", "DNS outage s", "back to normal s"],
+            [
+                "drill",
+                "HTTP outage s",
+                "failed",
+                "failed, retrying once",
+                "L7 outage s",
+                "L7 failed",
+                "DNS outage s",
+                "back to normal s",
+            ],
             [
                 [
                     d["name"],
                     f"{d['outage_s']:.2f}",
                     str(d["failed"]),
                     str(d["failed_retry_once"]),
+                    "-" if d.get("l7_outage_s") is None else f"{d['l7_outage_s']:.2f}",
+                    str(d.get("l7_failed", "-")),
                     "-" if d.get("dns_outage_s") is None else f"{d['dns_outage_s']:.2f}",
                     "not within the wait" if d.get("recovery_s") is None else f"{d['recovery_s']:.1f}",
                 ]

@@ -449,13 +449,18 @@ def drill(cluster: Cluster, name: str, plan: Plan) -> dict:
         "probes": sum(1 for p in probes if p[0] == "http"),
         "recovery_s": None if recovery is None else round(recovery, 2),
     }
-    for kind in ("http", "dns"):
+    for kind in ("http", "l7", "dns"):
         row[kind] = outages(probes, kind)
     row.update({k: row["http"][k] for k in ("outage_s", "failed", "failed_retry_once")})
-    row["dns_outage_s"] = row["dns"]["outage_s"]
-    row["dns_failed"] = row["dns"]["failed"]
+    for kind in ("l7", "dns"):
+        row[f"{kind}_outage_s"] = row[kind]["outage_s"]
+        row[f"{kind}_failed"] = row[kind]["failed"]
     row["injected_at"], row["healed_at"] = injected, healed
-    log("bench", f"drill {name}: http outage {row['outage_s']} s ({row['failed']} failed), recovery {recovery}")
+    log(
+        "bench",
+        f"drill {name}: outage http {row['outage_s']} s ({row['failed']} failed), l7 {row['l7_outage_s']} s"
+        f" ({row['l7_failed']} failed), dns {row['dns_outage_s']} s; recovery {row['recovery_s']} s",
+    )
     return row
 
 

@@ -3,8 +3,9 @@
     python3 probe.py DURATION INTERVAL VIP NAME
 
 Every INTERVAL seconds, for DURATION seconds or until its stdin closes, it sends one HTTP GET to
-http://VIP/ and one DNS query for NAME's A record to VIP:53, each in its own
-thread with a 1 s timeout; a failed probe is retried once at once. Prints one
+http://VIP/ (kind http: HAProxy layer 4), one to http://VIP:8000/ (kind l7:
+HAProxy layer 7, which retries elsewhere) and one DNS query for NAME's A
+record to VIP:53, each in its own thread with a 1 s timeout; a failed probe is retried once at once. Prints one
 JSON document: a list of [kind, sent_at (epoch s), ok, server, retry_ok], where
 server is the web server that answered (its address, from the page; null for
 DNS) and retry_ok whether the retry succeeded (null when none was needed).
@@ -29,8 +30,8 @@ TIMEOUT = 1.0
 SERVER_IP = re.compile(rb"Soy el servidor IP: ([0-9.]+)<")
 
 
-def http_once(vip: str) -> tuple[bool, str | None]:
-    conn = http.client.HTTPConnection(vip, 80, timeout=TIMEOUT)
+def http_once(vip: str, port: int = 80) -> tuple[bool, str | None]:
+    conn = http.client.HTTPConnection(vip, port, timeout=TIMEOUT)
     try:
         conn.request("GET", "/")
         response = conn.getresponse()
@@ -86,12 +87,12 @@ def main() -> None:
         stop.set()
 
     threading.Thread(target=until_stdin_closes, daemon=True).start()
-    target = {"http": (vip,), "dns": (vip, name)}
+    target = {"http": (vip,), "l7": (vip, 8000), "dns": (vip, name)}
     threads: list[threading.Thread] = []
     start = time.monotonic()
     tick = 0
     while not stop.is_set() and time.monotonic() < start + duration:
-        for kind, once in (("http", http_once), ("dns", dns_once)):
+        for kind, once in (("http", http_once), ("l7", http_once), ("dns", dns_once)):
             thread = threading.Thread(target=probe, args=(kind, once), daemon=True)
             thread.start()
             threads.append(thread)
