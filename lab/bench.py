@@ -446,11 +446,12 @@ def drill(cluster: Cluster, name: str, plan: Plan) -> dict:
     row = {
         "name": name,
         "hold_s": plan.hold,
-        "probes": sum(1 for p in probes if p[0] == "http"),
+        "probes": sum(1 for p in probes if p[0] in ("http", "l7")),
         "recovery_s": None if recovery is None else round(recovery, 2),
     }
     for kind in ("http", "l7", "dns"):
-        row[kind] = outages(probes, kind)
+        # The HTTP probes take turns (layer 4, layer 7): each kind every other interval.
+        row[kind] = outages(probes, kind, interval=PROBE_INTERVAL if kind == "dns" else 2 * PROBE_INTERVAL)
     row.update({k: row["http"][k] for k in ("outage_s", "failed", "failed_retry_once")})
     for kind in ("l7", "dns"):
         row[f"{kind}_outage_s"] = row[kind]["outage_s"]
