@@ -1,4 +1,4 @@
-{%- from "keepalived/map.jinja" import keepalived, auth_pass, ipvs_enabled, model, node %}
+{%- from "keepalived/map.jinja" import keepalived, auth_pass, ipvs_enabled, process_events, model, node %}
 
 {%- if not ipvs_enabled and model.ipvs.virtual_servers %}
 
@@ -32,6 +32,7 @@ keepalived-config-file-managed:
         settings: {{ keepalived | json }}
         auth_pass: {{ auth_pass | json }}
         ipvs_enabled: {{ ipvs_enabled }}
+        process_events: {{ process_events }}
     - require:
       - pkg: keepalived-package-installed
       - file: keepalived-config-notify-script

@@ -1,0 +1,33 @@
+"""The cluster_kernel grain's pure parts: what it concludes from a kernel's and an init's traces."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from conftest import REPO
+
+spec = importlib.util.spec_from_file_location("cluster_kernel", REPO / "_grains" / "cluster_kernel.py")
+grain = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(grain)
+
+
+def test_a_container_is_told_by_systemds_marker_or_its_inits_environment(tmp_path):
+    marker, environ = tmp_path / "container", tmp_path / "environ"
+    environ.write_bytes(b"HOME=/\0TERM=linux\0")
+    assert not grain.in_container(str(marker), str(environ))
+    environ.write_bytes(b"HOME=/\0container=systemd-nspawn\0")
+    assert grain.in_container(str(marker), str(environ))
+    environ.write_bytes(b"HOME=/\0")
+    marker.write_text("docker\n")
+    assert grain.in_container(str(marker), str(environ))
+    assert not grain.in_container(str(tmp_path / "none"), str(tmp_path / "none"))
+
+
+def test_features_of_a_container_and_of_a_user_mode_kernel():
+    def none(_: str) -> bool:
+        return False
+
+    container = grain.features({"nfsd", "ext4"}, False, none, container=True)
+    assert container == {"ipvs": False, "nfs_server": True, "nfs_client": False, "process_events": False}
+    uml = grain.features({"nfs", "nfsd"}, True, none, container=False)
+    assert uml == {"ipvs": True, "nfs_server": True, "nfs_client": True, "process_events": True}
