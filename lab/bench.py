@@ -468,7 +468,9 @@ def drill(cluster: Cluster, name: str, plan: Plan) -> dict:
 # --- the command ---------------------------------------------------------------------
 
 
-def run_bench(cluster: Cluster, quick: bool, out_dir: Path) -> dict:
+def run_bench(cluster: Cluster, quick: bool, out_dir: Path, drills: list[str] | None = None) -> dict:
+    """The plan's sweeps and drills or, given ``drills``, only those (the
+    plan's hold and settle): for tuning failover without the sweeps."""
     plan = QUICK if quick else FULL
     started = time.monotonic()
     results: dict = {
@@ -482,9 +484,9 @@ def run_bench(cluster: Cluster, quick: bool, out_dir: Path) -> dict:
         }
     }
     wait_serving(cluster)
-    results["http"] = http_sweep(cluster, plan)
-    results["dns"] = dns_sweep(cluster, plan)
-    results["drills"] = [drill(cluster, name, plan) for name in plan.drills]
+    results["http"] = [] if drills else http_sweep(cluster, plan)
+    results["dns"] = [] if drills else dns_sweep(cluster, plan)
+    results["drills"] = [drill(cluster, name, plan) for name in drills or plan.drills]
     results["meta"]["duration_s"] = round(time.monotonic() - started, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")

@@ -431,6 +431,11 @@ def main(argv: list[str] | None = None) -> int:
     p_bench = sub.add_parser("bench", help="benchmarks and failure drills from the client node (lab/bench.py)")
     p_bench.add_argument("--quick", action="store_true", help="a short bounded run (about a minute)")
     p_bench.add_argument("--out", type=Path, default=REPO / "build" / "bench", help="results, plots and report")
+    p_bench.add_argument(
+        "--drills",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        help="only these drills, comma-separated (no sweeps), e.g. 'director cable cut'",
+    )
     p_events = sub.add_parser("events", help="print the master's events matching a tag (salt-run state.event)")
     p_events.add_argument("tagmatch")
     p_events.add_argument("--count", type=int)
@@ -469,9 +474,12 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         lab.status()
         return 0 if applied and verified else 1
     elif args.command == "bench":
+        unknown = sorted(set(args.drills or ()) - set(bench.DRILLS))
+        if unknown:
+            parser.error(f"--drills: unknown {', '.join(map(repr, unknown))} (drills: {', '.join(bench.DRILLS)})")
         ipvs = lab.kernel_paths["ipvs"].path != "unavailable"
         cluster = bench.Cluster(lab.model, lab.nodes, lab.master.name, ipvs)
-        bench.run_bench(cluster, args.quick, args.out)
+        bench.run_bench(cluster, args.quick, args.out, args.drills)
     elif args.command == "events":
         argv = events.salt_run_argv(args.tagmatch, args.count, args.timeout)
         proc = node.execute(lab.master.name, argv, timeout=args.timeout + 10)
