@@ -165,6 +165,9 @@ def markdown(results: dict, images: list[str]) -> str:
         lines.append("")
     lines += _seed_comparison(http)
     lines += [f"![{name}]({name})" for name in images]
+    shot = results.get("meta", {}).get("stats_screenshot")
+    if shot:
+        lines += ["", "## HAProxy statistics (master director, headless Chromium in the lab)", "", f"![{shot}]({shot})"]
     return "\n".join(lines) + "\n"
 
 

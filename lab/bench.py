@@ -26,12 +26,15 @@ import contextlib
 import datetime
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import yaml
 
 from lab import net, node
 from lab.topology import CLIENT_ADDRESS, REPO, UPSTREAM_NAMES, LabNode
@@ -465,6 +468,54 @@ def drill(cluster: Cluster, name: str, plan: Plan) -> dict:
     return row
 
 
+# --- the HAProxy stats page ---------------------------------------------------------------
+
+
+def chromium_argv(url: str, png: Path, allowed: str) -> list[str]:
+    """Headless Chromium taking one screenshot of ``url``: no sandbox (root),
+    no background traffic, and no name lookups (every host name resolves to
+    nothing; ``allowed``, the page's address, is used as it is)."""
+    return [
+        shutil.which("chromium") or "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE {allowed}",
+        "--window-size=1400,900",
+        f"--screenshot={png}",
+        url,
+    ]
+
+
+def stats_screenshot(cluster: Cluster, out_dir: Path) -> Path | None:
+    """The master director's HAProxy stats page (on the internal VIP, with the
+    pillar's credentials) as a PNG, taken by the host's Debian chromium inside
+    the client node's network namespace (no other network than the lab's),
+    with the client's temporary route to the internal network. None, with a
+    note, when chromium is not installed."""
+    if not shutil.which("chromium"):
+        log("bench", "no stats screenshot: chromium is not installed (apt-get install chromium)")
+        return None
+    stats = cluster.model["haproxy"]["stats"]
+    secrets = yaml.safe_load((REPO / "pillar" / "secrets.sls").read_text())["cluster_secrets"]["haproxy_stats"]
+    url = f"http://{secrets['user']}:{secrets['password']}@{stats['vip']}:{stats['port']}/"
+    png = out_dir / "haproxy-stats.png"
+    png.unlink(missing_ok=True)
+    leader = node.leader_pid(CLIENT)
+    with DirectRoute(cluster):
+        argv = ["nsenter", "-t", str(leader), "-n", "--", *chromium_argv(url, png, stats["vip"])]
+        subprocess.run(argv, capture_output=True, timeout=120, check=False)
+    if not png.exists():
+        log("bench", "no stats screenshot: chromium wrote none")
+        return None
+    return png
+
+
 # --- the command ---------------------------------------------------------------------
 
 
@@ -487,8 +538,10 @@ def run_bench(cluster: Cluster, quick: bool, out_dir: Path, drills: list[str] | 
     results["http"] = [] if drills else http_sweep(cluster, plan)
     results["dns"] = [] if drills else dns_sweep(cluster, plan)
     results["drills"] = [drill(cluster, name, plan) for name in drills or plan.drills]
-    results["meta"]["duration_s"] = round(time.monotonic() - started, 1)
     out_dir.mkdir(parents=True, exist_ok=True)
+    shot = None if drills else stats_screenshot(cluster, out_dir)
+    results["meta"]["stats_screenshot"] = shot.name if shot else None
+    results["meta"]["duration_s"] = round(time.monotonic() - started, 1)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     subprocess.run(
         [sys.executable, str(REPO / "bench" / "report.py"), str(out_dir / "results.json"), str(out_dir)], check=True

@@ -97,3 +97,9 @@ def test_render_writes_valid_pngs_and_a_report(tmp_path: Path):
     # The seed's findings beside this run's (only the date page has a layer 4 row here).
     assert "- date page, seed: HAProxy saturated at c = 24" in text and "master 80%" in text
     assert "![http-date-rps.png](http-date-rps.png)" in text
+
+
+def test_the_stats_screenshot_is_linked_when_taken(tmp_path: Path):
+    taken = {**RESULTS, "meta": {**RESULTS["meta"], "stats_screenshot": "haproxy-stats.png"}}
+    assert "![haproxy-stats.png](haproxy-stats.png)" in report.markdown(taken, [])
+    assert "haproxy-stats" not in report.markdown(RESULTS, [])

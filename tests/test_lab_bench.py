@@ -15,6 +15,18 @@ pytestmark = pytest.mark.usefixtures("running_lab")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
+def stats_rows_up(png: Path) -> int:
+    """Rows of the screenshot painted in the stats page's colour for a server
+    UP (#c0ffc0): a login error page or a blank one has none."""
+    import matplotlib.image
+
+    pixels = (matplotlib.image.imread(png)[:, :, :3] * 255).round()
+    green = (abs(pixels[:, :, 0] - 0xC0) <= 2) & (pixels[:, :, 1] >= 0xFD) & (abs(pixels[:, :, 2] - 0xC0) <= 2)
+    rows = green.sum(axis=1) > pixels.shape[1] // 4
+    # Count bands (a table row is several pixel rows high).
+    return int(rows[0]) + int(((rows[1:]) & ~rows[:-1]).sum())
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("bench")
@@ -64,12 +76,14 @@ def test_quick_run_writes_plots_and_a_report(quick):
     pngs = sorted(out.glob("*.png"))
     assert [p.name for p in pngs] == [
         "drills-outage.png",
+        "haproxy-stats.png",
         "http-date-p99-ms.png",
         "http-date-rps.png",
         "http-pi-p99-ms.png",
         "http-pi-rps.png",
     ]
     assert all(p.read_bytes().startswith(PNG) for p in pngs)
+    assert stats_rows_up(out / "haproxy-stats.png") >= 9  # 3 backends x 3 servers, UP
     report = (out / "report.md").read_text()
     for heading in (
         "## Balancer cost (date page)",
