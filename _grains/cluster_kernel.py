@@ -6,9 +6,10 @@ Kernel features the cluster's formulas depend on, as grains.
 ``cluster_kernel:nfs_server``  the kernel NFS server (nfsd) is usable
 ``cluster_kernel:nfs_client``  the kernel NFS client is usable
 ``cluster_kernel:process_events`` the kernel's process events connector is
-                               usable (keepalived's vrrp_track_process): not
-                               inside a container, where the connector only
-                               works in the initial network namespace
+                               usable (keepalived's vrrp_track_process): the
+                               kernel has it (Debian's does; its user-mode
+                               kernel does not), and this is not a container
+                               (it works only in the initial network namespace)
 
 Formulas use them to run keepalived VRRP-only and to serve the docroot from a
 local copy where the kernel lacks the feature, and say so in the run.
@@ -18,7 +19,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import struct
 import subprocess
+import time
 
 # Only this function is a grain; the helpers stay importable for tests.
 __load__ = ["cluster_kernel"]
@@ -54,11 +58,46 @@ def in_container(run_marker: str = "/run/systemd/container", init_environ: str =
         return False
 
 
+NETLINK_CONNECTOR, CN_IDX_PROC, CN_VAL_PROC = 11, 1, 1
+PROC_CN_MCAST_LISTEN, PROC_CN_MCAST_IGNORE, PROC_EVENT_NONE = 1, 2, 0
+NLMSG_DONE = 3
+
+
+def _cn_proc_message(op: int) -> bytes:
+    """A netlink message carrying a connector message to the process events connector."""
+    payload = struct.pack("=I", op)
+    cn_msg = struct.pack("=IIIIHH", CN_IDX_PROC, CN_VAL_PROC, 0, 0, len(payload), 0) + payload
+    return struct.pack("=IHHII", 16 + len(cn_msg), NLMSG_DONE, 0, 0, os.getpid()) + cn_msg
+
+
+def _proc_connector(timeout: float = 1.0) -> bool:
+    """The kernel acknowledges a subscription to process events, as keepalived
+    waits for it (a connector without CONFIG_PROC_EVENTS stays silent)."""
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR) as sock:
+            sock.bind((os.getpid(), CN_IDX_PROC))
+            sock.settimeout(timeout)
+            sock.send(_cn_proc_message(PROC_CN_MCAST_LISTEN))
+            try:
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    data = sock.recv(4096)
+                    # nlmsghdr (16) + cn_msg (20), then the event: what (u32) first.
+                    if len(data) >= 40 and struct.unpack_from("=I", data, 36)[0] == PROC_EVENT_NONE:
+                        return True
+                return False
+            finally:
+                sock.send(_cn_proc_message(PROC_CN_MCAST_IGNORE))
+    except (OSError, AttributeError):
+        return False
+
+
 def features(
     filesystems: set[str] | None = None,
     ipvs_proc: bool | None = None,
     available=_module_available,
     container: bool | None = None,
+    proc_connector=_proc_connector,
 ) -> dict:
     """The feature map; arguments exist so tests can feed it other kernels."""
     filesystems = _filesystems() if filesystems is None else filesystems
@@ -67,7 +106,7 @@ def features(
         "ipvs": ipvs_proc or available("ip_vs"),
         "nfs_server": "nfsd" in filesystems or available("nfsd"),
         "nfs_client": bool({"nfs", "nfs4"} & filesystems) or available("nfs"),
-        "process_events": not (in_container() if container is None else container),
+        "process_events": not (in_container() if container is None else container) and proc_connector(),
     }
 
 

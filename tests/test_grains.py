@@ -27,7 +27,16 @@ def test_features_of_a_container_and_of_a_user_mode_kernel():
     def none(_: str) -> bool:
         return False
 
-    container = grain.features({"nfsd", "ext4"}, False, none, container=True)
+    def yes() -> bool:
+        return True
+
+    def no() -> bool:
+        return False
+
+    container = grain.features({"nfsd", "ext4"}, False, none, container=True, proc_connector=yes)
     assert container == {"ipvs": False, "nfs_server": True, "nfs_client": False, "process_events": False}
-    uml = grain.features({"nfs", "nfsd"}, True, none, container=False)
-    assert uml == {"ipvs": True, "nfs_server": True, "nfs_client": True, "process_events": True}
+    # Debian's user-mode kernel: IPVS and NFS, but no process events connector.
+    uml = grain.features({"nfs", "nfsd"}, True, none, container=False, proc_connector=no)
+    assert uml == {"ipvs": True, "nfs_server": True, "nfs_client": True, "process_events": False}
+    server = grain.features({"nfs"}, True, none, container=False, proc_connector=yes)
+    assert server["process_events"] is True
