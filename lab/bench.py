@@ -486,7 +486,7 @@ def chromium_argv(url: str, png: Path, allowed: str) -> list[str]:
         "--disable-sync",
         "--hide-scrollbars",
         f"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE {allowed}",
-        "--window-size=1400,900",
+        "--window-size=1400,1000",
         f"--screenshot={png}",
         url,
     ]
