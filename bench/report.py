@@ -71,6 +71,47 @@ def balancer_cost(rows: Iterable[dict], page: str = "date") -> dict[str, Any]:
     return out
 
 
+def failover_targets(drills: Iterable[dict]) -> list[dict]:
+    """Issue 7's failover targets against the drills that measure them: the
+    director cable cut's VIP takeover (its first DNS outage: IPVS answers as
+    soon as the VIP has moved) and failed probes of a client retrying once;
+    the web node cut's layer 7 errors and its detection (the layer 4 outage:
+    it ends when HAProxy stops sending to the cut server)."""
+    by_name = {d["name"]: d for d in drills}
+    out = []
+    director, web = by_name.get("director cable cut"), by_name.get("web node cut")
+    if director:
+        episodes = director.get("dns", {}).get("episodes") or []
+        takeover = episodes[0][1] - episodes[0][0] + 0.01 if episodes else 0.0
+        out.append(
+            {
+                "target": "director cable cut: VIP takeover <= 0.5 s",
+                "value": f"{takeover:.2f} s",
+                "meets": takeover <= 0.5,
+            }
+        )
+        retried = director["failed_retry_once"]
+        out.append(
+            {
+                "target": "director cable cut: 0 failed HTTP requests, client retrying once",
+                "value": str(retried),
+                "meets": retried == 0,
+            }
+        )
+    if web:
+        l7 = web.get("l7_failed")
+        if l7 is not None:
+            out.append({"target": "web node cut: 0 errors on :8000 (layer 7)", "value": str(l7), "meets": l7 == 0})
+        out.append(
+            {
+                "target": "web node cut: detection <= 1 s (layer 4 outage)",
+                "value": f"{web['outage_s']:.2f} s",
+                "meets": web["outage_s"] <= 1.0,
+            }
+        )
+    return out
+
+
 def _num(value: float | None, spec: str) -> str:
     """A figure, or "-" where the run could not measure it (e.g. ab aborted)."""
     return "-" if value is None else format(value, spec)
@@ -120,6 +161,14 @@ def markdown(results: dict, images: list[str]) -> str:
                 ]
                 for path, v in sorted(cost.items())
             ],
+        )
+        lines.append("")
+    targets = failover_targets(results.get("drills", []))
+    if targets:
+        lines += ["## Failover targets", ""]
+        lines += _table(
+            ["target", "measured", "met"],
+            [[t["target"], t["value"], "yes" if t["meets"] else "no"] for t in targets],
         )
         lines.append("")
     if results.get("dns"):

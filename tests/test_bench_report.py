@@ -103,3 +103,23 @@ def test_the_stats_screenshot_is_linked_when_taken(tmp_path: Path):
     taken = {**RESULTS, "meta": {**RESULTS["meta"], "stats_screenshot": "haproxy-stats.png"}}
     assert "![haproxy-stats.png](haproxy-stats.png)" in report.markdown(taken, [])
     assert "haproxy-stats" not in report.markdown(RESULTS, [])
+
+
+def test_failover_targets_from_the_drills():
+    drills = [
+        {
+            "name": "director cable cut",
+            "failed_retry_once": 0,
+            "outage_s": 0.33,
+            "dns": {"episodes": [[100.0, 100.29], [112.2, 113.7]]},
+        },
+        {"name": "web node cut", "outage_s": 1.1, "failed_retry_once": 1, "l7_failed": 22},
+    ]
+    got = {t["target"]: (t["value"], t["meets"]) for t in report.failover_targets(drills)}
+    assert got == {
+        "director cable cut: VIP takeover <= 0.5 s": ("0.30 s", True),
+        "director cable cut: 0 failed HTTP requests, client retrying once": ("0", True),
+        "web node cut: 0 errors on :8000 (layer 7)": ("22", False),
+        "web node cut: detection <= 1 s (layer 4 outage)": ("1.10 s", False),
+    }
+    assert report.failover_targets([{"name": "control", "outage_s": 0}]) == []
