@@ -106,6 +106,8 @@ def test_drain_state_changes_once_and_takes_the_node_out():
         assert weights == {"10.0.100.2": 1, "10.0.100.3": 1, "10.0.100.4": 0}
     (again,) = state_single("master", "cluster_lb.server_state", "name=web3", "admin_state=drain").values()
     assert again["result"] is True and again["changes"] == {}
+    # A reload (a pillar edit, a package update) keeps it drained.
+    in_node("master", "systemctl", "reload", "haproxy")
     try:
         out = in_node("client", "sh", "-c", "for i in 1 2 3 4 5 6; do curl -s -m 2 http://192.168.1.200/; done").stdout
         assert "10.0.100.4<" not in out and "10.0.100.2<" in out

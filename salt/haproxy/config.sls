@@ -21,3 +21,22 @@ haproxy-config-file-managed:
         stats_auth: {{ stats_auth | json }}
     - require:
       - pkg: haproxy-package-installed
+
+# A reload keeps each server's runtime state (a drained server stays
+# drained): saved before the new worker starts, loaded by it.
+haproxy-config-save-state-script:
+  file.managed:
+    - name: {{ haproxy.save_state_script }}
+    - source: salt://haproxy/files/save-server-state.py
+    - mode: "0755"
+
+haproxy-config-reload-keeps-state:
+  file.managed:
+    - name: {{ haproxy.reload_dropin }}
+    - source: salt://haproxy/files/keep-server-state.conf.jinja
+    - template: jinja
+    - makedirs: true
+    - context:
+        settings: {{ haproxy | json }}
+    - require:
+      - file: haproxy-config-save-state-script

@@ -9,5 +9,6 @@ haproxy-service-running:
     - reload: true
     - require:
       - sysctl: haproxy-config-nonlocal-bind
+      - file: haproxy-config-reload-keeps-state
     - watch:
       - file: haproxy-config-file-managed

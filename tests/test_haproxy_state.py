@@ -1,0 +1,84 @@
+"""The HAProxy formula's reload keeps each server's runtime state: the save
+script (run by the unit's ExecReload) and load-server-state-from-file, with
+the host's real HAProxy on loopback."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import REPO
+
+SCRIPT = REPO / "salt" / "haproxy" / "files" / "save-server-state.py"
+
+
+def command(sock: Path, line: str) -> str:
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(5)
+        conn.connect(str(sock))
+        conn.sendall(line.encode() + b"\n")
+        chunks = []
+        while data := conn.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks).decode()
+
+
+def start(config: Path, sock: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    while not sock.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "no socket"
+        time.sleep(0.05)
+    return proc
+
+
+def status(sock: Path, server: str) -> str:
+    rows = [line.split(",") for line in command(sock, "show stat").splitlines() if line and not line.startswith("#")]
+    return next(row[17] for row in rows if row[0] == "be" and row[1] == server)
+
+
+def test_a_drained_server_stays_drained_in_the_next_process(tmp_path: Path):
+    sock, state = tmp_path / "admin.sock", tmp_path / "server-state"
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "global\n"
+        f"    stats socket {sock} mode 600 level admin\n"
+        f"    server-state-file {state}\n"
+        "defaults\n"
+        "    mode http\n"
+        "    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n"
+        "    load-server-state-from-file global\n"
+        "backend be\n"
+        "    server web1 127.0.0.1:9\n"
+        "    server web2 127.0.0.1:9\n"
+    )
+    first = start(config, sock)
+    try:
+        command(sock, "set server be/web2 state drain")
+        assert status(sock, "web2") == "DRAIN" and status(sock, "web1") != "DRAIN"
+        subprocess.run([sys.executable, str(SCRIPT), str(sock), str(state)], check=True, timeout=30)
+    finally:
+        first.terminate()
+        first.wait(timeout=10)
+    sock.unlink(missing_ok=True)
+    assert state.read_text().startswith("1\n# be_id")
+    second = start(config, sock)
+    try:
+        assert status(sock, "web2") == "DRAIN" and status(sock, "web1") != "DRAIN"
+    finally:
+        second.terminate()
+        second.wait(timeout=10)
+
+
+def test_saving_without_a_running_haproxy_leaves_the_reload_to_go_on(tmp_path: Path):
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path / "none.sock"), str(tmp_path / "state")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0 and "reloading without it" in proc.stderr
+    assert not (tmp_path / "state").exists()
