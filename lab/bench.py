@@ -30,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -224,8 +225,9 @@ class Cluster:
     def cut(self, name: str, up: bool = False) -> None:
         net.set_links(self.nodes[name], up=up)
 
-    def urls(self, ipvs: bool) -> dict[str, list[str]]:
-        """path -> base URLs (several for ``direct``: every web server)."""
+    def urls(self) -> dict[str, list[str]]:
+        """path -> base URLs (several for ``direct``: every web server; ``ipvs``
+        only where the lab has IPVS)."""
         haproxy = self.model["haproxy"]
         out: dict[str, list[str]] = {}
         l4_backend = next(b for b in haproxy["backends"].values() if b["mode"] == "tcp" and b["port"] == 80)
@@ -234,11 +236,16 @@ class Cluster:
             scheme = "https" if frontend["port"] == 443 else "http"
             path = "https" if scheme == "https" else ("l7" if frontend["mode"] == "http" else "l4")
             out[path] = [f"{scheme}://{frontend['vip']}:{frontend['port']}"]
-        if ipvs:
+        if self.ipvs:
             for vs in self.model["ipvs"]["virtual_servers"]:
                 if vs["protocol"] == "tcp" and vs["role"] == "web":
                     out["ipvs"] = [f"http://{vs['vip']}:{vs['port']}"]
         return out
+
+    @property
+    def l7_port(self) -> int:
+        """The port of HAProxy's layer 7 frontend."""
+        return urllib.parse.urlsplit(self.urls()["l7"][0]).port
 
 
 def in_client(argv: list[str], timeout: float) -> str:
@@ -296,7 +303,7 @@ def http_point(urls: list[str], page: str, concurrency: int, plan: Plan, cpu: Cp
 def http_sweep(cluster: Cluster, plan: Plan) -> list[dict]:
     cpu = CpuMeter(cluster.role("director") + cluster.role("web"))
     rows = []
-    for path, urls in cluster.urls(cluster.ipvs).items():
+    for path, urls in cluster.urls().items():
         with DirectRoute(cluster) if path == "direct" else contextlib.nullcontext():
             for page in PAGES:
                 for c in plan.concurrency:
@@ -332,9 +339,9 @@ def dns_sweep(cluster: Cluster, plan: Plan) -> list[dict]:
 class Probe:
     """lab/probe.py running in the client until stopped."""
 
-    def __init__(self, vip: str, name: str) -> None:
+    def __init__(self, vip: str, l7_port: int, name: str) -> None:
         script = (REPO / "lab" / "probe.py").read_text()
-        argv = ["python3", "-c", script, "3600", str(PROBE_INTERVAL), vip, name]
+        argv = ["python3", "-c", script, "3600", str(PROBE_INTERVAL), vip, str(l7_port), name]
         self.proc = subprocess.Popen(
             node.exec_argv(CLIENT, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
@@ -434,7 +441,7 @@ def drill_actions(cluster: Cluster, name: str) -> tuple[Callable[[], None], Call
 def drill(cluster: Cluster, name: str, plan: Plan) -> dict:
     inject, heal, normal = drill_actions(cluster, name)
     wait_serving(cluster)
-    probe = Probe(cluster.vip, f"{cluster.role('web')[0]}.{cluster.model['domain']}")
+    probe = Probe(cluster.vip, cluster.l7_port, f"{cluster.role('web')[0]}.{cluster.model['domain']}")
     try:
         time.sleep(2)  # a baseline before the fault
         injected = time.time()

@@ -1,10 +1,10 @@
 """The drills' client-side probe, run inside the `client` node (standard library only).
 
-    python3 probe.py DURATION INTERVAL VIP NAME
+    python3 probe.py DURATION INTERVAL VIP L7_PORT NAME
 
 Every INTERVAL seconds, for DURATION seconds or until its stdin closes, it sends one DNS query
 for NAME's A record to VIP:53 and one HTTP GET, in turn to http://VIP/ (kind
-http: HAProxy layer 4) and to http://VIP:8000/ (kind l7: HAProxy layer 7,
+http: HAProxy layer 4) and to http://VIP:L7_PORT/ (kind l7: HAProxy layer 7,
 which retries elsewhere), each in its own thread with a 1 s timeout (an HTTP
 GET of both kinds every interval doubled the load and overran a user-mode
 director); a failed probe is retried once at once. Prints one
@@ -71,7 +71,13 @@ def dns_once(vip: str, name: str) -> tuple[bool, None]:
 
 
 def main() -> None:
-    duration, interval, vip, name = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3], sys.argv[4]
+    duration, interval, vip, l7_port, name = (
+        float(sys.argv[1]),
+        float(sys.argv[2]),
+        sys.argv[3],
+        int(sys.argv[4]),
+        sys.argv[5],
+    )
     results: list[list] = []
     lock = threading.Lock()
 
@@ -89,7 +95,7 @@ def main() -> None:
         stop.set()
 
     threading.Thread(target=until_stdin_closes, daemon=True).start()
-    target = {"http": (vip,), "l7": (vip, 8000), "dns": (vip, name)}
+    target = {"http": (vip,), "l7": (vip, l7_port), "dns": (vip, name)}
     threads: list[threading.Thread] = []
     start = time.monotonic()
     tick = 0

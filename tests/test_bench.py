@@ -93,7 +93,7 @@ def test_failures_close_together_are_one_outage_and_apart_are_two():
 def test_paths_and_queries_come_from_the_topology():
     _, model, nodes = load()
     cluster = bench.Cluster(model, nodes, "salt", ipvs=True)
-    urls = cluster.urls(ipvs=True)
+    urls = cluster.urls()
     assert urls == {
         "direct": ["http://10.0.100.2:80", "http://10.0.100.3:80", "http://10.0.100.4:80"],
         "l4": ["http://192.168.1.200:80"],
@@ -101,7 +101,8 @@ def test_paths_and_queries_come_from_the_topology():
         "https": ["https://192.168.1.200:443"],
         "ipvs": ["http://192.168.1.202:80"],
     }
-    assert "ipvs" not in cluster.urls(ipvs=False)
+    assert cluster.l7_port == 8000
+    assert "ipvs" not in bench.Cluster(model, nodes, "salt", ipvs=False).urls()
     queries = bench.dns_queries(model)
     assert "web1.lab.local A" in queries and "cluster1.lab.local CNAME" in queries
     assert "2.100.0.10.in-addr.arpa PTR" in queries and "www.example.org A" in queries
