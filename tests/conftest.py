@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +17,16 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def load_module(path: str, name: str) -> types.ModuleType:
+    """A repo file (a Salt module, grain, formula script) imported on its own, for its pure parts."""
+    spec = importlib.util.spec_from_file_location(name, REPO / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 sys.path.insert(0, str(REPO / "_modules"))
 sys.path.insert(0, str(REPO))
 

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
+from conftest import load_module
 
-from conftest import REPO
-
-spec = importlib.util.spec_from_file_location("cluster_kernel", REPO / "_grains" / "cluster_kernel.py")
-grain = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(grain)
+grain = load_module("_grains/cluster_kernel.py", "cluster_kernel")
 
 
 def test_a_container_is_told_by_systemds_marker_or_its_inits_environment(tmp_path):

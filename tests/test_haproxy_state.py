@@ -4,26 +4,15 @@ the host's real HAProxy on loopback."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, load_module
 
 SCRIPT = REPO / "salt" / "haproxy" / "files" / "save-server-state.py"
-
-
-def command(sock: Path, line: str) -> str:
-    with socket.socket(socket.AF_UNIX) as conn:
-        conn.settimeout(5)
-        conn.connect(str(sock))
-        conn.sendall(line.encode() + b"\n")
-        chunks = []
-        while data := conn.recv(65536):
-            chunks.append(data)
-    return b"".join(chunks).decode()
+haproxy_runtime = load_module("_modules/haproxy_runtime.py", "haproxy_runtime")
 
 
 def start(config: Path, sock: Path) -> subprocess.Popen:
@@ -36,8 +25,8 @@ def start(config: Path, sock: Path) -> subprocess.Popen:
 
 
 def status(sock: Path, server: str) -> str:
-    rows = [line.split(",") for line in command(sock, "show stat").splitlines() if line and not line.startswith("#")]
-    return next(row[17] for row in rows if row[0] == "be" and row[1] == server)
+    rows = haproxy_runtime.servers(str(sock))
+    return next(row["status"] for row in rows if row["backend"] == "be" and row["server"] == server)
 
 
 def test_a_drained_server_stays_drained_in_the_next_process(tmp_path: Path):
@@ -57,7 +46,7 @@ def test_a_drained_server_stays_drained_in_the_next_process(tmp_path: Path):
     )
     first = start(config, sock)
     try:
-        command(sock, "set server be/web2 state drain")
+        haproxy_runtime.set_state("be", "web2", "drain", str(sock))
         assert status(sock, "web2") == "DRAIN" and status(sock, "web1") != "DRAIN"
         subprocess.run([sys.executable, str(SCRIPT), str(sock), str(state)], check=True, timeout=30)
     finally:

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import types
 from pathlib import Path
 
 import jinja2
 import pytest
 
-from conftest import REPO
+from conftest import REPO, load_module
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def load(path: str, name: str) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-haproxy_runtime = load("_modules/haproxy_runtime.py", "haproxy_runtime")
-vip = load("_modules/vip.py", "vip")
-balancer = load("_modules/balancer.py", "balancer")
-cluster_watch = load("_beacons/cluster_watch.py", "cluster_watch")
-runner = load("_runners/cluster.py", "cluster_runner")
+haproxy_runtime = load_module("_modules/haproxy_runtime.py", "haproxy_runtime")
+vip = load_module("_modules/vip.py", "vip")
+balancer = load_module("_modules/balancer.py", "balancer")
+cluster_watch = load_module("_beacons/cluster_watch.py", "cluster_watch")
+runner = load_module("_runners/cluster.py", "cluster_runner")
 
 
 def test_show_stat_all_up():
@@ -130,7 +121,7 @@ def test_runner_reports_servers_that_are_not_up():
     assert "web-http-l4/web1 is MAINT on standby" in health["warnings"]
 
 
-cluster_lb = load("_states/cluster_lb.py", "cluster_lb")
+cluster_lb = load_module("_states/cluster_lb.py", "cluster_lb")
 
 
 def test_server_state_plan_is_idempotent():
@@ -143,7 +134,7 @@ def test_server_state_plan_is_idempotent():
 
 # --- ipvs: parsers on output captured from a real kernel (tools/capture_ipvs.py) ---
 
-ipvs = load("_modules/ipvs.py", "ipvs")
+ipvs = load_module("_modules/ipvs.py", "ipvs")
 IPVS = FIXTURES / "ipvs"
 
 
