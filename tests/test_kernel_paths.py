@@ -10,12 +10,15 @@ mount with root squashed.
 from __future__ import annotations
 
 import json
+import random
+import re
 import secrets
 import time
 
 import pytest
 
 from conftest import SEED
+from lab.topology import CLIENT_ADDRESS as CLIENT
 from labtools import MASTER_NODE, in_node, lab, salt_json
 
 pytestmark = pytest.mark.usefixtures("running_lab")
@@ -26,9 +29,26 @@ DNS_SERVICE = "udp 192.168.1.200:53"
 
 
 def answered_by(count: int) -> list[str]:
-    """Which server answers `dig CH TXT id.server` through the VIP, query after query."""
-    script = f"for i in $(seq {count}); do dig +short +time=2 +tries=1 @192.168.1.200 CH TXT id.server; done"
+    """Which server answers `dig CH TXT id.server` through the VIP, query after query.
+
+    IPVS keeps a UDP connection entry per client address and port for its UDP
+    timeout (300 s): a query that happened to reuse the source port of an
+    earlier one would go to that earlier server instead of the next in turn.
+    So each query binds a source port outside the kernel's ephemeral range
+    that has no live entry on the master.
+    """
+    busy = {int(m) for m in re.findall(rf"{re.escape(CLIENT)}:(\d+)", in_node("master", "ipvsadm", "-Lnc").stdout)}
+    ports = [p for p in random.sample(range(20000, 30000), count + len(busy)) if p not in busy][:count]
+    query = "dig +short +time=2 +tries=1 @192.168.1.200 CH TXT id.server"
+    script = "; ".join(f"{query} -b {CLIENT}#{port}" for port in ports)
     return [line.strip('"') for line in in_node("client", "sh", "-c", script).stdout.split()]
+
+
+def ipvs_diagnosis() -> str:
+    """What to look at when the turn order breaks: live entries and keepalived's checker log."""
+    table = in_node("master", "ipvsadm", "-Lnc", check=False).stdout
+    log = in_node("master", "journalctl", "-u", "keepalived", "--since", "-3min", "--no-pager", check=False).stdout
+    return f"\n{table}\n{log[-3000:]}"
 
 
 def ipvs_table(stats: bool = False) -> dict[str, dict]:
@@ -54,7 +74,7 @@ def test_status_states_the_path_each_feature_took():
 def test_dns_through_the_vip_is_answered_by_each_server_in_turn():
     before = real_servers(ipvs_table(stats=True)[DNS_SERVICE])
     ids = answered_by(6)
-    assert sorted(ids[:3]) == sorted(DNS) and ids[3:] == ids[:3], ids
+    assert sorted(ids[:3]) == sorted(DNS) and ids[3:] == ids[:3], f"{ids}{ipvs_diagnosis()}"
     after = real_servers(ipvs_table(stats=True)[DNS_SERVICE])
     assert set(after) == set(DNS.values())
     for address in DNS.values():
