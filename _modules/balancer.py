@@ -4,14 +4,23 @@ backend that has the node) and IPVS (every virtual service with the node's
 address), in one job. The reactor calls it on every director when a backend
 service fails or a minion is lost, and when they are back.
 
+It also serves topology changes (orch/topology.sls): servers that the
+topology no longer has are drained before the new configuration drops them
+(``drain_retired``), and a director counts as rolled out once every server
+the topology gives it is in rotation (``wait_in_rotation``).
+
 CLI examples::
 
     salt-call balancer.set_nodes '[web2]' drain
     salt-call balancer.set_nodes '[web2, dns1]' ready
+    salt-call balancer.retired
+    salt-call balancer.drain_retired wait=30
+    salt-call balancer.wait_in_rotation timeout=120
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 try:
@@ -23,7 +32,7 @@ except ImportError:  # pragma: no cover - outside Salt
 
 
 __virtualname__ = "balancer"
-__load__ = ["set_nodes"]
+__load__ = ["set_nodes", "retired", "drain_retired", "wait_in_rotation"]
 
 
 def __virtual__():
@@ -75,3 +84,107 @@ def _live_checks() -> tuple[list[dict], list[dict] | None]:
     """This director's HAProxy servers and IPVS table (None without IPVS), read once per call."""
     ipvs = __salt__["ipvs.services"]() if "ipvs.services" in __salt__ else None  # noqa: F821
     return __salt__["haproxy_runtime.servers"](), ipvs  # noqa: F821
+
+
+def retired_entries(model: dict, haproxy: list[dict], ipvs: list[dict] | None) -> list[dict[str, Any]]:
+    """Live balancer entries the topology no longer has (pure): HAProxy servers
+    absent from their backend in the model, IPVS real servers absent from their
+    virtual service. Each: {kind, backend or service, server, sessions}."""
+    wanted = {name: {s["name"] for s in b["servers"]} for name, b in model["haproxy"]["backends"].items()}
+    out: list[dict[str, Any]] = [
+        {
+            "kind": "haproxy",
+            "backend": row["backend"],
+            "server": row["server"],
+            "status": row["status"],
+            "sessions": row["sessions"],
+        }
+        for row in haproxy
+        if row["backend"] in wanted and row["server"] not in wanted[row["backend"]]
+    ]
+    expected = {
+        f"{vs['protocol']} {vs['vip']}:{vs['port']}": {f"{rs['address']}:{rs['port']}" for rs in vs["real_servers"]}
+        for vs in model["ipvs"]["virtual_servers"]
+    }
+    for service in ipvs or []:
+        keep = expected.get(service["key"])
+        if keep is None:
+            continue
+        for real in service["real_servers"]:
+            endpoint = f"{real['address']}:{real['port']}"
+            if endpoint not in keep:
+                out.append(
+                    {
+                        "kind": "ipvs",
+                        "protocol": service["protocol"],
+                        "service": f"{service['address']}:{service['port']}",
+                        "server": endpoint,
+                        "weight": real["weight"],
+                        "sessions": real["active"],
+                    }
+                )
+    return out
+
+
+def not_in_rotation(model: dict, haproxy: list[dict], ipvs: list[dict] | None) -> list[str]:
+    """Why this director does not yet balance to every server of the topology
+    (pure; empty when it does): a server missing from its HAProxy backend or
+    not UP there (administrative DRAIN/MAINT count as deliberate), or missing
+    from its IPVS virtual service."""
+    rows = {(r["backend"], r["server"]): r for r in haproxy}
+    problems = []
+    for name, backend in sorted(model["haproxy"]["backends"].items()):
+        for server in backend["servers"]:
+            row = rows.get((name, server["name"]))
+            if row is None:
+                problems.append(f"{name}/{server['name']}: not in HAProxy's configuration")
+            elif not row["status"].startswith(("UP", "DRAIN", "MAINT")):
+                problems.append(f"{name}/{server['name']}: {row['status']} ({row['check']})")
+    if ipvs is not None:
+        live = {s["key"]: {(r["address"], r["port"]) for r in s["real_servers"]} for s in ipvs}
+        for vs in model["ipvs"]["virtual_servers"]:
+            key = f"{vs['protocol']} {vs['vip']}:{vs['port']}"
+            for rs in vs["real_servers"]:
+                if (rs["address"], rs["port"]) not in live.get(key, set()):
+                    problems.append(f"IPVS {key}: {rs['name']} ({rs['address']}:{rs['port']}) not in the table")
+    return problems
+
+
+def retired() -> list[dict[str, Any]]:
+    """What this director still balances to that the topology no longer has."""
+    haproxy, ipvs = _live_checks()
+    return retired_entries(__salt__["cluster.model"](), haproxy, ipvs)  # noqa: F821
+
+
+def drain_retired(wait: float = 30) -> dict[str, Any]:
+    """Drain every retired entry (HAProxy: drain; IPVS: weight 0), then wait up
+    to ``wait`` seconds for their sessions to end, so that the configuration
+    that drops them cuts no one off. Returns {drained: [...], sessions_left: n}."""
+    entries = retired()
+    for entry in entries:
+        if entry["kind"] == "haproxy":
+            if not entry["status"].startswith(("DRAIN", "MAINT")):
+                __salt__["haproxy_runtime.set_state"](entry["backend"], entry["server"], "drain")  # noqa: F821
+        elif entry["weight"] != 0:
+            __salt__["ipvs.set_weight"](entry["protocol"], entry["service"], entry["server"], 0)  # noqa: F821
+    deadline = time.monotonic() + float(wait)
+    left = sum(e["sessions"] for e in entries)
+    while entries and left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = sum(e["sessions"] for e in retired())
+    return {"drained": entries, "sessions_left": left}
+
+
+def wait_in_rotation(timeout: float = 120) -> list[str]:
+    """Wait until this director balances to every server of the topology (its
+    health checks pass); raises naming what is still missing after ``timeout``."""
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        haproxy, ipvs = _live_checks()
+        problems = not_in_rotation(__salt__["cluster.model"](), haproxy, ipvs)  # noqa: F821
+        if not problems:
+            return []
+        if time.monotonic() > deadline:
+            missing = "; ".join(problems)
+            raise CommandExecutionError(f"not in rotation after {timeout} s: {missing}")
+        time.sleep(1)

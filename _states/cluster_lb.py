@@ -13,6 +13,10 @@ IPVS, and assert who holds a VIP.
       cluster_lb.vip_held:
         - name: 192.168.1.200
         - holder: master
+
+    topology-retired-drained:
+      cluster_lb.retired_drained:
+        - wait: 30
 """
 
 from __future__ import annotations
@@ -77,6 +81,40 @@ def server_state(name: str, admin_state: str = "ready"):
     if ipvs_todo:
         __salt__["ipvs.set_node"](name, state)  # noqa: F821
     ret["comment"] = f"{name} set {state} in {places}"
+    return ret
+
+
+def retired_drained(name: str, wait: float = 30):
+    """Servers this director balances to but the topology no longer has take
+    no new sessions (HAProxy drain, IPVS weight 0); waits up to ``wait``
+    seconds for their sessions to end. Run before the configuration that
+    drops them (orch/topology.sls)."""
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    entries = __salt__["balancer.retired"]()  # noqa: F821
+    todo = [
+        e
+        for e in entries
+        if (e["kind"] == "ipvs" and e["weight"] != 0)
+        or (e["kind"] == "haproxy" and not e.get("status", "").startswith(("DRAIN", "MAINT")))
+    ]
+    if not entries:
+        ret["comment"] = "every server balanced here is in the topology"
+        return ret
+    where = [
+        f"{e['backend']}/{e['server']}" if e["kind"] == "haproxy" else f"ipvs {e['service']} -> {e['server']}"
+        for e in entries
+    ]
+    if __opts__["test"]:  # noqa: F821
+        ret.update(result=None, comment="would drain (not in the topology): " + ", ".join(where))
+        ret["changes"] = {w: {"old": "in rotation", "new": "drained"} for w in where} if todo else {}
+        return ret
+    done = __salt__["balancer.drain_retired"](wait)  # noqa: F821
+    if todo:
+        ret["changes"] = {w: {"old": "in rotation", "new": "drained"} for w in where}
+    left = done["sessions_left"]
+    ret["comment"] = f"drained (not in the topology): {', '.join(where)}" + (
+        f"; {left} sessions still open after {wait} s" if left else "; no session left"
+    )
     return ret
 
 

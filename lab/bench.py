@@ -339,9 +339,11 @@ def dns_sweep(cluster: Cluster, plan: Plan) -> list[dict]:
 class Probe:
     """lab/probe.py running in the client until stopped."""
 
-    def __init__(self, vip: str, l7_port: int, name: str) -> None:
+    def __init__(
+        self, vip: str, l7_port: int, name: str, interval: float = PROBE_INTERVAL, timeout: float = 1.0
+    ) -> None:
         script = (REPO / "lab" / "probe.py").read_text()
-        argv = ["python3", "-c", script, "3600", str(PROBE_INTERVAL), vip, str(l7_port), name]
+        argv = ["python3", "-c", script, "3600", str(interval), vip, str(l7_port), name, str(timeout)]
         self.proc = subprocess.Popen(
             node.exec_argv(CLIENT, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )

@@ -176,6 +176,8 @@ class Lab:
         for lab_node in self.nodes.values():
             net.wire(lab_node)
         master_keys = keys.generate(node.STATE / "keys", "master")
+        for name in self.retired():
+            self.retire(name)
         # The master's node first: the minions' keys go into its tree before it boots.
         node.mount(self.master, root_fs)
         first = [n for n in self.nodes.values() if n.order in (0, 1)]
@@ -199,6 +201,13 @@ class Lab:
             if not self._report(summary):
                 raise RuntimeError("highstate failed on the directors or the nas: the servers depend on them")
             self.applied |= set(summary)
+        new_servers = [n for n in servers if node.leader_pid(n.name) is None]
+        if new_servers and not booted:
+            # The directors were already up: teach them the new nodes' hosts
+            # entries and static leases (MACs) before those boot and ask DHCP.
+            log("salt", "hosts and DHCP leases on the directors for " + ", ".join(n.name for n in new_servers))
+            if not self._report(self.apply_states("-C", "G@roles:director", sls="common,dnsmasq")):
+                raise RuntimeError("the directors could not take the new nodes' leases")
         booted_servers = self._wave(servers, root_fs, master_keys)
         answered = self._require_answers([n.name for n in self.minions()], timeout=120)
         self.sync([n for n in booted_servers if self.nodes[n].minion])
@@ -208,17 +217,36 @@ class Lab:
                 "rootfs": str(root_fs),
                 "kernel_paths": {f: p.describe() for f, p in self.kernel_paths.items()},
                 "uml_nodes": sorted(n.name for n in self.nodes.values() if n.platform == "uml"),
+                "master": self.master.name,
             }
         )
         log(
             "lab", f"up: {len(self.nodes)} nodes, {len(answered)} minions answering, {time.monotonic() - started:.1f} s"
         )
 
+    def retired(self) -> list[str]:
+        """Nodes the lab runs that the topology no longer has."""
+        return sorted(
+            p.name
+            for p in (node.STATE / "nodes").glob("*")
+            if p.is_dir() and p.name not in self.nodes and node.leader_pid(p.name) is not None
+        )
+
+    def retire(self, name: str) -> None:
+        """Stop a node the topology dropped, unwire it and forget its minion key.
+        (Roll the change out first, salt-run state.orchestrate orch.topology, so
+        that the directors drained it: stopped here, it simply vanishes.)"""
+        log(name, "no longer in the topology: stopping it and deleting its minion key")
+        node.stop(name)
+        node.unmount(name)
+        net.unwire_retired(name)
+        node.execute(self.master.name, ["salt-key", "-y", "-d", name], timeout=60)
+
     # -- apply / verify ---------------------------------------------------
-    def apply_states(self, *target: str, test: bool = False) -> dict[str, dict]:
-        """Highstate through the master; per minion: states, failed, changed (or pending, with test)."""
+    def apply_states(self, *target: str, test: bool = False, sls: str | None = None) -> dict[str, dict]:
+        """Highstate (or these sls) through the master; per minion: states, failed, changed (or pending, with test)."""
         target = target or ("*",)
-        extra = ["test=True"] if test else []
+        extra = ([sls] if sls else []) + (["test=True"] if test else [])
         result = self.salt_json(*target, "state.apply", *extra, "-t", "600", timeout=900)
         summary = {}
         for minion, states in result.items():
@@ -454,8 +482,32 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _exec(target: str, argv: list[str]) -> int:
+    """Run ``argv`` in the node ``target``, its output and exit code passed through."""
+    if node.uml_address(target):
+        # Another kernel: no nsenter; the node's exec agent runs it (stdin is passed along).
+        stdin = "" if sys.stdin.isatty() else sys.stdin.read()
+        proc = node.execute(target, argv, timeout=float(os.environ.get("LAB_EXEC_TIMEOUT", 600)), stdin=stdin)
+        sys.stdout.write(proc.stdout)
+        sys.stderr.write(proc.stderr)
+        return proc.returncode
+    os.execvp("nsenter", node.exec_argv(target, argv))
+
+
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    lab = Lab()
+    try:
+        lab = Lab()
+    except ValueError as err:
+        # An invalid topology: the running lab still takes commands (to see
+        # Salt refuse the edit, say), its nodes found by name.
+        running = node.load_state().get("master")
+        if args.command not in ("exec", "salt") or not running:
+            raise
+        log("lab", f"the topology is invalid, the running lab is used as it is: {str(err).splitlines()[0]}")
+        target = running if args.command == "salt" else args.node
+        argv = ["salt", *[a for a in args.argv if a != "--"]] if args.command == "salt" else args.argv
+        argv = argv[1:] if argv[:1] == ["--"] else argv
+        return _exec(target, argv)
     if args.command == "up":
         lab.up()
     elif args.command == "apply":
@@ -495,14 +547,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
             target = lab.master.name
         if not argv:
             parser.error("nothing to run")
-        if target in lab.nodes and lab.nodes[target].platform == "uml":
-            # Another kernel: no nsenter; the node's exec agent runs it (stdin is passed along).
-            stdin = "" if sys.stdin.isatty() else sys.stdin.read()
-            proc = node.execute(target, argv, timeout=float(os.environ.get("LAB_EXEC_TIMEOUT", 600)), stdin=stdin)
-            sys.stdout.write(proc.stdout)
-            sys.stderr.write(proc.stderr)
-            return proc.returncode
-        os.execvp("nsenter", node.exec_argv(target, argv))
+        return _exec(target, argv)
     elif args.command in ("cut", "heal"):
         if args.node not in lab.nodes:
             parser.error(f"unknown node {args.node!r} (nodes: {', '.join(sorted(lab.nodes))})")

@@ -132,6 +132,17 @@ def unwire(node: LabNode) -> None:
         run(["ip", "netns", "del", node.netns], check=False)
 
 
+def unwire_retired(name: str) -> None:
+    """Unwire a node that is no longer in the topology (its links are not known any more)."""
+    if netns_exists(SWITCH):
+        for line in ip(SWITCH, "-o", "link", "show").stdout.splitlines():
+            ifname = line.split(": ")[1].split("@")[0]
+            if "." in ifname and host_ifname(name, ifname.rsplit(".", 1)[1]) == ifname:
+                ip(SWITCH, "link", "del", ifname, check=False)
+    if netns_exists(f"halab-{name}"):
+        run(["ip", "netns", "del", f"halab-{name}"], check=False)
+
+
 def remove_switch() -> None:
     if netns_exists(SWITCH):
         run(["ip", "netns", "del", SWITCH], check=False)

@@ -1,11 +1,11 @@
 """The drills' client-side probe, run inside the `client` node (standard library only).
 
-    python3 probe.py DURATION INTERVAL VIP L7_PORT NAME
+    python3 probe.py DURATION INTERVAL VIP L7_PORT NAME [TIMEOUT]
 
 Every INTERVAL seconds, for DURATION seconds or until its stdin closes, it sends one DNS query
 for NAME's A record to VIP:53 and one HTTP GET, in turn to http://VIP/ (kind
 http: HAProxy layer 4) and to http://VIP:L7_PORT/ (kind l7: HAProxy layer 7,
-which retries elsewhere), each in its own thread with a 1 s timeout (an HTTP
+which retries elsewhere), each in its own thread with a TIMEOUT (default 1 s; an HTTP
 GET of both kinds every interval doubled the load and overran a user-mode
 director); a failed probe is retried once at once. Prints one
 JSON document: a list of [kind, sent_at (epoch s), ok, server, retry_ok], where
@@ -71,6 +71,7 @@ def dns_once(vip: str, name: str) -> tuple[bool, None]:
 
 
 def main() -> None:
+    global TIMEOUT
     duration, interval, vip, l7_port, name = (
         float(sys.argv[1]),
         float(sys.argv[2]),
@@ -78,6 +79,8 @@ def main() -> None:
         int(sys.argv[4]),
         sys.argv[5],
     )
+    if len(sys.argv) > 6:
+        TIMEOUT = float(sys.argv[6])
     results: list[list] = []
     lock = threading.Lock()
 

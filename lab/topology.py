@@ -103,7 +103,10 @@ def load(pillar: Path | None = None) -> tuple[dict, dict, dict[str, LabNode]]:
     with open(pillar, encoding="utf-8") as handle:
         topology = yaml.safe_load(handle)["cluster"]
     cluster = cluster_module()
-    model = cluster.derive(topology)
+    try:
+        model = cluster.derive(topology)
+    except cluster.TopologyError as err:
+        raise ValueError(f"{pillar}: {err}") from None
     nodes: dict[str, LabNode] = {}
     for name, node in model["nodes"].items():
         links = [

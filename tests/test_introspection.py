@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from conftest import REPO, load_module
+from conftest import REPO, SEED, load_module
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -327,3 +328,73 @@ def test_notify_fifo_reader_keeps_the_last_transition_of_each_instance(tmp_path)
     assert reader.wait(timeout=10) == 0
     states = {name: s["state"] for name, s in vip.vrrp_state(str(tmp_path / "state")).items()}
     assert states == {"INSTANCE-VI_E": "BACKUP", "GROUP-G": "BACKUP", "INSTANCE-VI_I": "FAULT"}
+
+
+# --- balancer: topology changes (orch/topology.sls) --------------------------------
+
+cluster_model = load_module("_modules/cluster.py", "cluster_model")
+SEED_ROWS = haproxy_runtime.parse_stat((FIXTURES / "haproxy-show-stat-servers.csv").read_text())
+
+
+def derived(change) -> dict:
+    topology = copy.deepcopy(SEED)
+    change(topology["nodes"])
+    return cluster_model.derive(topology)
+
+
+def programmed(model: dict, sessions: dict[str, int] | None = None) -> list[dict]:
+    """The IPVS table keepalived programs for ``model`` (as ipvs.services returns it)."""
+    by_address = {n["address"]: n["name"] for n in model["nodes"].values()}
+    return [
+        {
+            "key": f"{vs['protocol']} {vs['vip']}:{vs['port']}",
+            "protocol": vs["protocol"],
+            "address": vs["vip"],
+            "port": vs["port"],
+            "real_servers": [
+                {
+                    "address": rs["address"],
+                    "port": rs["port"],
+                    "forward": "masq",
+                    "weight": 1,
+                    "active": (sessions or {}).get(by_address[rs["address"]], 0),
+                    "inactive": 0,
+                }
+                for rs in vs["real_servers"]
+            ],
+        }
+        for vs in model["ipvs"]["virtual_servers"]
+    ]
+
+
+def test_a_server_the_topology_dropped_is_retired_everywhere_it_is_balanced():
+    full = derived(lambda nodes: None)
+    assert balancer.retired_entries(full, SEED_ROWS, programmed(full)) == []
+    without_web2 = derived(lambda nodes: nodes.pop("web2"))
+    retired = balancer.retired_entries(without_web2, SEED_ROWS, programmed(full, {"web2": 3}))
+    assert sorted(e["backend"] for e in retired if e["kind"] == "haproxy") == [
+        "web-http-l4",
+        "web-http-l7",
+        "web-https-l4",
+    ]
+    assert {e["server"] for e in retired if e["kind"] == "haproxy"} == {"web2"}
+    assert [(e["service"], e["server"], e["sessions"]) for e in retired if e["kind"] == "ipvs"] == [
+        ("192.168.1.202:80", "10.0.100.3:80", 3)
+    ]
+    # Without IPVS (a kernel that lacks it), HAProxy alone.
+    assert {e["kind"] for e in balancer.retired_entries(without_web2, SEED_ROWS, None)} == {"haproxy"}
+
+
+def test_a_director_is_rolled_out_once_it_balances_to_every_server_of_the_topology():
+    eth0 = {"network": "internal", "address": "10.0.100.8", "mac": "08:00:27:01:01:08", "dhcp": True}
+    web4 = {"roles": ["web"], "interfaces": {"eth0": eth0}}
+    with_web4 = derived(lambda nodes: nodes.update(web4=web4))
+    full = derived(lambda nodes: None)
+    assert balancer.not_in_rotation(full, SEED_ROWS, programmed(full)) == []
+    problems = balancer.not_in_rotation(with_web4, SEED_ROWS, programmed(full))
+    assert "web-http-l7/web4: not in HAProxy's configuration" in problems
+    assert "IPVS tcp 192.168.1.202:80: web4 (10.0.100.8:80) not in the table" in problems and len(problems) == 4
+    rows = SEED_ROWS + [{**r, "server": "web4", "status": "DOWN", "check": "L4CON"} for r in SEED_ROWS[:1]]
+    assert "web-http-l4/web4: DOWN (L4CON)" in balancer.not_in_rotation(with_web4, rows, None)
+    drained = [{**r, "status": "DRAIN"} if r["server"] == "web2" else r for r in SEED_ROWS]
+    assert balancer.not_in_rotation(full, drained, None) == []  # drained on purpose, not missing

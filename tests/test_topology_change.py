@@ -1,0 +1,156 @@
+"""Topology changes by pillar edit, with zero downtime (on the shared lab).
+
+The steps a user takes: edit pillar/cluster.sls, look at the plan
+(`salt-run state.orchestrate orch.topology test=True`), let the lab create
+or retire the nodes (`python -m lab up`), roll the change out
+(`salt-run state.orchestrate orch.topology`). A bounded client load runs
+through the VIPs the whole time: HTTP on :80 and :8000 and DNS, from the
+`client` node (lab/probe.py, one HTTP and one DNS query every 50 ms).
+
+Runs late in the session (the lab keeps the changed topology until it goes
+down); the pillar file is restored whatever happens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+from collections.abc import Callable, Iterator
+
+import pytest
+import yaml
+
+from conftest import REPO
+from lab import node
+from lab.bench import Probe
+from labtools import MASTER_NODE, in_node, lab, salt_json
+
+pytestmark = pytest.mark.usefixtures("running_lab")
+
+PILLAR = REPO / "pillar" / "cluster.sls"
+VIP = "192.168.1.200"
+WEB4 = {"roles": ["web"], "aliases": [], "interfaces": {"eth0": {"network": "internal", "address": "10.0.100.8"}}}
+DNS4 = {"roles": ["dns"], "aliases": [], "interfaces": {"eth0": {"network": "internal", "address": "10.0.100.9"}}}
+WEB4["interfaces"]["eth0"].update(mac="08:00:27:01:01:08", dhcp=True)
+DNS4["interfaces"]["eth0"].update(mac="08:00:27:01:01:09", dhcp=True)
+# Files every change rewrites somewhere: unchanged means nothing was applied.
+WATCHED = {
+    "master": ["/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf", "/etc/hosts"],
+    "standby": ["/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf"],
+    "dns1": ["/etc/hosts"],
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pillar_restored() -> Iterator[None]:
+    original = PILLAR.read_text()
+    yield
+    PILLAR.write_text(original)
+
+
+def edit(change: Callable[[dict], None]) -> None:
+    """Edit the topology pillar as a user would (here through YAML)."""
+    data = yaml.safe_load(PILLAR.read_text())
+    change(data["cluster"]["nodes"])
+    PILLAR.write_text("# Edited by tests/test_topology_change.py\n" + yaml.safe_dump(data, sort_keys=False))
+
+
+def orchestrate(test: bool = False) -> subprocess.CompletedProcess:
+    argv = ["salt-run", "state.orchestrate", "orch.topology", *(["test=True"] if test else [])]
+    return node.execute(MASTER_NODE, argv, timeout=900)
+
+
+def checksums() -> dict[str, str]:
+    out = {}
+    for name, paths in WATCHED.items():
+        for path in paths:
+            out[f"{name}:{path}"] = hashlib.sha256(in_node(name, "cat", path).stdout.encode()).hexdigest()
+    return out
+
+
+def under_load(action: Callable[[], None]) -> list[list]:
+    """Run ``action`` while the client probes the VIPs; the probes' results."""
+    probe = Probe(VIP, 8000, "web1.lab.local", interval=0.05, timeout=5.0)
+    try:
+        action()
+    finally:
+        probes = probe.stop()
+    assert len(probes) > 200, f"the probe hardly ran: {len(probes)} probes"
+    return probes
+
+
+def failed(probes: list[list]) -> list[tuple[str, float]]:
+    return [(p[0], p[1]) for p in probes if not p[2]]
+
+
+def dns_conns(address: str) -> int:
+    services = salt_json("master", "ipvs.services", "stats=True")["master"]
+    dns = next(s for s in services if s["key"] == f"udp {VIP}:53")
+    return next((r["stats"]["conns"] for r in dns["real_servers"] if r["address"] == address), -1)
+
+
+def web_servers_seen(requests: int = 12) -> list[str]:
+    script = f"for i in $(seq {requests}); do curl -s -m 3 http://{VIP}/; done"
+    return re.findall(r"Soy el servidor IP: ([0-9.]+)<", in_node("client", "sh", "-c", script).stdout)
+
+
+def test_an_invalid_edit_changes_nothing_and_says_why():
+    before = checksums()
+
+    def reuse_web3s_mac(nodes: dict) -> None:
+        eth0 = {**WEB4["interfaces"]["eth0"], "mac": nodes["web3"]["interfaces"]["eth0"]["mac"]}
+        nodes["web4"] = {**WEB4, "interfaces": {"eth0": eth0}}
+
+    edit(reuse_web3s_mac)
+    why = "nodes.web4.interfaces.eth0.mac: '08:00:27:01:01:04' is already used by node 'web3'"
+    run = orchestrate()
+    assert run.returncode != 0 and why in run.stdout, run.stdout[-3000:]
+    assert "Total states run:     1" in run.stdout, run.stdout[-3000:]  # the refusal, nothing else
+    up = lab("up", check=False)
+    assert up.returncode != 0 and why in up.stderr, up.stderr
+    assert node.leader_pid("web4") is None, "lab up created a node from an invalid topology"
+    assert checksums() == before
+
+
+def test_add_web4_and_dns4_without_a_failed_request():
+    edit(lambda nodes: nodes.update(web4=WEB4, dns4=DNS4))
+    plan = orchestrate(test=True)
+    assert plan.returncode == 0, plan.stdout[-3000:]
+    assert re.search(r"\+\s+server web4 10\.0\.100\.8:80 ", plan.stdout), "the plan does not show web4 in HAProxy"
+    assert "real_server 10.0.100.9 53" in plan.stdout, "the plan does not show dns4 in keepalived"
+    assert node.leader_pid("web4") is None, "test=True must not change anything"
+    dns4_before = dns_conns("10.0.100.9")
+    assert dns4_before == -1
+
+    def change() -> None:
+        lab("up", timeout=900)
+        run = orchestrate()
+        assert run.returncode == 0, run.stdout[-5000:]
+
+    probes = under_load(change)
+    assert failed(probes) == [], failed(probes)
+    assert "10.0.100.8" in web_servers_seen(), "web4 receives no traffic"
+    in_node("client", "sh", "-c", f"for i in $(seq 12); do dig +short +time=2 +tries=1 @{VIP} web4.lab.local; done")
+    assert dns_conns("10.0.100.9") > 0, "dns4 receives no queries"
+    assert in_node("client", "dig", "+short", f"@{VIP}", "web4.lab.local").stdout.split() == ["10.0.100.8"]
+
+
+def test_remove_web2_drained_first_without_a_failed_request():
+    edit(lambda nodes: nodes.pop("web2"))
+    plan = orchestrate(test=True)
+    assert plan.returncode == 0, plan.stdout[-3000:]
+    assert "would drain (not in the topology): " in plan.stdout and "web-http-l4/web2" in plan.stdout, plan.stdout
+    assert re.search(r"-\s+server web2 10\.0\.100\.3:80 ", plan.stdout), "the plan does not drop web2 from HAProxy"
+
+    def change() -> None:
+        run = orchestrate()
+        assert run.returncode == 0, run.stdout[-5000:]
+        assert "drained (not in the topology): " in run.stdout, run.stdout[-5000:]
+
+    probes = under_load(change)
+    assert failed(probes) == [], failed(probes)
+    assert "10.0.100.3" not in web_servers_seen()
+    lab("up", timeout=600)
+    assert node.leader_pid("web2") is None, "lab up did not retire web2"
+    assert "web2" not in in_node(MASTER_NODE, "salt-key", "-l", "accepted").stdout.split()
