@@ -185,6 +185,8 @@ def markdown(results: dict, images: list[str]) -> str:
         lines += [
             "## Failure drills (probes through the VIP every 10 ms: HTTP :80 layer 4, :8000 layer 7, DNS)",
             "",
+            "Failed: an error, or no answer within 5 s. The outage also counts answers later than 1 s.",
+            "",
         ]
         lines += _table(
             [

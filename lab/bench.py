@@ -43,6 +43,10 @@ from lab.util import log
 
 CLIENT = "client"
 PROBE_INTERVAL = 0.01
+# A drill's probe waits PROBE_TIMEOUT_S for an answer (none by then: failed);
+# an answer after LATE_S still counts toward the outage, not as an error.
+PROBE_TIMEOUT_S = 5.0
+LATE_S = 1.0
 PAGES = {"date": "/index.php", "pi": "/pi.php?n={n}"}
 
 
@@ -177,19 +181,25 @@ def dns_queries(model: dict) -> list[str]:
     return lines
 
 
-def outages(probes: Iterable[list], kind: str, interval: float = PROBE_INTERVAL, gap: float = 0.5) -> dict:
-    """Failed probes of one kind grouped into outages (failures less than
-    ``gap`` apart belong to one). outage_s is their summed length."""
-    failed = sorted(p[1] for p in probes if p[0] == kind and not p[2])
+def outages(
+    probes: Iterable[list], kind: str, interval: float = PROBE_INTERVAL, gap: float = 0.5, late: float = LATE_S
+) -> dict:
+    """Probes of one kind that failed (an error, or no answer within the
+    probe's timeout) or came late (answered after ``late`` seconds), grouped
+    into outages (less than ``gap`` apart belong to one). outage_s is their
+    summed length: a late answer is an outage for the user, but not an error."""
+    probes = [p for p in probes if p[0] == kind]
+    disrupted = sorted(p[1] for p in probes if not p[2] or (len(p) > 5 and p[5] > late))
     episodes: list[list[float]] = []
-    for sent in failed:
+    for sent in disrupted:
         if episodes and sent - episodes[-1][1] <= gap:
             episodes[-1][1] = sent
         else:
             episodes.append([sent, sent])
     return {
-        "failed": len(failed),
-        "failed_retry_once": sum(1 for p in probes if p[0] == kind and not p[2] and not p[4]),
+        "failed": sum(1 for p in probes if not p[2]),
+        "failed_retry_once": sum(1 for p in probes if not p[2] and not p[4]),
+        "late": sum(1 for p in probes if p[2] and len(p) > 5 and p[5] > late),
         "outage_s": round(sum(end - start + interval for start, end in episodes), 3),
         "episodes": [[round(s, 3), round(e, 3)] for s, e in episodes],
     }
@@ -443,7 +453,8 @@ def drill_actions(cluster: Cluster, name: str) -> tuple[Callable[[], None], Call
 def drill(cluster: Cluster, name: str, plan: Plan) -> dict:
     inject, heal, normal = drill_actions(cluster, name)
     wait_serving(cluster)
-    probe = Probe(cluster.vip, cluster.l7_port, f"{cluster.role('web')[0]}.{cluster.model['domain']}")
+    probe_name = f"{cluster.role('web')[0]}.{cluster.model['domain']}"
+    probe = Probe(cluster.vip, cluster.l7_port, probe_name, timeout=PROBE_TIMEOUT_S)
     try:
         time.sleep(2)  # a baseline before the fault
         injected = time.time()

@@ -8,9 +8,10 @@ http: HAProxy layer 4) and to http://VIP:L7_PORT/ (kind l7: HAProxy layer 7,
 which retries elsewhere), each in its own thread with a TIMEOUT (default 1 s; an HTTP
 GET of both kinds every interval doubled the load and overran a user-mode
 director); a failed probe is retried once at once. Prints one
-JSON document: a list of [kind, sent_at (epoch s), ok, server, retry_ok], where
-server is the web server that answered (its address, from the page; null for
-DNS) and retry_ok whether the retry succeeded (null when none was needed).
+JSON document: a list of [kind, sent_at (epoch s), ok, server, retry_ok,
+seconds], where server is the web server that answered (its address, from the
+page; null for DNS), retry_ok whether the retry succeeded (null when none was
+needed) and seconds how long the first attempt took (answered or not).
 
 Not CH TXT id.server for DNS: BIND rate-limits its built-in CHAOS answers
 (a few per second per client network), which would read as an outage.
@@ -87,9 +88,10 @@ def main() -> None:
     def probe(kind: str, once) -> None:
         sent = time.time()
         ok, server = once(*target[kind])
+        seconds = time.time() - sent
         retry_ok = None if ok else once(*target[kind])[0]
         with lock:
-            results.append([kind, sent, ok, server, retry_ok])
+            results.append([kind, sent, ok, server, retry_ok, round(seconds, 4)])
 
     stop = threading.Event()
 

@@ -11,6 +11,7 @@ from lab.topology import UPSTREAM_NAMES, LabNode
 
 MASTER_CONF = "/etc/salt/master.d/lab.conf"
 MINION_CONF = "/etc/salt/minion.d/lab.conf"
+MINION_NICE = "/etc/systemd/system/salt-minion.service.d/lab-nice.conf"
 
 
 def machine_id(name: str) -> str:
@@ -166,6 +167,10 @@ def files_for(
     }
     if node.minion:
         files[MINION_CONF] = minion_conf(node, nas_address)
+        # A node runs on one (user-mode) CPU: a highstate at normal priority
+        # starved keepalived's check scripts on a director, which then timed
+        # out, dropped its priority and handed the VIPs over for nothing.
+        files[MINION_NICE] = "[Service]\nNice=10\n"
     if node.runs_master:
         files[MASTER_CONF] = master_conf(repo_master, repo_path, master_address)
     if "nas" in node.roles and master_address != nas_address:

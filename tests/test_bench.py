@@ -77,7 +77,20 @@ def probes(failures: dict[float, bool | None], kind: str = "http") -> list[list]
 
 
 def test_no_failed_probe_no_outage():
-    assert bench.outages(probes({}), "http") == {"failed": 0, "failed_retry_once": 0, "outage_s": 0, "episodes": []}
+    assert bench.outages(probes({}), "http") == {
+        "failed": 0,
+        "failed_retry_once": 0,
+        "late": 0,
+        "outage_s": 0,
+        "episodes": [],
+    }
+
+
+def test_a_late_answer_is_part_of_the_outage_but_not_an_error():
+    records = [[*p, 2.5 if 1.0 <= p[1] < 1.2 else 0.003] for p in probes({})]
+    got = bench.outages(records, "http")
+    assert got["failed"] == 0 and got["late"] == 20
+    assert got["episodes"] == [[1.0, 1.19]] and got["outage_s"] == pytest.approx(0.2)
 
 
 def test_failures_close_together_are_one_outage_and_apart_are_two():
