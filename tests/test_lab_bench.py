@@ -63,11 +63,13 @@ def test_drills_see_an_injected_outage_and_none_without_one(quick):
     assert set(drills) == set(bench.QUICK.drills)
     control = drills["control"]
     assert control["probes"] > 300 and control["failed"] == control["l7_failed"] == control["dns_failed"] == 0, control
-    # HAProxy layer 4 sends a third of the probes to the cut server until its checks take it out.
+    # HAProxy layer 4 sends a third of the probes to the cut server until its
+    # checks take it out: they are answered late (after a retry elsewhere) or fail.
     web = drills["web node cut"]
-    assert web["failed"] > 0 and web["outage_s"] > 0 and web["dns_failed"] == 0, web
+    assert web["failed"] + web["http"]["late"] > 0 and web["outage_s"] > 0 and web["dns_failed"] == 0, web
+    # DNS through IPVS has no retry: queries sent before the VIP moves are lost.
     director = drills["director cable cut"]
-    assert director["failed"] > 0 and director["dns_failed"] > 0, director
+    assert director["outage_s"] > 0 and director["dns_failed"] > 0, director
     assert web["recovery_s"] is not None and director["recovery_s"] is not None
 
 
