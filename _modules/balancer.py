@@ -86,51 +86,44 @@ def _live_checks() -> tuple[list[dict], list[dict] | None]:
     return __salt__["haproxy_runtime.servers"](), ipvs  # noqa: F821
 
 
-def retired_entries(model: dict, haproxy: list[dict], ipvs: list[dict] | None) -> list[dict[str, Any]]:
+def retired_entries(model: dict, haproxy: list[dict], ipvs_diff: dict | None) -> list[dict[str, Any]]:
     """Live balancer entries the topology no longer has (pure): HAProxy servers
-    absent from their backend in the model, IPVS real servers absent from their
-    virtual service. Each: {kind, backend or service, server, sessions}."""
+    absent from their backend in the model, and the IPVS real servers that
+    ``ipvs.check`` (None without IPVS) finds extra. Each: {kind, backend or
+    service, server, drained (takes no new sessions already), sessions}."""
     wanted = {name: {s["name"] for s in b["servers"]} for name, b in model["haproxy"]["backends"].items()}
     out: list[dict[str, Any]] = [
         {
             "kind": "haproxy",
             "backend": row["backend"],
             "server": row["server"],
-            "status": row["status"],
+            "drained": row["status"].startswith(("DRAIN", "MAINT")),
             "sessions": row["sessions"],
         }
         for row in haproxy
         if row["backend"] in wanted and row["server"] not in wanted[row["backend"]]
     ]
-    expected = {
-        f"{vs['protocol']} {vs['vip']}:{vs['port']}": {f"{rs['address']}:{rs['port']}" for rs in vs["real_servers"]}
-        for vs in model["ipvs"]["virtual_servers"]
-    }
-    for service in ipvs or []:
-        keep = expected.get(service["key"])
-        if keep is None:
-            continue
-        for real in service["real_servers"]:
-            endpoint = f"{real['address']}:{real['port']}"
-            if endpoint not in keep:
-                out.append(
-                    {
-                        "kind": "ipvs",
-                        "protocol": service["protocol"],
-                        "service": f"{service['address']}:{service['port']}",
-                        "server": endpoint,
-                        "weight": real["weight"],
-                        "sessions": real["active"],
-                    }
-                )
+    for extra in (ipvs_diff or {}).get("extra_real_servers", []):
+        protocol, service = extra["service"].split(" ", 1)
+        out.append(
+            {
+                "kind": "ipvs",
+                "protocol": protocol,
+                "service": service,
+                "server": extra["real_server"],
+                "drained": extra["weight"] == 0,
+                "sessions": extra["active"],
+            }
+        )
     return out
 
 
-def not_in_rotation(model: dict, haproxy: list[dict], ipvs: list[dict] | None) -> list[str]:
+def not_in_rotation(model: dict, haproxy: list[dict], ipvs_diff: dict | None) -> list[str]:
     """Why this director does not yet balance to every server of the topology
     (pure; empty when it does): a server missing from its HAProxy backend or
-    not UP there (administrative DRAIN/MAINT count as deliberate), or missing
-    from its IPVS virtual service."""
+    not UP there (administrative DRAIN/MAINT count as deliberate), or, from
+    ``ipvs.check`` (None without IPVS), an IPVS virtual service or real server
+    missing from the table."""
     rows = {(r["backend"], r["server"]): r for r in haproxy}
     problems = []
     for name, backend in sorted(model["haproxy"]["backends"].items()):
@@ -140,20 +133,24 @@ def not_in_rotation(model: dict, haproxy: list[dict], ipvs: list[dict] | None) -
                 problems.append(f"{name}/{server['name']}: not in HAProxy's configuration")
             elif not row["status"].startswith(("UP", "DRAIN", "MAINT")):
                 problems.append(f"{name}/{server['name']}: {row['status']} ({row['check']})")
-    if ipvs is not None:
-        live = {s["key"]: {(r["address"], r["port"]) for r in s["real_servers"]} for s in ipvs}
-        for vs in model["ipvs"]["virtual_servers"]:
-            key = f"{vs['protocol']} {vs['vip']}:{vs['port']}"
-            for rs in vs["real_servers"]:
-                if (rs["address"], rs["port"]) not in live.get(key, set()):
-                    problems.append(f"IPVS {key}: {rs['name']} ({rs['address']}:{rs['port']}) not in the table")
+    if ipvs_diff is not None:
+        problems += [f"IPVS {key}: virtual service not in the table" for key in ipvs_diff["missing_services"]]
+        problems += [
+            f"IPVS {d['service']}: {d['node']} ({d['real_server']}) not in the table"
+            for d in ipvs_diff["missing_real_servers"]
+        ]
     return problems
+
+
+def _ipvs_diff() -> dict | None:
+    """This director's IPVS table against the topology (None without IPVS)."""
+    return __salt__["ipvs.check"]() if "ipvs.check" in __salt__ else None  # noqa: F821
 
 
 def retired() -> list[dict[str, Any]]:
     """What this director still balances to that the topology no longer has."""
-    haproxy, ipvs = _live_checks()
-    return retired_entries(__salt__["cluster.model"](), haproxy, ipvs)  # noqa: F821
+    model = __salt__["cluster.model"]()  # noqa: F821
+    return retired_entries(model, __salt__["haproxy_runtime.servers"](), _ipvs_diff())  # noqa: F821
 
 
 def drain_retired(wait: float = 30) -> dict[str, Any]:
@@ -162,10 +159,11 @@ def drain_retired(wait: float = 30) -> dict[str, Any]:
     that drops them cuts no one off. Returns {drained: [...], sessions_left: n}."""
     entries = retired()
     for entry in entries:
+        if entry["drained"]:
+            continue
         if entry["kind"] == "haproxy":
-            if not entry["status"].startswith(("DRAIN", "MAINT")):
-                __salt__["haproxy_runtime.set_state"](entry["backend"], entry["server"], "drain")  # noqa: F821
-        elif entry["weight"] != 0:
+            __salt__["haproxy_runtime.set_state"](entry["backend"], entry["server"], "drain")  # noqa: F821
+        else:
             __salt__["ipvs.set_weight"](entry["protocol"], entry["service"], entry["server"], 0)  # noqa: F821
     deadline = time.monotonic() + float(wait)
     left = sum(e["sessions"] for e in entries)
@@ -180,8 +178,8 @@ def wait_in_rotation(timeout: float = 120) -> list[str]:
     health checks pass); raises naming what is still missing after ``timeout``."""
     deadline = time.monotonic() + float(timeout)
     while True:
-        haproxy, ipvs = _live_checks()
-        problems = not_in_rotation(__salt__["cluster.model"](), haproxy, ipvs)  # noqa: F821
+        model = __salt__["cluster.model"]()  # noqa: F821
+        problems = not_in_rotation(model, __salt__["haproxy_runtime.servers"](), _ipvs_diff())  # noqa: F821
         if not problems:
             return []
         if time.monotonic() > deadline:

@@ -229,7 +229,10 @@ def compare(expected: list[dict], live: list[dict]) -> dict[str, Any]:
         for real in sorted(set(wanted) - set(live_reals)):
             result["missing_real_servers"].append({"service": key, "real_server": real, "node": wanted[real]})
         for real in sorted(set(live_reals) - set(wanted)):
-            result["extra_real_servers"].append({"service": key, "real_server": real})
+            live_real = live_reals[real]
+            result["extra_real_servers"].append(
+                {"service": key, "real_server": real, "weight": live_real["weight"], "active": live_real["active"]}
+            )
         for real, rs in sorted(live_reals.items()):
             if rs["weight"] == 0:
                 result["zero_weight"].append({"service": key, "real_server": real, "node": wanted.get(real)})

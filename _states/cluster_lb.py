@@ -91,12 +91,6 @@ def retired_drained(name: str, wait: float = 30):
     drops them (orch/topology.sls)."""
     ret = {"name": name, "changes": {}, "result": True, "comment": ""}
     entries = __salt__["balancer.retired"]()  # noqa: F821
-    todo = [
-        e
-        for e in entries
-        if (e["kind"] == "ipvs" and e["weight"] != 0)
-        or (e["kind"] == "haproxy" and not e.get("status", "").startswith(("DRAIN", "MAINT")))
-    ]
     if not entries:
         ret["comment"] = "every server balanced here is in the topology"
         return ret
@@ -104,13 +98,12 @@ def retired_drained(name: str, wait: float = 30):
         f"{e['backend']}/{e['server']}" if e["kind"] == "haproxy" else f"ipvs {e['service']} -> {e['server']}"
         for e in entries
     ]
+    if not all(e["drained"] for e in entries):
+        ret["changes"] = {w: {"old": "in rotation", "new": "drained"} for w in where}
     if __opts__["test"]:  # noqa: F821
         ret.update(result=None, comment="would drain (not in the topology): " + ", ".join(where))
-        ret["changes"] = {w: {"old": "in rotation", "new": "drained"} for w in where} if todo else {}
         return ret
     done = __salt__["balancer.drain_retired"](wait)  # noqa: F821
-    if todo:
-        ret["changes"] = {w: {"old": "in rotation", "new": "drained"} for w in where}
     left = done["sessions_left"]
     ret["comment"] = f"drained (not in the topology): {', '.join(where)}" + (
         f"; {left} sessions still open after {wait} s" if left else "; no session left"

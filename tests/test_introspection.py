@@ -246,7 +246,9 @@ def test_ipvs_compare_with_model():
     assert diff["missing_real_servers"] == [
         {"service": "tcp 192.168.1.202:80", "real_server": "10.0.100.14:80", "node": "web4"}
     ]
-    assert diff["extra_real_servers"] == [{"service": "tcp 192.168.1.202:80", "real_server": "10.0.100.13:80"}]
+    assert diff["extra_real_servers"] == [
+        {"service": "tcp 192.168.1.202:80", "real_server": "10.0.100.13:80", "weight": 1, "active": 0}
+    ]
     assert diff["zero_weight"] == [{"service": "udp 192.168.1.200:53", "real_server": "10.0.100.22:53", "node": "dns2"}]
     assert diff["matches"] is False
     dns_only = [s for s in ipvs.parse_list(ipvs_fixture("ipvs-list.txt")) if s["key"] == "udp 192.168.1.200:53"]
@@ -367,11 +369,16 @@ def programmed(model: dict, sessions: dict[str, int] | None = None) -> list[dict
     ]
 
 
+def checked(model: dict, live: list[dict]) -> dict:
+    """What ``ipvs.check`` answers on a director whose table is ``live``."""
+    return ipvs.compare(model["ipvs"]["virtual_servers"], live)
+
+
 def test_a_server_the_topology_dropped_is_retired_everywhere_it_is_balanced():
     full = derived(lambda nodes: None)
-    assert balancer.retired_entries(full, SEED_ROWS, programmed(full)) == []
+    assert balancer.retired_entries(full, SEED_ROWS, checked(full, programmed(full))) == []
     without_web2 = derived(lambda nodes: nodes.pop("web2"))
-    retired = balancer.retired_entries(without_web2, SEED_ROWS, programmed(full, {"web2": 3}))
+    retired = balancer.retired_entries(without_web2, SEED_ROWS, checked(without_web2, programmed(full, {"web2": 3})))
     assert sorted(e["backend"] for e in retired if e["kind"] == "haproxy") == [
         "web-http-l4",
         "web-http-l7",
@@ -390,8 +397,8 @@ def test_a_director_is_rolled_out_once_it_balances_to_every_server_of_the_topolo
     web4 = {"roles": ["web"], "interfaces": {"eth0": eth0}}
     with_web4 = derived(lambda nodes: nodes.update(web4=web4))
     full = derived(lambda nodes: None)
-    assert balancer.not_in_rotation(full, SEED_ROWS, programmed(full)) == []
-    problems = balancer.not_in_rotation(with_web4, SEED_ROWS, programmed(full))
+    assert balancer.not_in_rotation(full, SEED_ROWS, checked(full, programmed(full))) == []
+    problems = balancer.not_in_rotation(with_web4, SEED_ROWS, checked(with_web4, programmed(full)))
     assert "web-http-l7/web4: not in HAProxy's configuration" in problems
     assert "IPVS tcp 192.168.1.202:80: web4 (10.0.100.8:80) not in the table" in problems and len(problems) == 4
     rows = SEED_ROWS + [{**r, "server": "web4", "status": "DOWN", "check": "L4CON"} for r in SEED_ROWS[:1]]
