@@ -189,7 +189,8 @@ def outages(
     into outages (less than ``gap`` apart belong to one). outage_s is their
     summed length: a late answer is an outage for the user, but not an error."""
     probes = [p for p in probes if p[0] == kind]
-    disrupted = sorted(p[1] for p in probes if not p[2] or (len(p) > 5 and p[5] > late))
+    late_ones = [p for p in probes if p[2] and len(p) > 5 and p[5] > late]
+    disrupted = sorted([p[1] for p in probes if not p[2]] + [p[1] for p in late_ones])
     episodes: list[list[float]] = []
     for sent in disrupted:
         if episodes and sent - episodes[-1][1] <= gap:
@@ -199,7 +200,7 @@ def outages(
     return {
         "failed": sum(1 for p in probes if not p[2]),
         "failed_retry_once": sum(1 for p in probes if not p[2] and not p[4]),
-        "late": sum(1 for p in probes if p[2] and len(p) > 5 and p[5] > late),
+        "late": len(late_ones),
         "outage_s": round(sum(end - start + interval for start, end in episodes), 3),
         "episodes": [[round(s, 3), round(e, 3)] for s, e in episodes],
     }

@@ -494,6 +494,19 @@ def _exec(target: str, argv: list[str]) -> int:
     os.execvp("nsenter", node.exec_argv(target, argv))
 
 
+def _exec_command(parser: argparse.ArgumentParser, args: argparse.Namespace, master: str) -> int:
+    """`exec NODE -- CMD...` in that node, or `salt ...` where the master runs."""
+    if args.command == "exec":
+        argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        target = args.node
+    else:
+        argv = ["salt", *[a for a in args.argv if a != "--"]]
+        target = master
+    if not argv:
+        parser.error("nothing to run")
+    return _exec(target, argv)
+
+
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         lab = Lab()
@@ -504,10 +517,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         if args.command not in ("exec", "salt") or not running:
             raise
         log("lab", f"the topology is invalid, the running lab is used as it is: {str(err).splitlines()[0]}")
-        target = running if args.command == "salt" else args.node
-        argv = ["salt", *[a for a in args.argv if a != "--"]] if args.command == "salt" else args.argv
-        argv = argv[1:] if argv[:1] == ["--"] else argv
-        return _exec(target, argv)
+        return _exec_command(parser, args, running)
     if args.command == "up":
         lab.up()
     elif args.command == "apply":
@@ -538,16 +548,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         sys.stdout.write(proc.stdout)
         return 0 if proc.returncode in (0, 124) else proc.returncode
     elif args.command in ("exec", "salt"):
-        argv = [a for a in args.argv if a != "--"] if args.command == "salt" else args.argv
-        if args.command == "exec":
-            argv = argv[1:] if argv and argv[0] == "--" else argv
-            target = args.node
-        else:
-            argv = ["salt", *argv]
-            target = lab.master.name
-        if not argv:
-            parser.error("nothing to run")
-        return _exec(target, argv)
+        return _exec_command(parser, args, lab.master.name)
     elif args.command in ("cut", "heal"):
         if args.node not in lab.nodes:
             parser.error(f"unknown node {args.node!r} (nodes: {', '.join(sorted(lab.nodes))})")
