@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -26,6 +27,15 @@ def salt_json(*args: str, check: bool = True) -> dict:
 
 def in_node(node: str, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
     return lab("exec", node, "--", *argv, timeout=timeout, check=check)
+
+
+SERVER = re.compile(r"Soy el servidor IP: ([0-9.]+)")
+
+
+def servers(url: str, count: int, *extra: str) -> list[str]:
+    """The web servers (addresses) that answered ``count`` GETs of ``url`` from the client."""
+    out = in_node("client", "sh", "-c", f"for i in $(seq {count}); do curl -s -m 5 {' '.join(extra)} {url}; done")
+    return SERVER.findall(out.stdout)
 
 
 def wait_until_serving(timeout: float = 90) -> None:

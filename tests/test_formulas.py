@@ -13,21 +13,15 @@ import time
 import pytest
 
 from conftest import REPO
-from labtools import in_node, lab, salt_json, wait_until_serving
+from labtools import SERVER, in_node, lab, salt_json, servers, wait_until_serving
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
-SERVER = re.compile(r"Soy el servidor IP: ([0-9.]+)")
 WEB = ["10.0.100.2", "10.0.100.3", "10.0.100.4"]
 
 
 def curl(url: str, *extra: str, node: str = "client") -> str:
     return in_node(node, "curl", "-s", "-m", "5", *extra, url).stdout
-
-
-def servers(url: str, count: int, *extra: str) -> list[str]:
-    out = in_node("client", "sh", "-c", f"for i in $(seq {count}); do curl -s -m 5 {' '.join(extra)} {url}; done")
-    return SERVER.findall(out.stdout)
 
 
 def stats_credentials() -> tuple[str, str]:
