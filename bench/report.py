@@ -198,6 +198,7 @@ def markdown(results: dict, images: list[str]) -> str:
                 "L7 failed",
                 "DNS outage s",
                 "back to normal s",
+                "what failed",
             ],
             [
                 [
@@ -209,6 +210,7 @@ def markdown(results: dict, images: list[str]) -> str:
                     str(d.get("l7_failed", "-")),
                     "-" if d.get("dns_outage_s") is None else f"{d['dns_outage_s']:.2f}",
                     "not within the wait" if d.get("recovery_s") is None else f"{d['recovery_s']:.1f}",
+                    _failure_kinds(d),
                 ]
                 for d in results["drills"]
             ],
@@ -220,6 +222,16 @@ def markdown(results: dict, images: list[str]) -> str:
     if shot:
         lines += ["", "## HAProxy statistics (master director, headless Chromium in the lab)", "", f"![{shot}]({shot})"]
     return "\n".join(lines) + "\n"
+
+
+def _failure_kinds(drill: dict) -> str:
+    """The drill's failed probes by path and error, e.g. "L7: timeout 3, HTTP 503 1"."""
+    parts = []
+    for kind, label in (("http", "L4"), ("l7", "L7"), ("dns", "DNS")):
+        errors = (drill.get(kind) or {}).get("errors") or {}
+        if errors:
+            parts.append(f"{label}: " + ", ".join(f"{e} {n}" for e, n in sorted(errors.items(), key=lambda i: -i[1])))
+    return "; ".join(parts) or "-"
 
 
 def _meta_lines(meta: dict) -> list[str]:

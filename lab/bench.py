@@ -31,6 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -187,7 +188,8 @@ def outages(
     """Probes of one kind that failed (an error, or no answer within the
     probe's timeout) or came late (answered after ``late`` seconds), grouped
     into outages (less than ``gap`` apart belong to one). outage_s is their
-    summed length: a late answer is an outage for the user, but not an error."""
+    summed length: a late answer is an outage for the user, but not an error.
+    errors counts the failed ones by what went wrong (the probe's error field)."""
     probes = [p for p in probes if p[0] == kind]
     late_ones = [p for p in probes if p[2] and len(p) > 5 and p[5] > late]
     disrupted = sorted([p[1] for p in probes if not p[2]] + [p[1] for p in late_ones])
@@ -200,6 +202,7 @@ def outages(
     return {
         "failed": sum(1 for p in probes if not p[2]),
         "failed_retry_once": sum(1 for p in probes if not p[2] and not p[4]),
+        "errors": dict(Counter(p[6] if len(p) > 6 else "unknown" for p in probes if not p[2])),
         "late": len(late_ones),
         "outage_s": round(sum(end - start + interval for start, end in episodes), 3),
         "episodes": [[round(s, 3), round(e, 3)] for s, e in episodes],

@@ -9,9 +9,11 @@ which retries elsewhere), each in its own thread with a TIMEOUT (default 1 s; an
 GET of both kinds every interval doubled the load and overran a user-mode
 director); a failed probe is retried once at once. Prints one
 JSON document: a list of [kind, sent_at (epoch s), ok, server, retry_ok,
-seconds], where server is the web server that answered (its address, from the
+seconds, error], where server is the web server that answered (its address, from the
 page; null for DNS), retry_ok whether the retry succeeded (null when none was
-needed) and seconds how long the first attempt took (answered or not).
+needed), seconds how long the first attempt took (answered or not) and error
+what went wrong with it (the exception's class, "timeout", "HTTP 503", "rcode 2";
+null when it succeeded).
 
 Not CH TXT id.server for DNS: BIND rate-limits its built-in CHAOS answers
 (a few per second per client network), which would read as an outage.
@@ -33,18 +35,26 @@ TIMEOUT = 1.0
 SERVER_IP = re.compile(rb"Soy el servidor IP: ([0-9.]+)<")
 
 
-def http_once(vip: str, port: int = 80) -> tuple[bool, str | None]:
+def failure(exc: Exception) -> str:
+    """What went wrong, short: "timeout" or the exception's class (with its
+    errno name when it has one, e.g. ConnectionRefusedError)."""
+    return "timeout" if isinstance(exc, (socket.timeout, TimeoutError)) else type(exc).__name__
+
+
+def http_once(vip: str, port: int = 80) -> tuple[bool, str | None, str | None]:
+    """(ok, answering server, error)."""
     conn = http.client.HTTPConnection(vip, port, timeout=TIMEOUT)
     try:
         conn.request("GET", "/")
         response = conn.getresponse()
         body = response.read()
-    except (OSError, http.client.HTTPException):
-        return False, None
+    except (OSError, http.client.HTTPException) as exc:
+        return False, None, failure(exc)
     finally:
         conn.close()
     match = SERVER_IP.search(body)
-    return response.status == 200, match.group(1).decode() if match else None
+    ok = response.status == 200
+    return ok, match.group(1).decode() if match else None, None if ok else f"HTTP {response.status}"
 
 
 def dns_query(ident: int, name: str) -> bytes:
@@ -53,8 +63,9 @@ def dns_query(ident: int, name: str) -> bytes:
     return struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + question + struct.pack("!HH", 1, 1)
 
 
-def dns_once(vip: str, name: str) -> tuple[bool, None]:
-    """Answered with NOERROR and at least one record (before the timeout)."""
+def dns_once(vip: str, name: str) -> tuple[bool, None, str | None]:
+    """Answered with NOERROR and at least one record (before the timeout):
+    (ok, None, error)."""
     ident = random.randrange(65536)
     deadline = time.monotonic() + TIMEOUT
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -65,10 +76,12 @@ def dns_once(vip: str, name: str) -> tuple[bool, None]:
                 answer = sock.recv(512)
                 if len(answer) >= 12 and struct.unpack("!H", answer[:2])[0] == ident:
                     break
-        except OSError:
-            return False, None
+        except OSError as exc:
+            return False, None, failure(exc)
     rcode, ancount = answer[3] & 0x0F, struct.unpack("!H", answer[6:8])[0]
-    return rcode == 0 and ancount > 0, None
+    if rcode:
+        return False, None, f"rcode {rcode}"
+    return ancount > 0, None, None if ancount else "no answer records"
 
 
 def main() -> None:
@@ -87,11 +100,11 @@ def main() -> None:
 
     def probe(kind: str, once) -> None:
         sent = time.time()
-        ok, server = once(*target[kind])
+        ok, server, error = once(*target[kind])
         seconds = time.time() - sent
         retry_ok = None if ok else once(*target[kind])[0]
         with lock:
-            results.append([kind, sent, ok, server, retry_ok, round(seconds, 4)])
+            results.append([kind, sent, ok, server, retry_ok, round(seconds, 4), error])
 
     stop = threading.Event()
 

@@ -80,6 +80,7 @@ def test_no_failed_probe_no_outage():
     assert bench.outages(probes({}), "http") == {
         "failed": 0,
         "failed_retry_once": 0,
+        "errors": {},
         "late": 0,
         "outage_s": 0,
         "episodes": [],
@@ -98,9 +99,19 @@ def test_failures_close_together_are_one_outage_and_apart_are_two():
     failed |= {round(2.0 + i * 0.01, 2): False for i in range(10)}  # 2.00 .. 2.09, retries fail too
     got = bench.outages(probes(failed), "http")
     assert got["failed"] == 50 and got["failed_retry_once"] == 10
+    assert got["errors"] == {"unknown": 50}  # records from a probe that did not say why
     assert got["episodes"] == [[0.5, 0.89], [2.0, 2.09]]
     assert got["outage_s"] == pytest.approx(0.4 + 0.1)
     assert bench.outages(probes(failed), "dns")["failed"] == 0
+
+
+def test_failed_probes_are_counted_by_what_went_wrong():
+    records = [[*p, 0.003, None] for p in probes({})]
+    for i, error in ((50, "timeout"), (51, "timeout"), (52, "ConnectionResetError"), (53, "HTTP 503")):
+        records[i][2], records[i][4], records[i][6] = False, True, error
+    got = bench.outages(records, "http")
+    assert got["errors"] == {"timeout": 2, "ConnectionResetError": 1, "HTTP 503": 1}
+    assert got["failed"] == 4 and got["failed_retry_once"] == 0
 
 
 def test_paths_and_queries_come_from_the_topology():

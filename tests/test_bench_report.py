@@ -48,6 +48,8 @@ RESULTS = {
             "outage_s": 0.4,
             "failed": 40,
             "failed_retry_once": 0,
+            "http": {"errors": {"timeout": 38, "ConnectionRefusedError": 2}},
+            "l7": {"errors": {"HTTP 503": 2}},
             "l7_outage_s": 0.3,
             "l7_failed": 2,
             "dns_outage_s": 0.5,
@@ -91,8 +93,11 @@ def test_render_writes_valid_pngs_and_a_report(tmp_path: Path):
     text = (tmp_path / "report.md").read_text()
     assert "| HAProxy layer 4 (:80) | 48 | 90% | >= 80% | yes |" in text
     assert "| HAProxy layer 7 (:8000) | 48 | 50% | >= 60% | no |" in text
-    assert "| director cable cut | 0.40 | 40 | 0 | 0.30 | 2 | 0.50 | 3.1 |" in text
-    assert "| web node cut | 0.00 | 0 | 0 | - | - | - | not within the wait |" in text
+    assert (
+        "| director cable cut | 0.40 | 40 | 0 | 0.30 | 2 | 0.50 | 3.1"
+        " | L4: timeout 38, ConnectionRefusedError 2; L7: HTTP 503 2 |" in text
+    )
+    assert "| web node cut | 0.00 | 0 | 0 | - | - | - | not within the wait | - |" in text
     assert "Quick run started 2026-11-27T18:00:00+00:00; user-mode kernel nodes: master." in text
     # The seed's findings beside this run's (only the date page has a layer 4 row here).
     assert "- date page, seed: HAProxy saturated at c = 24" in text and "master 80%" in text
