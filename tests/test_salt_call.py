@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import REPO, SEED
 from topology_cases import CASES
@@ -154,3 +157,55 @@ def test_beacons_come_from_the_role_pillar(salt_call, node, watched):
     else:
         conf = {k: v for item in result["cluster_watch"] for k, v in item.items()}
         assert conf["services"] == watched and conf["interval"] == 1
+
+
+# One line: salt-call reads key=value arguments up to the end of the line.
+HAPROXY_CONFIG = (
+    '{%- from "haproxy/map.jinja" import haproxy as settings, stats_auth %}'
+    '{% include "haproxy/files/haproxy.cfg.jinja" %}'
+)
+
+
+def render_haproxy(salt_call, overrides: dict, tmp_path: Path) -> tuple[list[str], subprocess.CompletedProcess]:
+    """The director's haproxy.cfg with these pillar haproxy: options (merged
+    over the formula's defaults by map.jinja), and what `haproxy -c` (the
+    formula's check_cmd) says of it."""
+    pillar = salt_call.pillar()
+    with (pillar / "cluster.sls").open("a") as handle:
+        handle.write(yaml.safe_dump({"haproxy": overrides}))
+    code, text, stderr = salt_call(
+        "slsutil.renderer", f"string={HAPROXY_CONFIG}", "default_renderer=jinja", node="master", pillar=pillar
+    )
+    assert code == 0, stderr
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(text + "\n")
+    check = subprocess.run(
+        [shutil.which("haproxy") or "haproxy", "-c", "-f", str(config)], capture_output=True, text=True
+    )
+    return [line.strip() for line in text.splitlines()], check
+
+
+@pytest.mark.parametrize(
+    ("overrides", "present", "absent"),
+    [
+        ({}, ["option redispatch 1", "retry-on conn-failure empty-response response-timeout"], []),
+        (
+            {"redispatch": -1, "retry_on": ["conn-failure", "503"], "timeouts": {"server": "4s"}},
+            ["option redispatch -1", "retry-on conn-failure 503", "timeout server 4s", "timeout connect 1s"],
+            ["option redispatch 1", "timeout server 30s"],
+        ),
+        ({"retry_on": []}, [], ["retry-on"]),
+    ],
+)
+def test_haproxy_retry_options_come_from_the_pillar(salt_call, tmp_path: Path, overrides, present, absent):
+    lines, check = render_haproxy(salt_call, overrides, tmp_path)
+    for line in present:
+        assert line in lines
+    for fragment in absent:
+        assert not any(line.startswith(fragment) for line in lines), fragment
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_haproxy_checker_refuses_an_unknown_retry_on_value(salt_call, tmp_path: Path):
+    _, check = render_haproxy(salt_call, {"retry_on": ["conn-failure", "on-tuesdays"]}, tmp_path)
+    assert check.returncode != 0 and "on-tuesdays" in check.stdout + check.stderr
