@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from lab.topology import BRIDGES, MGMT_NETWORK, MGMT_SWITCH_ADDRESS, LabNode
+from lab.topology import BRIDGES, MGMT_NETWORK, MGMT_SWITCH_ADDRESS, NETNS_PREFIX, LabNode, netns_name
 from lab.util import run
 
-SWITCH = "halab-sw"
+SWITCH = netns_name("sw")
 
 
 def netns_exists(name: str) -> bool:
@@ -139,8 +139,8 @@ def unwire_retired(name: str) -> None:
             ifname = line.split(": ")[1].split("@")[0]
             if "." in ifname and host_ifname(name, ifname.rsplit(".", 1)[1]) == ifname:
                 ip(SWITCH, "link", "del", ifname, check=False)
-    if netns_exists(f"halab-{name}"):
-        run(["ip", "netns", "del", f"halab-{name}"], check=False)
+    if netns_exists(netns_name(name)):
+        run(["ip", "netns", "del", netns_name(name)], check=False)
 
 
 def remove_switch() -> None:
@@ -150,4 +150,4 @@ def remove_switch() -> None:
 
 def lab_namespaces() -> list[str]:
     out = run(["ip", "netns", "list"], check=False).stdout
-    return [line.split()[0] for line in out.splitlines() if line.startswith("halab-")]
+    return [line.split()[0] for line in out.splitlines() if line.startswith(NETNS_PREFIX)]

@@ -61,6 +61,16 @@ class Link:
     gateway: str | None = None  # a default route on this link (lab links only)
 
 
+NETNS_PREFIX = "halab-"
+# Names the lab gives its own nodes and switch namespace (not the topology's).
+LAB_OWN_NAMES = frozenset({"client", "upstream", MASTER_CONTAINER, "sw"})
+
+
+def netns_name(node: str) -> str:
+    """The network namespace of a lab node (and of the lab's switch, "sw")."""
+    return NETNS_PREFIX + node
+
+
 @dataclass
 class LabNode:
     name: str
@@ -80,7 +90,7 @@ class LabNode:
 
     @property
     def netns(self) -> str:
-        return f"halab-{self.name}"
+        return netns_name(self.name)
 
     @property
     def address(self) -> str:
@@ -126,6 +136,11 @@ def load(pillar: Path | None = None) -> tuple[dict, dict, dict[str, LabNode]]:
         order = 0 if "nas" in roles else 1 if "director" in roles else 2
         nodes[name] = LabNode(
             name=name, roles=roles, links=links, gateway=node["gateway"], order=order, runs_master="nas" in roles
+        )
+    taken = sorted(set(nodes) & LAB_OWN_NAMES)
+    if taken:
+        raise ValueError(
+            f"{pillar}: node name {taken[0]!r} is the lab's own (lab names: {', '.join(sorted(LAB_OWN_NAMES))})"
         )
     ext = model["networks"]["external"]
     gateway = ext["gateway"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from conftest import REPO
@@ -33,6 +34,16 @@ def test_a_node_added_to_the_pillar_becomes_a_lab_node(tmp_path):
     path.write_text(yaml.safe_dump(pillar))
     _, _, nodes = topology.load(path)
     assert nodes["web4"].links[0].mac == "08:00:27:01:01:08" and nodes["web4"].order == 2
+
+
+@pytest.mark.parametrize("name", ["client", "salt", "sw"])
+def test_a_node_named_like_the_labs_own_is_refused(tmp_path, name):
+    pillar = yaml.safe_load((REPO / "pillar" / "cluster.sls").read_text())
+    pillar["cluster"]["nodes"][name] = pillar["cluster"]["nodes"].pop("web3")
+    path = tmp_path / "cluster.sls"
+    path.write_text(yaml.safe_dump(pillar))
+    with pytest.raises(ValueError, match=f"node name '{name}' is the lab's own"):
+        topology.load(path)
 
 
 def test_host_side_interface_names_fit_ifnamsiz():
