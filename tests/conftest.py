@@ -10,7 +10,7 @@ import shutil
 import subprocess
 import sys
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -118,8 +118,11 @@ def salt_call(tmp_path: Path, secrets_pillar: Path) -> Callable[..., tuple[int, 
 
 
 @pytest.fixture(scope="session")
-def running_lab():
-    """One lab for every integration test of the session (built once, cold or warm).
+def running_lab() -> Iterator[subprocess.CompletedProcess]:
+    """One lab for every integration test of the session (built once, cold or warm),
+    by `make lab`'s own job (`python -m lab lab`: up, highstate, verify, status),
+    which must succeed; its output is the fixture's value, for the tests of
+    what it reports.
 
     tests/test_zz_lab_down.py takes it down last and checks nothing is left;
     this teardown only makes sure, should that test not run. HALAB_KEEP=1
@@ -129,10 +132,9 @@ def running_lab():
         pytest.fail("the lab tests need root (namespaces, mounts, containers)")
     from labtools import lab, wait_until_serving
 
-    lab("up", timeout=1500)
-    lab("apply", timeout=1500)
+    built = lab("lab", timeout=2400)
     wait_until_serving(timeout=120)
-    yield
+    yield built
     if os.environ.get("HALAB_KEEP") != "1":
         lab("down", timeout=300, check=False)
 
