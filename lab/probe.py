@@ -36,8 +36,8 @@ SERVER_IP = re.compile(rb"Soy el servidor IP: ([0-9.]+)<")
 
 
 def failure(exc: Exception) -> str:
-    """What went wrong, short: "timeout" or the exception's class (with its
-    errno name when it has one, e.g. ConnectionRefusedError)."""
+    """What went wrong, short: "timeout" or the exception's class name
+    (e.g. ConnectionRefusedError, RemoteDisconnected)."""
     return "timeout" if isinstance(exc, (socket.timeout, TimeoutError)) else type(exc).__name__
 
 

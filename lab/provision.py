@@ -116,6 +116,13 @@ def master_conf(repo_master: dict, repo_path: str, interface: str) -> str:
     conf["file_roots"] = {env: absolute(p) for env, p in repo_master["file_roots"].items()}
     conf["pillar_roots"] = {env: absolute(p) for env, p in repo_master["pillar_roots"].items()}
     conf.update({"interface": interface, "worker_threads": 2, "log_level": "warning", "presence_events": True})
+    # While a job runs, the master asks the minion every few seconds whether it
+    # still does (saltutil.find_job) and gives the job up as "did not return"
+    # when one answer takes longer than this (Salt's default: 10 s). A
+    # user-mode director busy with its own highstate under load answered
+    # later than that once, and an orchestration failed with the highstate
+    # still running fine.
+    conf["gather_job_timeout"] = 60
     return yaml.safe_dump(conf, sort_keys=False)
 
 
