@@ -19,6 +19,22 @@ keepalived-config-notify-script:
     - context:
         state_dir: {{ keepalived.state_dir }}
 
+# The watcher that writes HAProxy's health into keepalived's track files
+# (its service runs before keepalived reads them: keepalived.service).
+keepalived-config-haproxy-watch-script:
+  file.managed:
+    - name: {{ keepalived.watch_script }}
+    - source: salt://keepalived/files/haproxy-watch.py
+    - mode: "0755"
+
+keepalived-config-haproxy-watch-unit:
+  file.managed:
+    - name: /etc/systemd/system/{{ keepalived.watch_service }}.service
+    - source: salt://keepalived/files/haproxy-watch.service.jinja
+    - template: jinja
+    - context:
+        settings: {{ keepalived | json }}
+
 # Checked by keepalived itself (inside this node, where the interfaces exist)
 # before it replaces the live file.
 keepalived-config-file-managed:
@@ -36,3 +52,6 @@ keepalived-config-file-managed:
     - require:
       - pkg: keepalived-package-installed
       - file: keepalived-config-notify-script
+      # The track files exist before keepalived reads them: it would create
+      # missing ones as failing (init_file 1), FAULT on every director.
+      - service: keepalived-service-haproxy-watch-running

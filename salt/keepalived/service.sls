@@ -1,5 +1,13 @@
 {%- from "keepalived/map.jinja" import keepalived %}
 
+keepalived-service-haproxy-watch-running:
+  service.running:
+    - name: {{ keepalived.watch_service }}
+    - enable: true
+    - watch:
+      - file: keepalived-config-haproxy-watch-script
+      - file: keepalived-config-haproxy-watch-unit
+
 # keepalived re-reads its configuration on SIGHUP (systemctl reload): VRRP
 # instances that did not change keep their state and their VIPs. A reload
 # also restarts the notify FIFO's reader, so a new one takes over.
