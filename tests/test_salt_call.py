@@ -209,3 +209,31 @@ def test_haproxy_retry_options_come_from_the_pillar(salt_call, tmp_path: Path, o
 def test_haproxy_checker_refuses_an_unknown_retry_on_value(salt_call, tmp_path: Path):
     _, check = render_haproxy(salt_call, {"retry_on": ["conn-failure", "on-tuesdays"]}, tmp_path)
     assert check.returncode != 0 and "on-tuesdays" in check.stdout + check.stderr
+
+
+WATCH_UNIT = (
+    '{%- from "keepalived/map.jinja" import keepalived as settings %}'
+    '{% include "keepalived/files/haproxy-watch.service.jinja" %}'
+)
+
+
+@pytest.mark.parametrize("socket_path", [None, "/run/haproxy/elsewhere.sock"])
+def test_keepalived_watcher_asks_haproxy_where_the_haproxy_formula_answers(salt_call, socket_path):
+    pillar = salt_call.pillar()
+    if socket_path:
+        with (pillar / "cluster.sls").open("a") as handle:
+            handle.write(yaml.safe_dump({"haproxy": {"health_socket": socket_path}}))
+    code, text, stderr = salt_call(
+        "slsutil.renderer", f"string={WATCH_UNIT}", "default_renderer=jinja", node="master", pillar=pillar
+    )
+    assert code == 0, stderr
+    start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
+    argv = start.removeprefix("ExecStart=").split()
+    assert argv[:5] == [
+        "/usr/bin/python3",
+        "/usr/local/sbin/keepalived-haproxy-watch",
+        socket_path or "/run/haproxy/health.sock",
+        "/run/keepalived-track/haproxy-down",
+        "/run/keepalived-track/haproxy-degraded",
+    ], start
+    assert "--interval 0.25" in start and "Restart=always" in text
