@@ -8,10 +8,10 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from conftest import REPO, load_module
+from lab.bench import wait_for
 
 SCRIPT = REPO / "salt" / "keepalived" / "files" / "haproxy-watch.py"
 watch = load_module("salt/keepalived/files/haproxy-watch.py", "haproxy_watch")
@@ -35,13 +35,10 @@ def test_nobody_listening_is_down_and_a_stranger_answer_degraded(tmp_path: Path)
 
 
 def wait_for_files(down: Path, degraded: Path, expected: tuple[str, str], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        seen = tuple(p.read_text().strip() if p.exists() else None for p in (down, degraded))
-        if seen == expected:
-            return
-        assert time.monotonic() < deadline, f"track files {seen}, expected {expected}"
-        time.sleep(0.05)
+    def seen() -> tuple[str | None, ...]:
+        return tuple(p.read_text().strip() if p.exists() else None for p in (down, degraded))
+
+    assert wait_for(lambda: seen() == expected, timeout) is not None, f"track files {seen()}, expected {expected}"
 
 
 def test_the_track_files_follow_haproxy(tmp_path: Path):

@@ -166,17 +166,25 @@ HAPROXY_CONFIG = (
 )
 
 
+def render_on_master(salt_call, template: str, pillar_overrides: dict) -> str:
+    """A one-line template rendered by salt-call as the master director,
+    with these top-level pillar keys added to the topology pillar."""
+    pillar = salt_call.pillar()
+    if pillar_overrides:
+        with (pillar / "cluster.sls").open("a") as handle:
+            handle.write(yaml.safe_dump(pillar_overrides))
+    code, text, stderr = salt_call(
+        "slsutil.renderer", f"string={template}", "default_renderer=jinja", node="master", pillar=pillar
+    )
+    assert code == 0, stderr
+    return text
+
+
 def render_haproxy(salt_call, overrides: dict, tmp_path: Path) -> tuple[list[str], subprocess.CompletedProcess]:
     """The director's haproxy.cfg with these pillar haproxy: options (merged
     over the formula's defaults by map.jinja), and what `haproxy -c` (the
     formula's check_cmd) says of it."""
-    pillar = salt_call.pillar()
-    with (pillar / "cluster.sls").open("a") as handle:
-        handle.write(yaml.safe_dump({"haproxy": overrides}))
-    code, text, stderr = salt_call(
-        "slsutil.renderer", f"string={HAPROXY_CONFIG}", "default_renderer=jinja", node="master", pillar=pillar
-    )
-    assert code == 0, stderr
+    text = render_on_master(salt_call, HAPROXY_CONFIG, {"haproxy": overrides})
     config = tmp_path / "haproxy.cfg"
     config.write_text(text + "\n")
     check = subprocess.run(
@@ -219,14 +227,7 @@ WATCH_UNIT = (
 
 @pytest.mark.parametrize("socket_path", [None, "/run/haproxy/elsewhere.sock"])
 def test_keepalived_watcher_asks_haproxy_where_the_haproxy_formula_answers(salt_call, socket_path):
-    pillar = salt_call.pillar()
-    if socket_path:
-        with (pillar / "cluster.sls").open("a") as handle:
-            handle.write(yaml.safe_dump({"haproxy": {"health_socket": socket_path}}))
-    code, text, stderr = salt_call(
-        "slsutil.renderer", f"string={WATCH_UNIT}", "default_renderer=jinja", node="master", pillar=pillar
-    )
-    assert code == 0, stderr
+    text = render_on_master(salt_call, WATCH_UNIT, {"haproxy": {"health_socket": socket_path}} if socket_path else {})
     start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
     argv = start.removeprefix("ExecStart=").split()
     assert argv[:5] == [
