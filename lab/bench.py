@@ -23,6 +23,7 @@ README with its duration.
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime
 import json
 import re
@@ -520,6 +521,31 @@ def chromium_argv(url: str, png: Path, allowed: str) -> list[str]:
     ]
 
 
+# One runtime API command on a director, its answer on stdout (python3 is in
+# every node: the salt-minion's).
+SHOW_STAT = """
+import socket, sys
+conn = socket.socket(socket.AF_UNIX)
+conn.settimeout(3)
+conn.connect(sys.argv[1])
+conn.sendall(b"show stat -1 4 -1\\n")
+while chunk := conn.recv(65536):
+    sys.stdout.write(chunk.decode(errors="replace"))
+"""
+
+
+def servers_down(cluster: Cluster, director: str) -> list[str]:
+    """backend/server of each server `director`'s HAProxy does not report UP
+    (after a drill, the healed node's checks need their `rise` to pass)."""
+    sock = yaml.safe_load((REPO / "salt" / "haproxy" / "defaults.yaml").read_text())["haproxy"]["socket"]
+    out = node.execute(director, ["python3", "-c", SHOW_STAT, sock], timeout=20).stdout
+    lines = out.lstrip("# ").splitlines()
+    rows = [r for r in csv.DictReader(lines) if r.get("svname") not in (None, "FRONTEND", "BACKEND")]
+    if not rows:
+        return ["(no servers: HAProxy did not answer)"]
+    return [f"{r['pxname']}/{r['svname']}" for r in rows if not r.get("status", "").startswith("UP")]
+
+
 def stats_screenshot(cluster: Cluster, out_dir: Path) -> Path | None:
     """The master director's HAProxy stats page (on the internal VIP, with the
     pillar's credentials) as a PNG, taken by the host's Debian chromium inside
@@ -534,6 +560,9 @@ def stats_screenshot(cluster: Cluster, out_dir: Path) -> Path | None:
     url = f"http://{secrets['user']}:{secrets['password']}@{stats['vip']}:{stats['port']}/"
     png = out_dir / "haproxy-stats.png"
     png.unlink(missing_ok=True)
+    leader_name = cluster.model["vrrp"]["leader"]
+    if wait_for(lambda: not servers_down(cluster, leader_name), 60) is None:
+        log("bench", f"stats screenshot with servers not UP: {', '.join(servers_down(cluster, leader_name))}")
     leader = node.leader_pid(CLIENT)
     with DirectRoute(cluster):
         argv = ["nsenter", "-t", str(leader), "-n", "--", *chromium_argv(url, png, stats["vip"])]
