@@ -166,15 +166,15 @@ HAPROXY_CONFIG = (
 )
 
 
-def render_on_master(salt_call, template: str, pillar_overrides: dict) -> str:
-    """A one-line template rendered by salt-call as the master director,
-    with these top-level pillar keys added to the topology pillar."""
+def render_on(salt_call, node: str, template: str, pillar_overrides: dict) -> str:
+    """A one-line template rendered by salt-call as `node`, with these
+    top-level pillar keys added to the topology pillar."""
     pillar = salt_call.pillar()
     if pillar_overrides:
         with (pillar / "cluster.sls").open("a") as handle:
             handle.write(yaml.safe_dump(pillar_overrides))
     code, text, stderr = salt_call(
-        "slsutil.renderer", f"string={template}", "default_renderer=jinja", node="master", pillar=pillar
+        "slsutil.renderer", f"string={template}", "default_renderer=jinja", node=node, pillar=pillar
     )
     assert code == 0, stderr
     return text
@@ -184,7 +184,7 @@ def render_haproxy(salt_call, overrides: dict, tmp_path: Path) -> tuple[list[str
     """The director's haproxy.cfg with these pillar haproxy: options (merged
     over the formula's defaults by map.jinja), and what `haproxy -c` (the
     formula's check_cmd) says of it."""
-    text = render_on_master(salt_call, HAPROXY_CONFIG, {"haproxy": overrides})
+    text = render_on(salt_call, "master", HAPROXY_CONFIG, {"haproxy": overrides})
     config = tmp_path / "haproxy.cfg"
     config.write_text(text + "\n")
     check = subprocess.run(
@@ -196,16 +196,25 @@ def render_haproxy(salt_call, overrides: dict, tmp_path: Path) -> tuple[list[str
 @pytest.mark.parametrize(
     ("overrides", "present", "absent"),
     [
-        ({}, ["option redispatch 1", "retry-on conn-failure empty-response response-timeout"], []),
+        (
+            {},
+            [
+                "option redispatch 1",
+                "retry-on conn-failure empty-response response-timeout",
+                "option http-server-close",
+            ],
+            [],
+        ),
         (
             {"redispatch": -1, "retry_on": ["conn-failure", "503"], "timeouts": {"server": "4s"}},
             ["option redispatch -1", "retry-on conn-failure 503", "timeout server 4s", "timeout connect 1s"],
             ["option redispatch 1", "timeout server 30s"],
         ),
         ({"retry_on": []}, [], ["retry-on"]),
+        ({"server_close": False}, [], ["option http-server-close"]),
     ],
 )
-def test_haproxy_retry_options_come_from_the_pillar(salt_call, tmp_path: Path, overrides, present, absent):
+def test_haproxy_backend_options_come_from_the_pillar(salt_call, tmp_path: Path, overrides, present, absent):
     lines, check = render_haproxy(salt_call, overrides, tmp_path)
     for line in present:
         assert line in lines
@@ -219,6 +228,27 @@ def test_haproxy_checker_refuses_an_unknown_retry_on_value(salt_call, tmp_path: 
     assert check.returncode != 0 and "on-tuesdays" in check.stdout + check.stderr
 
 
+PREFORK_CONFIG = (
+    '{%- from "apache/map.jinja" import apache %}{%- set settings = apache.mpm_prefork %}'
+    '{% include "apache/files/mpm_prefork.conf.jinja" %}'
+)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, {"StartServers": "16", "MinSpareServers": "16", "MaxSpareServers": "32", "MaxRequestWorkers": "150"}),
+        ({"MaxSpareServers": 64}, {"MinSpareServers": "16", "MaxSpareServers": "64"}),
+    ],
+)
+def test_apache_prefork_counts_come_from_the_pillar(salt_call, overrides, expected):
+    text = render_on(salt_call, "web1", PREFORK_CONFIG, {"apache": {"mpm_prefork": overrides}} if overrides else {})
+    lines = [line.split() for line in text.splitlines() if line.startswith("    ")]
+    directives = {words[0]: words[1] for words in lines}
+    assert directives.items() >= expected.items(), text
+    assert text.splitlines()[1] == "<IfModule mpm_prefork_module>"
+
+
 WATCH_UNIT = (
     '{%- from "keepalived/map.jinja" import keepalived as settings %}'
     '{% include "keepalived/files/haproxy-watch.service.jinja" %}'
@@ -227,7 +257,8 @@ WATCH_UNIT = (
 
 @pytest.mark.parametrize("socket_path", [None, "/run/haproxy/elsewhere.sock"])
 def test_keepalived_watcher_asks_haproxy_where_the_haproxy_formula_answers(salt_call, socket_path):
-    text = render_on_master(salt_call, WATCH_UNIT, {"haproxy": {"health_socket": socket_path}} if socket_path else {})
+    overrides = {"haproxy": {"health_socket": socket_path}} if socket_path else {}
+    text = render_on(salt_call, "master", WATCH_UNIT, overrides)
     start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
     argv = start.removeprefix("ExecStart=").split()
     assert argv[:5] == [

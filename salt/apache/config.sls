@@ -49,3 +49,15 @@ apache-config-site-{{ site }}-enabled:
     - require:
       - file: apache-config-site-{{ site }}
 {%- endfor %}
+
+# The prefork MPM's process counts (apache:mpm_prefork), checked like the sites.
+apache-config-mpm-prefork:
+  file.managed:
+    - name: {{ apache.confdir }}/mods-available/mpm_prefork.conf
+    - source: salt://apache/files/mpm_prefork.conf.jinja
+    - template: jinja
+    - check_cmd: {{ apache.check_script }} mods-available/mpm_prefork.conf
+    - context:
+        settings: {{ apache.mpm_prefork | json }}
+    - require:
+      - file: apache-package-check-script

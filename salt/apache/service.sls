@@ -14,3 +14,4 @@ apache-service-running:
       - file: apache-config-site-cluster-l7
       - cmd: apache-config-site-cluster-l7-enabled
       - x509: apache-tls-certificate
+      - file: apache-config-mpm-prefork
