@@ -23,7 +23,6 @@ README with its duration.
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime
 import json
 import re
@@ -40,7 +39,7 @@ from pathlib import Path
 import yaml
 
 from lab import net, node
-from lab.topology import CLIENT_ADDRESS, REPO, UPSTREAM_NAMES, LabNode
+from lab.topology import CLIENT_ADDRESS, REPO, UPSTREAM_NAMES, LabNode, repo_module
 from lab.util import log
 
 CLIENT = "client"
@@ -539,11 +538,10 @@ def servers_down(cluster: Cluster, director: str) -> list[str]:
     (after a drill, the healed node's checks need their `rise` to pass)."""
     sock = yaml.safe_load((REPO / "salt" / "haproxy" / "defaults.yaml").read_text())["haproxy"]["socket"]
     out = node.execute(director, ["python3", "-c", SHOW_STAT, sock], timeout=20).stdout
-    lines = out.lstrip("# ").splitlines()
-    rows = [r for r in csv.DictReader(lines) if r.get("svname") not in (None, "FRONTEND", "BACKEND")]
+    rows = repo_module("haproxy_runtime").parse_stat(out)
     if not rows:
         return ["(no servers: HAProxy did not answer)"]
-    return [f"{r['pxname']}/{r['svname']}" for r in rows if not r.get("status", "").startswith("UP")]
+    return [f"{r['backend']}/{r['server']}" for r in rows if not r["up"]]
 
 
 def stats_screenshot(cluster: Cluster, out_dir: Path) -> Path | None:
