@@ -39,7 +39,7 @@ from pathlib import Path
 import yaml
 
 from lab import net, node
-from lab.topology import CLIENT_ADDRESS, REPO, UPSTREAM_NAMES, LabNode, repo_module
+from lab.topology import CLIENT_ADDRESS, REPO, UPSTREAM_NAMES, LabNode
 from lab.util import log
 
 CLIENT = "client"
@@ -390,10 +390,15 @@ def wait_serving(cluster: Cluster, timeout: float = 120) -> None:
         raise RuntimeError(f"the cluster is not serving normally (every web server through {cluster.vip})")
 
 
-def holds_vip(name: str, *vips: str) -> bool:
-    """Whether node `name` holds every one of `vips` (one look at its addresses)."""
+def held_vips(name: str, vips: Iterable[str]) -> set[str]:
+    """Which of `vips` node `name` holds (one look at its addresses)."""
     out = node.execute(name, ["ip", "-4", "-o", "addr", "show"], timeout=20).stdout
-    return all(f" {vip}/" in out for vip in vips)
+    return {vip for vip in vips if f" {vip}/" in out}
+
+
+def holds_vip(name: str, *vips: str) -> bool:
+    """Whether node `name` holds every one of `vips`."""
+    return held_vips(name, vips) == set(vips)
 
 
 def wait_for(check: Callable[[], bool], timeout: float) -> float | None:
@@ -520,28 +525,17 @@ def chromium_argv(url: str, png: Path, allowed: str) -> list[str]:
     ]
 
 
-# One runtime API command on a director, its answer on stdout (python3 is in
-# every node: the salt-minion's).
-SHOW_STAT = """
-import socket, sys
-conn = socket.socket(socket.AF_UNIX)
-conn.settimeout(3)
-conn.connect(sys.argv[1])
-conn.sendall(b"show stat -1 4 -1\\n")
-while chunk := conn.recv(65536):
-    sys.stdout.write(chunk.decode(errors="replace"))
-"""
-
-
-def servers_down(cluster: Cluster, director: str) -> list[str]:
+def servers_down(director: str, sock: str) -> list[str] | None:
     """backend/server of each server `director`'s HAProxy does not report UP
-    (after a drill, the healed node's checks need their `rise` to pass)."""
-    sock = yaml.safe_load((REPO / "salt" / "haproxy" / "defaults.yaml").read_text())["haproxy"]["socket"]
-    out = node.execute(director, ["python3", "-c", SHOW_STAT, sock], timeout=20).stdout
-    rows = repo_module("haproxy_runtime").parse_stat(out)
-    if not rows:
-        return ["(no servers: HAProxy did not answer)"]
-    return [f"{r['backend']}/{r['server']}" for r in rows if not r["up"]]
+    (after a drill, the healed node's checks need their `rise` to pass); None
+    when HAProxy did not answer. The director runs the repo's own
+    haproxy_runtime module (plain python3 is in every node: the minion's)."""
+    script = (REPO / "_modules" / "haproxy_runtime.py").read_text()
+    script += "\nimport json, sys\nprint(json.dumps(servers(sys.argv[1])))\n"
+    result = node.execute(director, ["python3", "-c", script, sock], timeout=20)
+    if result.returncode != 0:
+        return None
+    return [f"{r['backend']}/{r['server']}" for r in json.loads(result.stdout) if not r["up"]]
 
 
 def stats_screenshot(cluster: Cluster, out_dir: Path) -> Path | None:
@@ -559,8 +553,16 @@ def stats_screenshot(cluster: Cluster, out_dir: Path) -> Path | None:
     png = out_dir / "haproxy-stats.png"
     png.unlink(missing_ok=True)
     leader_name = cluster.model["vrrp"]["leader"]
-    if wait_for(lambda: not servers_down(cluster, leader_name), 60) is None:
-        log("bench", f"stats screenshot with servers not UP: {', '.join(servers_down(cluster, leader_name))}")
+    sock = yaml.safe_load((REPO / "salt" / "haproxy" / "defaults.yaml").read_text())["haproxy"]["socket"]
+    down: list[str] | None = None
+
+    def all_up() -> bool:
+        nonlocal down
+        down = servers_down(leader_name, sock)
+        return down == []
+
+    if wait_for(all_up, 60) is None:
+        log("bench", f"stats screenshot with servers not UP: {', '.join(down) if down else 'HAProxy did not answer'}")
     leader = node.leader_pid(CLIENT)
     with DirectRoute(cluster):
         argv = ["nsenter", "-t", str(leader), "-n", "--", *chromium_argv(url, png, stats["vip"])]

@@ -39,13 +39,7 @@ UPSTREAM_NAMES = {"www.example.org": "192.168.1.1", "mirror.example.net": "192.1
 
 def cluster_module() -> ModuleType:
     """The repo's `cluster` execution module, imported as a plain module."""
-    return repo_module("cluster")
-
-
-def repo_module(name: str) -> ModuleType:
-    """One of the repo's execution modules (_modules/NAME.py) as a plain
-    module: its pure functions (parsers, the model) without a minion."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "_modules" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location("cluster", REPO / "_modules" / "cluster.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     hook = sys.excepthook

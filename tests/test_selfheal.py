@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from lab import events, node
-from lab.bench import holds_vip, wait_for
+from lab import events
+from lab.bench import held_vips, holds_vip, wait_for
 from lab.topology import load
 from labtools import MASTER_NODE, in_node, lab, salt_json
 
@@ -65,11 +65,6 @@ def holds_every_vip(name: str) -> bool:
     return holds_vip(name, *VIPS)
 
 
-def holds_vip_any(name: str) -> bool:
-    out = node.execute(name, ["ip", "-4", "-o", "addr", "show"], timeout=20).stdout
-    return any(f" {vip}/" in out for vip in VIPS)
-
-
 def test_cut_master_the_runner_shows_standby_holding_every_vip():
     lab("cut", "master")
     try:
@@ -90,7 +85,7 @@ def test_cut_master_the_runner_shows_standby_holding_every_vip():
     # cut: its addresses alone say nothing. Healed, it yields to the standby
     # until its HAProxy has a server up in each backend (its checks' rise),
     # then preempts: the VIPs leave the standby.
-    moved_back = wait_for(lambda: holds_every_vip("master") and not holds_vip_any("standby"), 120)
+    moved_back = wait_for(lambda: holds_every_vip("master") and not held_vips("standby", VIPS), 120)
     assert moved_back is not None, "master did not take the VIPs back"
     deadline = time.monotonic() + 90
     while True:
