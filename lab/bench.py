@@ -209,6 +209,39 @@ def outages(
     }
 
 
+HAPROXY_DOWN = re.compile(r"^Server (?P<backend>[^/\s]+)/(?P<server>\S+) is DOWN\b")
+IPVS_REMOVED = re.compile(
+    r"^Removing service \[(?P<server>[^\]]+)\]:\w+:\d+ from VS \[(?P<vip>[^\]]+)\]:(?P<proto>\w+):(?P<port>\d+)"
+)
+
+
+def detections(journal: Iterable[str], server: str, address: str, since: float) -> dict[str, float]:
+    """When each balancer took ``server`` out, in seconds after ``since``:
+    HAProxy's "Server BACKEND/SERVER is DOWN" (keyed by backend) and
+    keepalived's "Removing service [ADDRESS]... from VS [VIP]:PROTO:PORT"
+    (keyed "IPVS VIP:PORT/PROTO"), from ``journalctl -o json`` lines of the
+    director. The first line of each counts (HAProxy logs each event more
+    than once); lines before ``since`` are ignored."""
+    found: dict[str, float] = {}
+    for line in journal:
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        at = int(entry["__REALTIME_TIMESTAMP"]) / 1e6 - since
+        message = entry.get("MESSAGE")
+        if at < 0 or not isinstance(message, str):
+            continue
+        message = re.sub(r"^\[\w+\]\s+\(\d+\) : ", "", message)  # HAProxy's own stderr copy
+        if (m := HAPROXY_DOWN.match(message)) and m["server"] == server:
+            key = m["backend"]
+        elif (m := IPVS_REMOVED.match(message)) and m["server"] == address:
+            key = f"IPVS {m['vip']}:{m['port']}/{m['proto']}"
+        else:
+            continue
+        found.setdefault(key, round(at, 3))
+    return found
+
+
 # --- the lab side ----------------------------------------------------------------
 
 
@@ -255,6 +288,17 @@ class Cluster:
                 if vs["protocol"] == "tcp" and vs["role"] == "web":
                     out["ipvs"] = [f"http://{vs['vip']}:{vs['port']}"]
         return out
+
+    def probed(self, role: str) -> set[str]:
+        """The balancer entries a drill's probes go through to a server of
+        ``role``, named as detections() names them: for web, HAProxy's
+        backends behind the VIP's :80 and layer 7 frontends; for dns, the
+        IPVS service on the VIP's :53/udp."""
+        if role == "dns":
+            return {f"IPVS {self.vip}:53/udp"}
+        ports = (80, self.l7_port)
+        frontends = self.model["haproxy"]["frontends"].values()
+        return {f["backend"] for f in frontends if f["vip"] == self.vip and f["port"] in ports}
 
     @property
     def l7_port(self) -> int:
@@ -411,8 +455,11 @@ def wait_for(check: Callable[[], bool], timeout: float) -> float | None:
     return None
 
 
-def drill_actions(cluster: Cluster, name: str) -> tuple[Callable[[], None], Callable[[], None], Callable[[], bool]]:
-    """(inject, heal, normal) for a drill."""
+def drill_actions(
+    cluster: Cluster, name: str
+) -> tuple[Callable[[], None], Callable[[], None], Callable[[], bool], str | None]:
+    """(inject, heal, normal, server) for a drill: ``server`` is the node the
+    balancers must take out (a cut web or DNS server), else None."""
     leader = cluster.model["vrrp"]["leader"]
     backup = next(d for d in cluster.role("director") if d != leader)
     web, dns, nas = cluster.role("web")[1], cluster.role("dns")[1], cluster.role("nas")[0]
@@ -440,31 +487,34 @@ def drill_actions(cluster: Cluster, name: str) -> tuple[Callable[[], None], Call
 
     master = cluster.salt_master
     return {
-        "control": (lambda: None, lambda: None, always),
-        "director cable cut": (cut(leader), cut(leader, up=True), leader_holds),
+        "control": (lambda: None, lambda: None, always, None),
+        "director cable cut": (cut(leader), cut(leader, up=True), leader_holds, None),
         "keepalived killed": (
             run(leader, "systemctl", "kill", "-s", "KILL", "keepalived"),
             run(leader, "systemctl", "start", "keepalived"),
             leader_holds,
+            None,
         ),
         "haproxy killed": (
             run(leader, "systemctl", "kill", "-s", "KILL", "haproxy"),
             run(leader, "systemctl", "start", "haproxy"),
             leader_holds,
+            None,
         ),
-        "web node cut": (cut(web), cut(web, up=True), web_in_rotation),
-        "dns node cut": (cut(dns), cut(dns, up=True), dns_in_ipvs),
-        "nas cut": (cut(nas), cut(nas, up=True), always),
+        "web node cut": (cut(web), cut(web, up=True), web_in_rotation, web),
+        "dns node cut": (cut(dns), cut(dns, up=True), dns_in_ipvs, dns),
+        "nas cut": (cut(nas), cut(nas, up=True), always, None),
         "salt-master stopped": (
             run(master, "systemctl", "stop", "salt-master"),
             run(master, "systemctl", "start", "salt-master"),
             always,
+            None,
         ),
     }[name]
 
 
 def drill(cluster: Cluster, name: str, plan: Plan) -> dict:
-    inject, heal, normal = drill_actions(cluster, name)
+    inject, heal, normal, server = drill_actions(cluster, name)
     wait_serving(cluster)
     probe_name = f"{cluster.role('web')[0]}.{cluster.model['domain']}"
     probe = Probe(cluster.vip, cluster.l7_port, probe_name, timeout=PROBE_TIMEOUT_S)
@@ -493,12 +543,28 @@ def drill(cluster: Cluster, name: str, plan: Plan) -> dict:
         row[f"{kind}_outage_s"] = row[kind]["outage_s"]
         row[f"{kind}_failed"] = row[kind]["failed"]
     row["injected_at"], row["healed_at"] = injected, healed
+    if server:
+        # detection_s: when the last balancer entry the probes go through had
+        # taken the server out (None: one had not within the hold).
+        row["detected_s"] = found = detected(cluster, server, injected, healed)
+        probed = cluster.probed("web" if server in cluster.role("web") else "dns")
+        row["detection_s"] = max(found[k] for k in probed) if probed <= found.keys() else None
     log(
         "bench",
         f"drill {name}: outage http {row['outage_s']} s ({row['failed']} failed), l7 {row['l7_outage_s']} s"
-        f" ({row['l7_failed']} failed), dns {row['dns_outage_s']} s; recovery {row['recovery_s']} s",
+        f" ({row['l7_failed']} failed), dns {row['dns_outage_s']} s; recovery {row['recovery_s']} s"
+        + (f"; detection {row['detection_s']} s, taken out after {row['detected_s']}" if server else ""),
     )
     return row
+
+
+def detected(cluster: Cluster, server: str, injected: float, healed: float) -> dict[str, float]:
+    """When the leader's HAProxy backends and IPVS services took the cut
+    ``server`` out (seconds after the cut), from the leader's journal."""
+    argv = ["journalctl", "-o", "json", "--no-pager", "-u", "haproxy", "-u", "keepalived"]
+    argv += [f"--since=@{int(injected)}", f"--until=@{int(healed) + 1}"]
+    out = node.execute(cluster.model["vrrp"]["leader"], argv, timeout=30).stdout
+    return detections(out.splitlines(), server, cluster.address(server), injected)
 
 
 # --- the HAProxy stats page ---------------------------------------------------------------

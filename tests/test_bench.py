@@ -142,3 +142,46 @@ def test_an_aborted_ab_run_counts_what_completed():
     clean = bench.parse_ab((FIXTURES / "ab_date.txt").read_text())
     point = bench.combine_ab([clean, got])
     assert point["requests"] == 275 and point["failed"] == 25 and point["rps"] is None and len(point["errors"]) == 1
+
+
+# Captured on the lab: the master director's journal (haproxy and keepalived,
+# `journalctl -o json`, three fields kept) during a web node cut drill (web2,
+# 10.0.100.3, cut at WEB2_CUT) and a dns node cut drill (dns2, 10.0.100.6).
+WEB2_CUT = 1795872573.849194
+DNS2_CUT = 1795872690.5597105
+
+
+def journal(name: str) -> list[str]:
+    return (FIXTURES / name).read_text().splitlines()
+
+
+def test_when_each_balancer_took_a_cut_web_server_out():
+    got = bench.detections(journal("journal-web2-cut.jsonl"), "web2", "10.0.100.3", WEB2_CUT)
+    # The two backends with traffic marked it down on failed connections
+    # (observe layer4); the idle HTTPS one by its checks; IPVS by keepalived's.
+    assert got == {
+        "web-http-l4": 0.423,
+        "web-http-l7": 0.453,
+        "web-https-l4": 1.257,
+        "IPVS 192.168.1.202:80/tcp": 6.175,
+    }
+
+
+def test_detections_name_only_the_cut_server_and_only_after_the_cut():
+    lines = journal("journal-web2-cut.jsonl")
+    # web1 served requests meanwhile: access log lines are not detections.
+    assert bench.detections(lines, "web1", "10.0.100.2", WEB2_CUT) == {}
+    # A window starting after HAProxy's lines sees only keepalived's.
+    assert bench.detections(lines, "web2", "10.0.100.3", WEB2_CUT + 2) == {"IPVS 192.168.1.202:80/tcp": 4.175}
+
+
+def test_when_ipvs_took_a_cut_dns_server_out():
+    got = bench.detections(journal("journal-dns2-cut.jsonl"), "dns2", "10.0.100.6", DNS2_CUT)
+    assert got == {"IPVS 192.168.1.200:53/udp": 6.657}
+
+
+def test_the_probed_balancer_entries_come_from_the_topology():
+    _, model, nodes = load()
+    cluster = bench.Cluster(model, nodes, "salt", ipvs=True)
+    assert cluster.probed("web") == {"web-http-l4", "web-http-l7"}
+    assert cluster.probed("dns") == {"IPVS 192.168.1.200:53/udp"}

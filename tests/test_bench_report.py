@@ -55,7 +55,15 @@ RESULTS = {
             "dns_outage_s": 0.5,
             "recovery_s": 3.1,
         },
-        {"name": "web node cut", "outage_s": 0.0, "failed": 0, "failed_retry_once": 0, "recovery_s": None},
+        {
+            "name": "web node cut",
+            "outage_s": 0.0,
+            "failed": 0,
+            "failed_retry_once": 0,
+            "recovery_s": None,
+            "detected_s": {"web-https-l4": 1.29, "web-http-l7": 0.44, "IPVS 192.168.1.202:80/tcp": 6.4},
+            "detection_s": 0.44,
+        },
     ],
 }
 
@@ -98,6 +106,10 @@ def test_render_writes_valid_pngs_and_a_report(tmp_path: Path):
         " | L4: timeout 38, ConnectionRefusedError 2; L7: HTTP 503 2 |" in text
     )
     assert "| web node cut | 0.00 | 0 | 0 | - | - | - | not within the wait | - |" in text
+    assert (
+        "web node cut: the director took the server out of web-http-l7 0.44 s, web-https-l4 1.29 s,"
+        " IPVS 192.168.1.202:80/tcp 6.40 s." in text
+    )
     assert "Quick run started 2026-11-27T18:00:00+00:00; user-mode kernel nodes: master." in text
     # The seed's findings beside this run's (only the date page has a layer 4 row here).
     assert "- date page, seed: HAProxy saturated at c = 24" in text and "master 80%" in text
@@ -118,13 +130,18 @@ def test_failover_targets_from_the_drills():
             "outage_s": 0.33,
             "dns": {"episodes": [[100.0, 100.29], [112.2, 113.7]]},
         },
-        {"name": "web node cut", "outage_s": 1.1, "failed_retry_once": 1, "l7_failed": 22},
+        {"name": "web node cut", "outage_s": 1.1, "failed_retry_once": 1, "l7_failed": 22, "detection_s": 1.05},
     ]
     got = {t["target"]: (t["value"], t["meets"]) for t in report.failover_targets(drills)}
     assert got == {
         "director cable cut: VIP takeover <= 0.5 s": ("0.30 s", True),
         "director cable cut: 0 failed HTTP requests, client retrying once": ("0", True),
         "web node cut: 0 errors on :8000 (layer 7)": ("22", False),
-        "web node cut: detection <= 1 s (layer 4 outage)": ("1.10 s", False),
+        "web node cut: detection <= 1 s (HAProxy marks it DOWN)": ("1.05 s", False),
     }
+    # Not taken out before the heal: reported, not met.
+    drills[1].update(l7_failed=0, detection_s=None)
+    got = {t["target"]: (t["value"], t["meets"]) for t in report.failover_targets(drills)}
+    assert got["web node cut: detection <= 1 s (HAProxy marks it DOWN)"] == ("not before the heal", False)
+    assert got["web node cut: 0 errors on :8000 (layer 7)"] == ("0", True)
     assert report.failover_targets([{"name": "control", "outage_s": 0}]) == []

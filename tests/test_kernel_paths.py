@@ -28,6 +28,12 @@ WEB = ["web1", "web2", "web3"]
 DNS_SERVICE = "udp 192.168.1.200:53"
 
 
+def ask_from(port: int, tries: int = 1) -> str:
+    """Which DNS server answers a query through the VIP sent from ``port``."""
+    query = f"dig +short +time=2 +tries={tries} @192.168.1.200 CH TXT id.server -b {CLIENT}#{port}"
+    return in_node("client", "sh", "-c", query).stdout.strip().strip('"')
+
+
 def answered_by(count: int) -> list[str]:
     """Which server answers `dig CH TXT id.server` through the VIP, query after query.
 
@@ -124,6 +130,30 @@ def test_a_stopped_dns_server_leaves_the_ipvs_table_and_returns():
     finally:
         in_node("dns2", "systemctl", "unmask", "--runtime", "named", check=False)
         in_node("dns2", "systemctl", "start", "named", check=False)
+
+
+def test_a_cut_dns_servers_client_ports_move_to_the_others():
+    """IPVS keeps a client port on its server for 5 minutes (the UDP entry).
+    When a cut server leaves the table, expire_nodest_conn ends that entry at
+    its next packet: the port's next query (a retry at most) is answered by
+    another server instead of being dropped until the entry times out. (A
+    stopped bind answers with an ICMP error instead, which ends the entry
+    anyway: only a cut shows this.)"""
+    port = next(p for p in random.sample(range(30000, 32000), 30) if ask_from(p) == "dns2")
+    assert ask_from(port) == "dns2", "IPVS keeps a client port on its server"
+    lab("cut", "dns2")
+    try:
+        deadline = time.monotonic() + 20
+        while DNS["dns2"] in dns_real_servers():
+            assert time.monotonic() < deadline, "dns2 stayed in the IPVS table"
+            time.sleep(0.5)
+        assert ask_from(port, tries=2) in {"dns1", "dns3"}, ipvs_diagnosis()
+    finally:
+        lab("heal", "dns2")
+    deadline = time.monotonic() + 30
+    while DNS["dns2"] not in dns_real_servers():
+        assert time.monotonic() < deadline, "dns2 did not return to the IPVS table"
+        time.sleep(0.5)
 
 
 def test_every_web_server_serves_the_docroot_from_the_nas_over_nfs():

@@ -1,4 +1,4 @@
-{%- from "keepalived/map.jinja" import keepalived %}
+{%- from "keepalived/map.jinja" import keepalived, ipvs_enabled %}
 
 keepalived-service-haproxy-watch-running:
   service.running:
@@ -19,3 +19,16 @@ keepalived-service-running:
     - watch:
       - file: keepalived-config-file-managed
       - file: keepalived-config-notify-script
+{%- if ipvs_enabled %}
+{%- for name, value in keepalived.ipvs_sysctl | dictsort %}
+
+# After keepalived has programmed IPVS (a host kernel loads ip_vs then, and
+# its settings appear).
+keepalived-service-ipvs-sysctl-{{ name }}:
+  sysctl.present:
+    - name: net.ipv4.vs.{{ name }}
+    - value: {{ value }}
+    - require:
+      - service: keepalived-service-running
+{%- endfor %}
+{%- endif %}
