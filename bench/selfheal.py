@@ -58,6 +58,13 @@ def one_round(node: str, address: str) -> dict[str, float]:
             figures["in_rotation"] = time.monotonic() - started
             break
         time.sleep(0.1)
+    # When the service became active again, as the node's systemd recorded it
+    # (the polling above only bounds it, each look costing a lab exec).
+    show = ["systemctl", "show", "-P", "ActiveEnterTimestamp", "--timestamp=us+utc", service]
+    active = lab("exec", node, "--", *show).stdout.strip()
+    if "restarted" in figures and active:
+        at = datetime.datetime.strptime(active, "%a %Y-%m-%d %H:%M:%S.%f UTC").replace(tzinfo=datetime.UTC)
+        figures["restarted"] = at.timestamp() - wall_start
     listener.wait(timeout=40)
     event = next((data for _, data in events.parse(listener.stdout.read() if listener.stdout else "")), None)
     if event:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import yaml
 
@@ -81,6 +83,10 @@ def test_minion_config_carries_id_master_and_roles():
     # 30 s heartbeat timeout would have it miss jobs for minutes.
     detection = conf["tcp_keepalive_idle"] + conf["tcp_keepalive_intvl"] * conf["tcp_keepalive_cnt"]
     assert detection <= 30
+    # Forks and scopes are dear only under a user-mode kernel.
+    assert (conf["multiprocessing"], conf["systemd.scope"]) == (True, True)
+    uml = yaml.safe_load(provision.minion_conf(replace(nodes["web2"], platform="uml"), "10.0.100.100"))
+    assert (uml["multiprocessing"], uml["systemd.scope"]) == (False, False)
 
 
 def test_resolvers_never_leave_the_lab():
