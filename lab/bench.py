@@ -455,11 +455,16 @@ def wait_for(check: Callable[[], bool], timeout: float) -> float | None:
     return None
 
 
-def drill_actions(
-    cluster: Cluster, name: str
-) -> tuple[Callable[[], None], Callable[[], None], Callable[[], bool], str | None]:
-    """(inject, heal, normal, server) for a drill: ``server`` is the node the
-    balancers must take out (a cut web or DNS server), else None."""
+@dataclass
+class DrillActions:
+    inject: Callable[[], None]
+    heal: Callable[[], None]
+    normal: Callable[[], bool]  # the cluster is back to its normal state
+    server: str | None = None  # the node the balancers must take out (a cut web or DNS server)
+
+
+def drill_actions(cluster: Cluster, name: str) -> DrillActions:
+    """What a drill does, and how it tells the cluster is normal again."""
     leader = cluster.model["vrrp"]["leader"]
     backup = next(d for d in cluster.role("director") if d != leader)
     web, dns, nas = cluster.role("web")[1], cluster.role("dns")[1], cluster.role("nas")[0]
@@ -487,45 +492,42 @@ def drill_actions(
 
     master = cluster.salt_master
     return {
-        "control": (lambda: None, lambda: None, always, None),
-        "director cable cut": (cut(leader), cut(leader, up=True), leader_holds, None),
-        "keepalived killed": (
+        "control": DrillActions(lambda: None, lambda: None, always),
+        "director cable cut": DrillActions(cut(leader), cut(leader, up=True), leader_holds),
+        "keepalived killed": DrillActions(
             run(leader, "systemctl", "kill", "-s", "KILL", "keepalived"),
             run(leader, "systemctl", "start", "keepalived"),
             leader_holds,
-            None,
         ),
-        "haproxy killed": (
+        "haproxy killed": DrillActions(
             run(leader, "systemctl", "kill", "-s", "KILL", "haproxy"),
             run(leader, "systemctl", "start", "haproxy"),
             leader_holds,
-            None,
         ),
-        "web node cut": (cut(web), cut(web, up=True), web_in_rotation, web),
-        "dns node cut": (cut(dns), cut(dns, up=True), dns_in_ipvs, dns),
-        "nas cut": (cut(nas), cut(nas, up=True), always, None),
-        "salt-master stopped": (
+        "web node cut": DrillActions(cut(web), cut(web, up=True), web_in_rotation, server=web),
+        "dns node cut": DrillActions(cut(dns), cut(dns, up=True), dns_in_ipvs, server=dns),
+        "nas cut": DrillActions(cut(nas), cut(nas, up=True), always),
+        "salt-master stopped": DrillActions(
             run(master, "systemctl", "stop", "salt-master"),
             run(master, "systemctl", "start", "salt-master"),
             always,
-            None,
         ),
     }[name]
 
 
 def drill(cluster: Cluster, name: str, plan: Plan) -> dict:
-    inject, heal, normal, server = drill_actions(cluster, name)
+    actions = drill_actions(cluster, name)
     wait_serving(cluster)
     probe_name = f"{cluster.role('web')[0]}.{cluster.model['domain']}"
     probe = Probe(cluster.vip, cluster.l7_port, probe_name, timeout=PROBE_TIMEOUT_S)
     try:
         time.sleep(2)  # a baseline before the fault
         injected = time.time()
-        inject()
+        actions.inject()
         time.sleep(plan.hold)
         healed = time.time()
-        heal()
-        recovery = wait_for(normal, plan.settle)
+        actions.heal()
+        recovery = wait_for(actions.normal, plan.settle)
         time.sleep(2)  # the probe sees the normal state too
     finally:
         probes = probe.stop()
@@ -543,7 +545,7 @@ def drill(cluster: Cluster, name: str, plan: Plan) -> dict:
         row[f"{kind}_outage_s"] = row[kind]["outage_s"]
         row[f"{kind}_failed"] = row[kind]["failed"]
     row["injected_at"], row["healed_at"] = injected, healed
-    if server:
+    if server := actions.server:
         # detection_s: when the last balancer entry the probes go through had
         # taken the server out (None: one had not within the hold).
         row["detected_s"] = found = detected(cluster, server, injected, healed)
