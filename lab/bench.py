@@ -289,12 +289,12 @@ class Cluster:
                     out["ipvs"] = [f"http://{vs['vip']}:{vs['port']}"]
         return out
 
-    def probed(self, role: str) -> set[str]:
-        """The balancer entries a drill's probes go through to a server of
-        ``role``, named as detections() names them: for web, HAProxy's
-        backends behind the VIP's :80 and layer 7 frontends; for dns, the
-        IPVS service on the VIP's :53/udp."""
-        if role == "dns":
+    def probed(self, server: str) -> set[str]:
+        """The balancer entries a drill's probes go through to ``server``,
+        named as detections() names them: for a web server, HAProxy's
+        backends behind the VIP's :80 and layer 7 frontends; for a DNS
+        server, the IPVS service on the VIP's :53/udp."""
+        if "dns" in self.model["nodes"][server]["roles"]:
             return {f"IPVS {self.vip}:53/udp"}
         ports = (80, self.l7_port)
         frontends = self.model["haproxy"]["frontends"].values()
@@ -549,7 +549,7 @@ def drill(cluster: Cluster, name: str, plan: Plan) -> dict:
         # detection_s: when the last balancer entry the probes go through had
         # taken the server out (None: one had not within the hold).
         row["detected_s"] = found = detected(cluster, server, injected, healed)
-        probed = cluster.probed("web" if server in cluster.role("web") else "dns")
+        probed = cluster.probed(server)
         row["detection_s"] = max(found[k] for k in probed) if probed <= found.keys() else None
     log(
         "bench",

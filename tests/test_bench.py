@@ -183,5 +183,5 @@ def test_when_ipvs_took_a_cut_dns_server_out():
 def test_the_probed_balancer_entries_come_from_the_topology():
     _, model, nodes = load()
     cluster = bench.Cluster(model, nodes, "salt", ipvs=True)
-    assert cluster.probed("web") == {"web-http-l4", "web-http-l7"}
-    assert cluster.probed("dns") == {"IPVS 192.168.1.200:53/udp"}
+    assert cluster.probed("web2") == {"web-http-l4", "web-http-l7"}
+    assert cluster.probed("dns2") == {"IPVS 192.168.1.200:53/udp"}

@@ -28,10 +28,14 @@ WEB = ["web1", "web2", "web3"]
 DNS_SERVICE = "udp 192.168.1.200:53"
 
 
+def ask_id(port: int, tries: int = 1) -> str:
+    """The client's `dig CH TXT id.server` through the VIP from source ``port``."""
+    return f"dig +short +time=2 +tries={tries} @192.168.1.200 CH TXT id.server -b {CLIENT}#{port}"
+
+
 def ask_from(port: int, tries: int = 1) -> str:
     """Which DNS server answers a query through the VIP sent from ``port``."""
-    query = f"dig +short +time=2 +tries={tries} @192.168.1.200 CH TXT id.server -b {CLIENT}#{port}"
-    return in_node("client", "sh", "-c", query).stdout.strip().strip('"')
+    return in_node("client", "sh", "-c", ask_id(port, tries)).stdout.strip().strip('"')
 
 
 def answered_by(count: int) -> list[str]:
@@ -45,8 +49,7 @@ def answered_by(count: int) -> list[str]:
     """
     busy = {int(m) for m in re.findall(rf"{re.escape(CLIENT)}:(\d+)", in_node("master", "ipvsadm", "-Lnc").stdout)}
     ports = [p for p in random.sample(range(20000, 30000), count + len(busy)) if p not in busy][:count]
-    query = "dig +short +time=2 +tries=1 @192.168.1.200 CH TXT id.server"
-    script = "; ".join(f"{query} -b {CLIENT}#{port}" for port in ports)
+    script = "; ".join(ask_id(port) for port in ports)
     return [line.strip('"') for line in in_node("client", "sh", "-c", script).stdout.split()]
 
 
@@ -108,24 +111,28 @@ def dns_real_servers() -> set[str]:
     return {line.split()[1].rsplit(":", 1)[0] for line in out.splitlines() if line.strip().startswith("->")}
 
 
+def wait_dns2_in_table(present: bool, timeout: float) -> None:
+    """Until dns2 has left (or rejoined) the DNS virtual service."""
+    deadline = time.monotonic() + timeout
+    while (DNS["dns2"] in dns_real_servers()) != present:
+        assert time.monotonic() < deadline, (
+            "dns2 did not return to the IPVS table" if present else "dns2 stayed in the IPVS table"
+        )
+        time.sleep(0.5)
+
+
 def test_a_stopped_dns_server_leaves_the_ipvs_table_and_returns():
     # Self-healing would start bind again at once (beacon -> reactor); mask it
     # for this boot so keepalived's own health check is what we watch.
     in_node("dns2", "systemctl", "mask", "--runtime", "named")
     try:
         in_node("dns2", "systemctl", "stop", "named")
-        deadline = time.monotonic() + 20
-        while DNS["dns2"] in dns_real_servers():
-            assert time.monotonic() < deadline, "dns2 stayed in the IPVS table"
-            time.sleep(0.5)
+        wait_dns2_in_table(present=False, timeout=20)
         ids = answered_by(4)
         assert len(ids) == 4 and set(ids) == {"dns1", "dns3"}, ids
         in_node("dns2", "systemctl", "unmask", "--runtime", "named")
         in_node("dns2", "systemctl", "start", "named")
-        deadline = time.monotonic() + 30
-        while DNS["dns2"] not in dns_real_servers():
-            assert time.monotonic() < deadline, "dns2 did not return to the IPVS table"
-            time.sleep(0.5)
+        wait_dns2_in_table(present=True, timeout=30)
         assert "dns2" in answered_by(3)
     finally:
         in_node("dns2", "systemctl", "unmask", "--runtime", "named", check=False)
@@ -143,17 +150,11 @@ def test_a_cut_dns_servers_client_ports_move_to_the_others():
     assert ask_from(port) == "dns2", "IPVS keeps a client port on its server"
     lab("cut", "dns2")
     try:
-        deadline = time.monotonic() + 20
-        while DNS["dns2"] in dns_real_servers():
-            assert time.monotonic() < deadline, "dns2 stayed in the IPVS table"
-            time.sleep(0.5)
+        wait_dns2_in_table(present=False, timeout=20)
         assert ask_from(port, tries=2) in {"dns1", "dns3"}, ipvs_diagnosis()
     finally:
         lab("heal", "dns2")
-    deadline = time.monotonic() + 30
-    while DNS["dns2"] not in dns_real_servers():
-        assert time.monotonic() < deadline, "dns2 did not return to the IPVS table"
-        time.sleep(0.5)
+    wait_dns2_in_table(present=True, timeout=30)
 
 
 def test_every_web_server_serves_the_docroot_from_the_nas_over_nfs():
