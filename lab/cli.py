@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -164,7 +167,9 @@ class Lab:
             futures = {n.name: pool.submit(self._boot, n, root_fs, master_keys) for n in nodes}
             return [name for name, future in futures.items() if future.result()]
 
-    def up(self) -> None:
+    def up(self, apply_servers: bool = False) -> None:
+        """Boot every node and highstate the directors and the nas (the servers
+        depend on them); with apply_servers, the servers too, as soon as they can."""
         started = time.monotonic()
         root_fs = rootfs.build()
         run([sys.executable, str(REPO / "tools" / "gen_secrets.py"), str(REPO / "pillar" / "secrets.sls")])
@@ -185,32 +190,62 @@ class Lab:
         booted = self._wave(first, root_fs, master_keys)
         answered = self._require_answers([n.name for n in first if n.minion], timeout=90)
         log("salt", "minions answering: " + ", ".join(answered))
-        if booted:
-            # Custom modules and grains (cluster_kernel) before any state runs;
-            # the master's runners (salt-run cluster.health) too.
-            with ThreadPoolExecutor(max_workers=2) as pool:
+        synced: set[str] = set()
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            if booted:
+                # Custom modules and grains (cluster_kernel) before any state
+                # runs, as the README has users do. (A highstate syncs them too,
+                # but then only its own run sees the new grains: the next one
+                # rendered the directors without IPVS.) The master's runners
+                # too (salt-run cluster.health).
                 master_sync = pool.submit(
                     node.execute, self.master.name, ["salt-run", "saltutil.sync_all"], timeout=120, check=True
                 )
                 self.sync([n.name for n in first if n.minion])
+                # The servers boot meanwhile: their minions start once the
+                # directors' dnsmasq gave them an address (network-online).
+                server_wave = pool.submit(self._wave, servers, root_fs, master_keys)
+                pool.submit(self._ask_dhcp_once_served, [n.name for n in servers], server_wave.done)
+                nas = [n.name for n in first if n.minion and "nas" in n.roles]
+                directors = [n.name for n in first if n.minion and "director" in n.roles and n.name not in nas]
+                log("salt", "highstate on the directors (DHCP for the servers) and the nas (their NFS docroot)")
+                directors_job = pool.submit(self.apply_states, "-L", ",".join(directors))
+                summary = self.apply_states("-L", ",".join(nas)) if nas else {}
+                if not self._report(summary):
+                    raise RuntimeError("highstate failed on the nas: the web servers mount its export")
+                self.applied |= set(summary)
+                booted_servers = server_wave.result()
+                servers_job = None
+                server_minions = [n for n in booted_servers if self.nodes[n].minion]
+                if apply_servers and server_minions:
+                    # The nas exports and the servers have their addresses:
+                    # their highstate need not wait for the directors' to end.
+                    self._require_answers(server_minions, timeout=120)
+                    self.sync(server_minions)
+                    synced |= set(server_minions)
+                    log("salt", "highstate on " + ", ".join(server_minions) + " (the directors' goes on)")
+                    servers_job = pool.submit(self.apply_states, "-L", ",".join(server_minions))
+                summary = directors_job.result()
                 master_sync.result()
-            # The servers get their addresses from the directors' dnsmasq, and the
-            # web servers mount the docroot the nas exports.
-            log("salt", "highstate on the directors (DHCP for the servers) and the nas (their NFS docroot)")
-            summary = self.apply_states("-C", "G@roles:director or G@roles:nas")
-            if not self._report(summary):
-                raise RuntimeError("highstate failed on the directors or the nas: the servers depend on them")
-            self.applied |= set(summary)
-        new_servers = [n for n in servers if node.leader_pid(n.name) is None]
-        if new_servers and not booted:
-            # The directors were already up: teach them the new nodes' hosts
-            # entries and static leases (MACs) before those boot and ask DHCP.
-            log("salt", "hosts and DHCP leases on the directors for " + ", ".join(n.name for n in new_servers))
-            if not self._report(self.apply_states("-C", "G@roles:director", sls="common,dnsmasq")):
-                raise RuntimeError("the directors could not take the new nodes' leases")
-        booted_servers = self._wave(servers, root_fs, master_keys)
+                if not self._report(summary):
+                    raise RuntimeError("highstate failed on the directors: the servers depend on them")
+                self.applied |= set(summary)
+                if servers_job is not None:
+                    summary = servers_job.result()
+                    self._report(summary)
+                    # A server that failed is highstated again by apply().
+                    self.applied |= {m for m, s in summary.items() if not s["failed"]}
+            else:
+                new_servers = [n for n in servers if node.leader_pid(n.name) is None]
+                if new_servers:
+                    # The directors were already up: teach them the new nodes' hosts
+                    # entries and static leases (MACs) before those boot and ask DHCP.
+                    log("salt", "hosts and DHCP leases on the directors for " + ", ".join(n.name for n in new_servers))
+                    if not self._report(self.apply_states("-C", "G@roles:director", sls="common,dnsmasq")):
+                        raise RuntimeError("the directors could not take the new nodes' leases")
+                booted_servers = self._wave(servers, root_fs, master_keys)
         answered = self._require_answers([n.name for n in self.minions()], timeout=120)
-        self.sync([n for n in booted_servers if self.nodes[n].minion])
+        self.sync([n for n in booted_servers if self.nodes[n].minion and n not in synced])
         node.save_state(
             {
                 "up_seconds": round(time.monotonic() - started, 1),
@@ -223,6 +258,34 @@ class Lab:
         log(
             "lab", f"up: {len(self.nodes)} nodes, {len(answered)} minions answering, {time.monotonic() - started:.1f} s"
         )
+
+    def _ask_dhcp_once_served(self, names: list[str], done: Callable[[], bool], timeout: float = 600) -> None:
+        """Once a director's dnsmasq runs, have these nodes ask DHCP again
+        (unless done() first): they booted before it did, and networkd's DHCP
+        client backs off, 30 s and more between tries after a minute."""
+        director = self.model["roles"]["director"][0]
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline:
+            if node.execute(director, ["systemctl", "is-active", "--quiet", "dnsmasq"], timeout=30).returncode == 0:
+                log("lab", f"dnsmasq runs on {director}: " + ", ".join(names) + " ask DHCP now")
+                self._ask_dhcp(names)
+                return
+            time.sleep(3)
+
+    def _ask_dhcp(self, names: list[str]) -> None:
+        """Have these nodes ask DHCP now on every link still without an address."""
+
+        def ask(lab_node: LabNode) -> None:
+            for link in (link for link in lab_node.links if link.dhcp):
+                script = f"ip -4 -o addr show dev {link.ifname} | grep -q inet || networkctl reconfigure {link.ifname}"
+                # A node still booting asks on its own when its networkd starts.
+                with contextlib.suppress(RuntimeError, subprocess.SubprocessError):
+                    node.execute(lab_node.name, ["sh", "-c", script], timeout=60)
+
+        nodes = [self.nodes[n] for n in names]
+        if nodes:
+            with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+                list(pool.map(ask, nodes))
 
     def retired(self) -> list[str]:
         """Nodes the lab runs that the topology no longer has."""
@@ -248,6 +311,7 @@ class Lab:
         target = target or ("*",)
         extra = ([sls] if sls else []) + (["test=True"] if test else [])
         result = self.salt_json(*target, "state.apply", *extra, "-t", "600", timeout=900)
+        self._keep_answer(result, target, sls, test)
         summary = {}
         for minion, states in result.items():
             if not isinstance(states, dict):
@@ -263,6 +327,19 @@ class Lab:
         return summary
 
     @staticmethod
+    def _keep_answer(result: dict, target: tuple[str, ...], sls: str | None, test: bool, keep: int = 20) -> None:
+        """The whole answer (every state's comment and duration) in the lab's
+        logs, state.apply-*.json, the last `keep` of them."""
+        logs = node.STATE / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S") + f".{time.time_ns() % 10**9:09d}"
+        (logs / f"state.apply-{stamp}-{'test' if test else 'run'}.json").write_text(
+            json.dumps({"target": list(target), "sls": sls, "test": test, "result": result}, indent=1)
+        )
+        for old in sorted(logs.glob("state.apply-*.json"))[:-keep]:
+            old.unlink(missing_ok=True)
+
+    @staticmethod
     def _report(summary: dict[str, dict]) -> bool:
         ok = True
         for minion, s in sorted(summary.items()):
@@ -276,6 +353,9 @@ class Lab:
         """Highstate every minion (with skip_applied: those up did not just apply)."""
         skip = self.applied if skip_applied else set()
         names = sorted(n.name for n in self.minions() if n.name not in skip)
+        if not names:
+            log("salt", "every minion was highstated while coming up")
+            return True
         if skip:
             log("salt", "highstate on " + ", ".join(names) + " (the others were applied while coming up)")
             summary = self.apply_states("-L", ",".join(names))
@@ -319,6 +399,31 @@ class Lab:
     def verify(self) -> bool:
         checks: list[tuple[str, bool, str]] = []
         answered = self.ping([n.name for n in self.minions()], timeout=30)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The longest check (a test=True highstate everywhere) runs while
+            # the others look at the cluster from outside.
+            second_apply = pool.submit(self.apply_states, "*", test=True)
+            checks += self._outside_checks(answered)
+            summary = second_apply.result()
+        pending = {m: s["changed"] for m, s in summary.items() if s["changed"] or s["failed"]}
+        checks.append(
+            (
+                "highstate applied: test=True shows 0 pending changes",
+                not pending and bool(summary),
+                json.dumps(pending) if pending else f"{len(summary)} minions",
+            )
+        )
+        width = max(len(c[0]) for c in checks)
+        print(f"\n{'check'.ljust(width)}  result  detail")
+        for what, ok, detail in checks:
+            print(f"{what.ljust(width)}  {'ok' if ok else 'FAIL':6}  {detail}")
+        for feature, path in self.capabilities().items():
+            print(f"{('capability: ' + feature).ljust(width)}  {'info':6}  {path}")
+        return all(ok for _, ok, _ in checks)
+
+    def _outside_checks(self, answered: dict[str, bool]) -> list[tuple[str, bool, str]]:
+        """Every check but the second highstate: minions, DHCP leases, services."""
+        checks = []
         checks.append(
             (
                 "every minion answers test.ping",
@@ -344,22 +449,7 @@ class Lab:
             )
         )
         checks += self.service_checks()
-        summary = self.apply_states("*", test=True)
-        pending = {m: s["changed"] for m, s in summary.items() if s["changed"] or s["failed"]}
-        checks.append(
-            (
-                "highstate applied: test=True shows 0 pending changes",
-                not pending and bool(summary),
-                json.dumps(pending) if pending else f"{len(summary)} minions",
-            )
-        )
-        width = max(len(c[0]) for c in checks)
-        print(f"\n{'check'.ljust(width)}  result  detail")
-        for what, ok, detail in checks:
-            print(f"{what.ljust(width)}  {'ok' if ok else 'FAIL':6}  {detail}")
-        for feature, path in self.capabilities().items():
-            print(f"{('capability: ' + feature).ljust(width)}  {'info':6}  {path}")
-        return all(ok for _, ok, _ in checks)
+        return checks
 
     def service_checks(self) -> list[tuple[str, bool, str]]:
         """What the cluster serves, seen from the client (and the servers for NAT)."""
@@ -529,7 +619,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     elif args.command == "down":
         lab.down()
     elif args.command == "lab":
-        lab.up()
+        lab.up(apply_servers=True)
         applied = lab.apply(skip_applied=True)
         verified = lab.verify()
         print()

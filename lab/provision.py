@@ -12,6 +12,7 @@ from lab.topology import UPSTREAM_NAMES, LabNode
 MASTER_CONF = "/etc/salt/master.d/lab.conf"
 MINION_CONF = "/etc/salt/minion.d/lab.conf"
 MINION_NICE = "/etc/systemd/system/salt-minion.service.d/lab-nice.conf"
+MINION_NETWORK = "/etc/systemd/system/salt-minion.service.d/lab-network.conf"
 
 
 def machine_id(name: str) -> str:
@@ -185,6 +186,11 @@ def files_for(
         # starved keepalived's check scripts on a director, which then timed
         # out, dropped its priority and handed the VIPs over for nothing.
         files[MINION_NICE] = "[Service]\nNice=10\n"
+        if any(link.dhcp for link in node.links):
+            # Start the minion once DHCP gave the node its address: its grains
+            # (ipv4, which the master's presence check matches connections
+            # against) are read at start, and the master is only reachable then.
+            files[MINION_NETWORK] = "[Unit]\nWants=network-online.target\nAfter=network-online.target\n"
     if node.runs_master:
         files[MASTER_CONF] = master_conf(repo_master, repo_path, master_address)
     if "nas" in node.roles and master_address != nas_address:
