@@ -190,60 +190,12 @@ class Lab:
         booted = self._wave(first, root_fs, master_keys)
         answered = self._require_answers([n.name for n in first if n.minion], timeout=90)
         log("salt", "minions answering: " + ", ".join(answered))
-        synced: set[str] = set()
-        with ThreadPoolExecutor(max_workers=5) as pool:
-            if booted:
-                # Custom modules and grains (cluster_kernel) before any state
-                # runs, as the README has users do. (A highstate syncs them too,
-                # but then only its own run sees the new grains: the next one
-                # rendered the directors without IPVS.) The master's runners
-                # too (salt-run cluster.health).
-                master_sync = pool.submit(
-                    node.execute, self.master.name, ["salt-run", "saltutil.sync_all"], timeout=120, check=True
-                )
-                self.sync([n.name for n in first if n.minion])
-                # The servers boot meanwhile: their minions start once the
-                # directors' dnsmasq gave them an address (network-online).
-                server_wave = pool.submit(self._wave, servers, root_fs, master_keys)
-                pool.submit(self._ask_dhcp_once_served, [n.name for n in servers], server_wave.done)
-                nas = [n.name for n in first if n.minion and "nas" in n.roles]
-                directors = [n.name for n in first if n.minion and "director" in n.roles and n.name not in nas]
-                log("salt", "highstate on the directors (DHCP for the servers) and the nas (their NFS docroot)")
-                directors_job = pool.submit(self.apply_states, "-L", ",".join(directors))
-                summary = self.apply_states("-L", ",".join(nas)) if nas else {}
-                if not self._report(summary):
-                    raise RuntimeError("highstate failed on the nas: the web servers mount its export")
-                self.applied |= set(summary)
-                booted_servers = server_wave.result()
-                servers_job = None
-                server_minions = [n for n in booted_servers if self.nodes[n].minion]
-                if apply_servers and server_minions:
-                    # The nas exports and the servers have their addresses:
-                    # their highstate need not wait for the directors' to end.
-                    self._require_answers(server_minions, timeout=120)
-                    self.sync(server_minions)
-                    synced |= set(server_minions)
-                    log("salt", "highstate on " + ", ".join(server_minions) + " (the directors' goes on)")
-                    servers_job = pool.submit(self.apply_states, "-L", ",".join(server_minions))
-                summary = directors_job.result()
-                master_sync.result()
-                if not self._report(summary):
-                    raise RuntimeError("highstate failed on the directors: the servers depend on them")
-                self.applied |= set(summary)
-                if servers_job is not None:
-                    summary = servers_job.result()
-                    self._report(summary)
-                    # A server that failed is highstated again by apply().
-                    self.applied |= {m for m, s in summary.items() if not s["failed"]}
-            else:
-                new_servers = [n for n in servers if node.leader_pid(n.name) is None]
-                if new_servers:
-                    # The directors were already up: teach them the new nodes' hosts
-                    # entries and static leases (MACs) before those boot and ask DHCP.
-                    log("salt", "hosts and DHCP leases on the directors for " + ", ".join(n.name for n in new_servers))
-                    if not self._report(self.apply_states("-C", "G@roles:director", sls="common,dnsmasq")):
-                        raise RuntimeError("the directors could not take the new nodes' leases")
-                booted_servers = self._wave(servers, root_fs, master_keys)
+        if booted:
+            booted_servers, synced = self._highstate_while_servers_boot(
+                first, servers, root_fs, master_keys, apply_servers
+            )
+        else:
+            booted_servers, synced = self._boot_servers(servers, root_fs, master_keys), set()
         answered = self._require_answers([n.name for n in self.minions()], timeout=120)
         self.sync([n for n in booted_servers if self.nodes[n].minion and n not in synced])
         node.save_state(
@@ -258,6 +210,73 @@ class Lab:
         log(
             "lab", f"up: {len(self.nodes)} nodes, {len(answered)} minions answering, {time.monotonic() - started:.1f} s"
         )
+
+    def _highstate_while_servers_boot(
+        self,
+        first: list[LabNode],
+        servers: list[LabNode],
+        root_fs: Path,
+        master_keys: tuple[str, str],
+        apply_servers: bool,
+    ) -> tuple[list[str], set[str]]:
+        """A new lab: sync and highstate the first wave while the servers boot,
+        and (apply_servers) highstate the servers as soon as they can.
+        Returns the servers booted and those synced."""
+        synced: set[str] = set()
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            # Custom modules and grains (cluster_kernel) before any state runs,
+            # as the README has users do. (A highstate syncs them too, but then
+            # only its own run sees the new grains: the next one rendered the
+            # directors without IPVS.) The master's runners too (salt-run cluster.health).
+            master_sync = pool.submit(
+                node.execute, self.master.name, ["salt-run", "saltutil.sync_all"], timeout=120, check=True
+            )
+            self.sync([n.name for n in first if n.minion])
+            # The servers boot meanwhile: their minions start once the
+            # directors' dnsmasq gave them an address (network-online).
+            server_wave = pool.submit(self._wave, servers, root_fs, master_keys)
+            pool.submit(self._ask_dhcp_once_served, [n.name for n in servers], server_wave.done)
+            nas = [n.name for n in first if n.minion and "nas" in n.roles]
+            directors = [n.name for n in first if n.minion and "director" in n.roles and n.name not in nas]
+            log("salt", "highstate on the directors (DHCP for the servers) and the nas (their NFS docroot)")
+            directors_job = pool.submit(self.apply_states, "-L", ",".join(directors))
+            summary = self.apply_states("-L", ",".join(nas)) if nas else {}
+            if not self._report(summary):
+                raise RuntimeError("highstate failed on the nas: the web servers mount its export")
+            self.applied |= set(summary)
+            booted_servers = server_wave.result()
+            servers_job = None
+            server_minions = [n for n in booted_servers if self.nodes[n].minion]
+            if apply_servers and server_minions:
+                # The nas exports and the servers have their addresses: their
+                # highstate need not wait for the directors' to end.
+                log("salt", "minions answering: " + ", ".join(self._require_answers(server_minions, timeout=120)))
+                self.sync(server_minions)
+                synced |= set(server_minions)
+                log("salt", "highstate on " + ", ".join(server_minions) + " (the directors' goes on)")
+                servers_job = pool.submit(self.apply_states, "-L", ",".join(server_minions))
+            summary = directors_job.result()
+            master_sync.result()
+            if not self._report(summary):
+                raise RuntimeError("highstate failed on the directors: the servers depend on them")
+            self.applied |= set(summary)
+            if servers_job is not None:
+                summary = servers_job.result()
+                self._report(summary)
+                # A server that failed is highstated again by apply().
+                self.applied |= {m for m, s in summary.items() if not s["failed"]}
+        return booted_servers, synced
+
+    def _boot_servers(self, servers: list[LabNode], root_fs: Path, master_keys: tuple[str, str]) -> list[str]:
+        """The directors already run: boot the servers not running (new ones
+        get their hosts entries and static leases on the directors first)."""
+        new_servers = [n for n in servers if node.leader_pid(n.name) is None]
+        if new_servers:
+            # Teach the directors the new nodes' MACs before those boot and ask DHCP.
+            log("salt", "hosts and DHCP leases on the directors for " + ", ".join(n.name for n in new_servers))
+            if not self._report(self.apply_states("-C", "G@roles:director", sls="common,dnsmasq")):
+                raise RuntimeError("the directors could not take the new nodes' leases")
+        return self._wave(servers, root_fs, master_keys)
 
     def _ask_dhcp_once_served(self, names: list[str], done: Callable[[], bool], timeout: float = 600) -> None:
         """Once a director's dnsmasq runs, have these nodes ask DHCP again
