@@ -351,7 +351,8 @@ class Lab:
         logs, state.apply-*.json, the last `keep` of them."""
         logs = node.STATE / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        stamp = time.strftime("%Y%m%dT%H%M%S") + f".{time.time_ns() % 10**9:09d}"
+        seconds, nanoseconds = divmod(time.time_ns(), 10**9)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(seconds)) + f".{nanoseconds:09d}"
         (logs / f"state.apply-{stamp}-{'test' if test else 'run'}.json").write_text(
             json.dumps({"target": list(target), "sls": sls, "test": test, "result": result}, indent=1)
         )

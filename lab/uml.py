@@ -38,7 +38,6 @@ from lab.util import alive, read_pid, run
 MEMORY_MB = {"nas": 768, "director": 768, "web": 768}
 ROOT_DISK_MB = 3072
 AGENT_PATH = "/usr/local/lib/lab/agent.py"
-MINION_SKIP_SYSV = "/etc/systemd/system/salt-minion.service.d/lab-skip-sysv.conf"
 UNUSED_GENERATORS = (
     "systemd-cryptsetup-generator",
     "systemd-debug-generator",
@@ -92,12 +91,6 @@ def files_for(node: LabNode) -> dict[str, str]:
             "Restart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n"
         ),
         AGENT_PATH: Path(agent.__file__).read_text(),
-        # `systemctl enable` of a service that also ships a SysV script runs
-        # update-rc.d twice (perl): 8 of the 11 s an enable took here, for rc?.d
-        # links that a systemd-booted node never reads. The minion's systemctl
-        # calls skip that (the formulas are unchanged; a real server just
-        # spends the 0.3 s).
-        MINION_SKIP_SYSV: "[Service]\nEnvironment=SYSTEMCTL_SKIP_SYSV=1\n",
     }
     for link in node.links:
         files[f"/etc/systemd/network/10-{link.ifname}.link"] = (

@@ -180,18 +180,21 @@ def test_user_mode_node_files(monkeypatch):
 def test_user_mode_nodes_boot_lean(monkeypatch):
     """What keeps a user-mode boot and Salt's systemctl calls short, and nothing a node needs masked."""
     monkeypatch.setattr(kernel, "uml_version", lambda: "6.1.176")
-    _, _, nodes = topology.load()
-    web1 = topology.place_on_kernels(nodes, {"director", "nas", "web"})["web1"]
+    _, model, nodes = topology.load()
+    placed = topology.place_on_kernels(nodes, {"director", "nas", "web"})
+    web1 = placed["web1"]
     assert "pty.legacy_count=0" in uml.command(web1, REPO, REPO)
     links = uml.links_for(web1)
     masked = {path.rsplit("/", 1)[1] for path, target in links.items() if target == "/dev/null"}
     assert "systemd-logind.service" in masked and "systemd-gpt-auto-generator" in masked
     # The fstab generator mounts the NFS docroot at boot; the SysV one runs services without a unit.
     assert not masked & {"systemd-fstab-generator", "systemd-sysv-generator", "nfs-server-generator"}
-    assert "Environment=SYSTEMCTL_SKIP_SYSV=1" in uml.files_for(web1)[uml.MINION_SKIP_SYSV]
-    assert uml.MINION_SKIP_SYSV not in provision.files_for(
-        nodes["dns1"], topology.load()[1], "10.0.100.100", {"file_roots": {}, "pillar_roots": {}}, "/srv"
-    )
+
+    def files(name: str) -> dict[str, str]:
+        return provision.files_for(placed[name], model, "10.0.100.100", {"file_roots": {}, "pillar_roots": {}}, "/srv")
+
+    assert "Environment=SYSTEMCTL_SKIP_SYSV=1" in files("web1")[provision.MINION_SKIP_SYSV]
+    assert provision.MINION_SKIP_SYSV not in files("dns1")
 
 
 def test_dhcp_minions_start_once_the_node_has_its_address():
