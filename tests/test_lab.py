@@ -80,8 +80,17 @@ def test_status_lists_nodes_addresses_leases_roles_and_capabilities():
 def test_verify_reports_a_table(running_lab):
     table = running_lab.stdout
     assert "every minion answers test.ping" in table and "FAIL" not in table
-    assert re.search(r"^highstate applied: test=True shows 0 pending changes +ok", table, re.M), table
     assert re.search(r"^HTTP :8000 sticky via 192\.168\.1\.200 +ok", table, re.M), table
+    # make lab reported every minion's highstate and leaves the second one to `verify`.
+    assert re.search(r"^second highstate +info +not run here: `python -m lab verify` runs it", table, re.M), table
+    assert "test=True" not in table
+
+
+def test_verify_adds_a_second_highstate_that_finds_nothing_pending():
+    proc = lab("verify", timeout=600)  # fails on any FAIL row
+    pending = re.search(r"^highstate applied: test=True shows 0 pending changes +ok +(\d+) minions$", proc.stdout, re.M)
+    assert pending and int(pending.group(1)) == len(MINIONS), proc.stdout
+    assert re.search(r"^HTTP :80 round robin via 192\.168\.1\.200 +ok", proc.stdout, re.M), proc.stdout
 
 
 def test_lab_nodes_reach_upstream_without_leaving_the_lab():
