@@ -3,7 +3,9 @@ resolver and Salt. Pure functions of the lab topology, so they are testable."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import ipaddress
 
 import yaml
 
@@ -14,6 +16,7 @@ MINION_CONF = "/etc/salt/minion.d/lab.conf"
 MINION_NICE = "/etc/systemd/system/salt-minion.service.d/lab-nice.conf"
 MINION_NETWORK = "/etc/systemd/system/salt-minion.service.d/lab-network.conf"
 MINION_SKIP_SYSV = "/etc/systemd/system/salt-minion.service.d/lab-skip-sysv.conf"
+PUBLISH_PORT = 4505  # the salt-master's publish port: every connected minion holds one connection to it
 
 
 def machine_id(name: str) -> str:
@@ -207,3 +210,23 @@ def files_for(
         files["/etc/systemd/system/lab-upstream-dns.service"] = upstream_dns_unit(node.address)
         files["/var/www/html/index.html"] = "upstream: the lab's Internet\n"
     return files
+
+
+def connected_minions(ss_established: str, nodes: dict[str, LabNode]) -> set[str]:
+    """The minions holding a connection to the master, from `ss -Htn state
+    established` on the master (Recv-Q Send-Q Local:Port Peer:Port), peers
+    matched to the nodes by their addresses (pure). What Salt's
+    manage.present finds, without starting a salt-run."""
+    by_address = {link.address: n.name for n in nodes.values() if n.minion for link in n.links if link.address}
+    found = set()
+    for line in ss_established.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or not fields[2].endswith(f":{PUBLISH_PORT}"):
+            continue
+        with contextlib.suppress(ValueError):
+            peer = ipaddress.ip_address(fields[3].rsplit(":", 1)[0].strip("[]"))
+            if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped:
+                peer = peer.ipv4_mapped
+            if str(peer) in by_address:
+                found.add(by_address[str(peer)])
+    return found

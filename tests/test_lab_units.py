@@ -216,3 +216,19 @@ def test_event_lines_are_parsed_whatever_separates_tag_and_data():
         ("salt/beacon/web2/cluster_watch/service", {"state": "inactive"}),
         ("salt/other", {"x": 1}),
     ]
+
+
+def test_connected_minions_are_the_publish_port_peers_matched_by_address():
+    _, _, nodes = topology.load()
+    ss = "\n".join(
+        [
+            "0      0      169.254.77.2:4505 10.0.100.1:40112",  # master (director), internal address
+            "0      0      169.254.77.2:4505 [::ffff:10.0.100.5]:51000",  # dns1 by its static lease, v4-mapped
+            "0      0      169.254.77.2:4506 10.0.100.2:40000",  # web1, but on the request port only
+            "0      0      169.254.77.2:4505 192.168.1.10:40000",  # the client runs no minion
+            "0      0      169.254.77.2:4505 10.9.9.9:40000",  # no lab node
+            "garbage",
+        ]
+    )
+    assert provision.connected_minions(ss, nodes) == {"master", "dns1"}
+    assert provision.connected_minions("", nodes) == set()
