@@ -17,6 +17,7 @@ MINION_NICE = "/etc/systemd/system/salt-minion.service.d/lab-nice.conf"
 MINION_NETWORK = "/etc/systemd/system/salt-minion.service.d/lab-network.conf"
 MINION_SKIP_SYSV = "/etc/systemd/system/salt-minion.service.d/lab-skip-sysv.conf"
 PUBLISH_PORT = 4505  # the salt-master's publish port: every connected minion holds one connection to it
+REQUEST_PORT = 4506  # and its request port (jobs' returns, file server, auth)
 
 
 def machine_id(name: str) -> str:
@@ -154,7 +155,7 @@ def salt_forward_unit(nas_address: str, master_address: str) -> str:
     """On a nas whose salt-master runs in a container behind it: forward the
     master's ports (4505 publish, 4506 requests) there. DNAT only, so the master
     sees the minions' own addresses (presence events match them)."""
-    match = f"-p tcp -d {nas_address} --dport 4505:4506"
+    match = f"-p tcp -d {nas_address} --dport {PUBLISH_PORT}:{REQUEST_PORT}"
     rules = [
         f"iptables -t nat -A {chain} {match} -j DNAT --to-destination {master_address}"
         for chain in ("PREROUTING", "OUTPUT")
