@@ -340,19 +340,7 @@ class Lab:
         extra = ([sls] if sls else []) + (["test=True"] if test else [])
         result = self.salt_json(*target, "state.apply", *extra, "-t", "600", timeout=900)
         self._keep_answer(result, target, sls, test)
-        summary = {}
-        for minion, states in result.items():
-            if not isinstance(states, dict):
-                summary[minion] = {"states": 0, "failed": 1, "changed": 0, "errors": states}
-                continue
-            failed = [k for k, v in states.items() if v.get("result") is False]
-            summary[minion] = {
-                "states": len(states),
-                "failed": len(failed),
-                "changed": sum(1 for v in states.values() if v.get("changes") or v.get("result") is None),
-                "errors": [states[k].get("comment") for k in failed],
-            }
-        return summary
+        return summarize(result)
 
     @staticmethod
     def _keep_answer(result: dict, target: tuple[str, ...], sls: str | None, test: bool, keep: int = 20) -> None:
@@ -368,15 +356,29 @@ class Lab:
         for old in sorted(logs.glob("state.apply-*.json"))[:-keep]:
             old.unlink(missing_ok=True)
 
-    @staticmethod
-    def _report(summary: dict[str, dict]) -> bool:
+    def _report(self, summary: dict[str, dict]) -> bool:
         ok = True
         for minion, s in sorted(summary.items()):
             log(minion, f"{s['states']} states, {s['changed']} changed, {s['failed']} failed")
             for error in s["errors"] or []:
                 log(minion, f"  {str(error)[:400]}")
+            for unit in s.get("units", []):
+                self._log_journal(minion, unit)
             ok = ok and s["failed"] == 0
         return ok
+
+    def _log_journal(self, name: str, unit: str, lines: int = 15) -> None:
+        """A failed service state's unit: its last journal lines from the node
+        (why it failed or exited: the state's comment does not say)."""
+        argv = ["journalctl", "-u", unit, "-n", str(lines), "--no-pager", "-o", "short-monotonic"]
+        try:
+            proc = node.execute(name, argv, timeout=30)
+        except (RuntimeError, subprocess.SubprocessError) as err:
+            log(name, f"  journal of {unit}: not read ({err})")
+            return
+        log(name, f"  journal of {unit} (last {lines} lines):")
+        for line in proc.stdout.splitlines():
+            log(name, f"    {line}")
 
     def apply(self, skip_applied: bool = False) -> bool:
         """Highstate every minion (with skip_applied: those up did not just apply)."""
@@ -567,6 +569,27 @@ class Lab:
         node.remove_cgroup_root()
         node.state_file().unlink(missing_ok=True)
         log("lab", "down: no lab namespace, mount or process left")
+
+
+def summarize(result: dict) -> dict[str, dict]:
+    """Per minion of a state.apply answer: how many states, failed, changed (or
+    pending, with test=True), the failed ones' comments, and the units of the
+    failed service states (pure)."""
+    summary: dict[str, dict] = {}
+    for minion, states in result.items():
+        if not isinstance(states, dict):
+            summary[minion] = {"states": 0, "failed": 1, "changed": 0, "errors": states, "units": []}
+            continue
+        failed = {k: v for k, v in states.items() if v.get("result") is False}
+        summary[minion] = {
+            "states": len(states),
+            "failed": len(failed),
+            "changed": sum(1 for v in states.values() if v.get("changes") or v.get("result") is None),
+            "errors": [v.get("comment") for v in failed.values()],
+            # A state's key: module_|-id_|-name_|-function.
+            "units": [v.get("name") or k.split("_|-")[2] for k, v in failed.items() if k.startswith("service_|-")],
+        }
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -232,3 +232,36 @@ def test_connected_minions_are_the_publish_port_peers_matched_by_address():
     )
     assert provision.connected_minions(ss, nodes) == {"master", "dns1"}
     assert provision.connected_minions("", nodes) == set()
+
+
+def test_a_highstate_answer_is_summarized_with_the_units_of_failed_service_states():
+    from lab.cli import summarize
+
+    answer = {
+        "standby": {
+            "file_|-haproxy-config-file-managed_|-/etc/haproxy/haproxy.cfg_|-managed": {"result": True, "changes": {}},
+            "sysctl_|-haproxy-config-nonlocal-bind_|-net.ipv4.ip_nonlocal_bind_|-present": {
+                "result": True,
+                "changes": {"net.ipv4.ip_nonlocal_bind": 1},
+            },
+            "service_|-haproxy-service-running_|-haproxy_|-running": {
+                "name": "haproxy",
+                "result": False,
+                "changes": {"haproxy": True},
+                "comment": "Service haproxy has been enabled, and is dead",
+            },
+            "pkg_|-haproxy-package-installed_|-haproxy_|-installed": {"result": False, "changes": {}, "comment": "E"},
+        },
+        "master": {"service_|-keepalived-service-running_|-keepalived_|-running": {"result": True, "changes": {}}},
+        "web1": "Minion did not return. [No response]",
+    }
+    got = summarize(answer)
+    assert got["standby"] == {
+        "states": 4,
+        "failed": 2,
+        "changed": 2,
+        "errors": ["Service haproxy has been enabled, and is dead", "E"],
+        "units": ["haproxy"],  # the failed pkg state names no unit
+    }
+    assert got["master"] == {"states": 1, "failed": 0, "changed": 0, "errors": [], "units": []}
+    assert got["web1"]["failed"] == 1 and got["web1"]["units"] == []
