@@ -265,3 +265,26 @@ def test_a_highstate_answer_is_summarized_with_the_units_of_failed_service_state
     }
     assert got["master"] == {"states": 1, "failed": 0, "changed": 0, "errors": [], "units": []}
     assert got["web1"]["failed"] == 1 and got["web1"]["units"] == []
+
+
+def test_a_failed_first_highstate_is_applied_once_more_on_the_failed_minions_only(monkeypatch):
+    from lab import cli
+
+    lab = cli.Lab.__new__(cli.Lab)  # no topology or kernel probing: only the retry's logic
+    printed: list[str] = []
+    monkeypatch.setattr(cli, "log", lambda who, text: printed.append(f"{who} {text}"))
+    monkeypatch.setattr(lab, "_log_journal", lambda name, unit: printed.append(f"journal {name} {unit}"))
+    calls: list[tuple[str, ...]] = []
+    answers = [{"standby": {"states": 27, "failed": 0, "changed": 1, "errors": [], "units": []}}]
+    monkeypatch.setattr(lab, "apply_states", lambda *target: calls.append(target) or answers.pop(0))
+    first = {
+        "master": {"states": 27, "failed": 0, "changed": 20, "errors": [], "units": []},
+        "standby": {"states": 27, "failed": 1, "changed": 20, "errors": ["is dead"], "units": ["haproxy"]},
+    }
+    assert not lab._report(first) and "journal standby haproxy" in printed
+    assert lab._apply_failed_again(first)
+    assert calls == [("-L", "standby")]
+    assert f"salt {cli.RETRY_NOTE} on standby" in printed
+    # A fault that stays: the second run fails too, and so does the lab.
+    answers.append({"standby": first["standby"]})
+    assert not lab._apply_failed_again(first)
