@@ -373,8 +373,9 @@ class Lab:
         """Once more on the minions whose first highstate failed (reported above,
         with the failed units' journals). A unit that died at its very first
         start starts again (the project's CI once saw HAProxy do so on the
-        standby, 1 run in about 14); a real fault fails again, and the lab stops.
-        The line it prints is what the test session warns about."""
+        standby: its watchdog, README "HAProxy's size"); a real fault fails
+        again, and the lab stops. The line it prints is what the test session
+        warns about."""
         failed = sorted(m for m, s in summary.items() if s["failed"])
         log("salt", f"{RETRY_NOTE} on {', '.join(failed)}")
         return self._report(self.apply_states("-L", ",".join(failed)))

@@ -202,9 +202,11 @@ def render_haproxy(salt_call, overrides: dict, tmp_path: Path) -> tuple[list[str
                 "option redispatch 1",
                 "retry-on conn-failure empty-response response-timeout",
                 "option http-server-close",
+                "maxconn 20000",  # not sized from the file limit (README, "HAProxy's size")
             ],
             [],
         ),
+        ({"maxconn": 5000}, ["maxconn 5000"], ["maxconn 20000"]),
         (
             {"redispatch": -1, "retry_on": ["conn-failure", "503"], "timeouts": {"server": "4s"}},
             ["option redispatch -1", "retry-on conn-failure 503", "timeout server 4s", "timeout connect 1s"],

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
+from collections import Counter
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -90,8 +91,26 @@ def under_load(action: Callable[[], None]) -> list[list]:
     return probes
 
 
-def failed(probes: list[list]) -> list[tuple[str, float]]:
-    return [(p[0], p[1]) for p in probes if not p[2]]
+def failed(probes: list[list]) -> list[tuple[str, float, str | None]]:
+    """The probes whose first attempt failed: (kind, sent at, what went wrong)."""
+    return [(p[0], p[1], p[6]) for p in probes if not p[2]]
+
+
+def outage(probes: list[list]) -> str:
+    """The failed probes, summed up, and what both directors' keepalived and
+    HAProxy logged around them (a rollout step that cost requests says so here)."""
+    bad = failed(probes)
+    if not bad:
+        return ""
+    first, last = bad[0][1], bad[-1][1]
+    kinds = Counter(f"{kind} {error}" for kind, _, error in bad)
+    lines = [f"{len(bad)} failed probes over {last - first:.1f} s from {first:.1f}: {dict(kinds)}"]
+    units = ["-u", "keepalived", "-u", "haproxy", "-u", "keepalived-haproxy-watch"]
+    window = ["--since", f"@{int(first) - 10}", "--until", f"@{int(last) + 5}"]
+    for director in MODEL["roles"]["director"]:
+        journal = in_node(director, "journalctl", "--no-pager", "-o", "short-precise", *window, *units, check=False)
+        lines += [f"--- {director}", *journal.stdout.splitlines()[-60:]]
+    return "\n".join(lines)
 
 
 def dns_conns(address: str) -> int:
@@ -123,7 +142,7 @@ def test_add_web4_and_dns4_without_a_failed_request():
     # The machines first: the directors learn their leases, they boot and
     # their minions connect (nothing balances to them yet).
     probes = under_load(lambda: lab("up", timeout=900))
-    assert failed(probes) == [], failed(probes)
+    assert failed(probes) == [], outage(probes)
     assert dns_conns("10.0.100.9") == -1, "dns4 is balanced to before the rollout"
     plan = orchestrate(test=True)
     assert plan.returncode == 0, plan.stdout[-3000:]
@@ -136,7 +155,7 @@ def test_add_web4_and_dns4_without_a_failed_request():
         assert run.returncode == 0, run.stdout[-5000:]
 
     probes = under_load(rollout)
-    assert failed(probes) == [], failed(probes)
+    assert failed(probes) == [], outage(probes)
     assert "10.0.100.8" in servers(f"http://{VIP}/", 12), "web4 receives no traffic"
     in_node("client", "sh", "-c", f"for i in $(seq 12); do dig +short +time=2 +tries=1 @{VIP} web4.lab.local; done")
     assert dns_conns("10.0.100.9") > 0, "dns4 receives no queries"
@@ -156,7 +175,7 @@ def test_remove_web2_drained_first_without_a_failed_request():
         assert "drained (not in the topology): " in run.stdout, run.stdout[-5000:]
 
     probes = under_load(change)
-    assert failed(probes) == [], failed(probes)
+    assert failed(probes) == [], outage(probes)
     assert "10.0.100.3" not in servers(f"http://{VIP}/", 12)
     lab("up", timeout=600)
     assert node.leader_pid("web2") is None, "lab up did not retire web2"
