@@ -57,7 +57,10 @@ def leader_pid(name: str) -> int | None:
     if pid is None:
         return None
     for task in Path(f"/proc/{pid}/task").iterdir():
-        children = (task / "children").read_text().split()
+        try:
+            children = (task / "children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):  # the task ended meanwhile
+            continue
         for child in children:
             if alive(int(child)):
                 return int(child)

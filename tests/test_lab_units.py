@@ -288,3 +288,33 @@ def test_a_failed_first_highstate_is_applied_once_more_on_the_failed_minions_onl
     # A fault that stays: the second run fails too, and so does the lab.
     answers.append({"standby": first["standby"]})
     assert not lab._apply_failed_again(first)
+
+
+def test_a_process_that_exits_while_its_state_is_read_is_not_alive(monkeypatch):
+    """/proc/PID/stat opened, then the process exits: the read fails with ESRCH
+    (seen once while nspawn set a container up; the lab stopped with a traceback)."""
+    from lab import util
+
+    class Vanished:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def read(self):
+            raise ProcessLookupError(3, "No such process")
+
+    monkeypatch.setattr(util, "open", lambda *args, **kwargs: Vanished(), raising=False)
+    assert util.alive(12345) is False
+
+
+def test_a_process_that_is_gone_is_not_alive():
+    import subprocess
+
+    from lab import util
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    assert util.alive(proc.pid) is False
+    assert util.alive(1) is True
