@@ -1,6 +1,6 @@
 """Benchmark of the one-host lab (prints figures; not a test).
 
-    .venv/bin/python bench/lab_boot.py [--cold] [--compare]
+    .venv/bin/python bench/lab_boot.py [--cold] [--compare] [--compare-uml]
 
 --cold removes the cached rootfs first, to time the one-off build. The script
 then times what `make lab` does on a warm cache, without its verify step:
@@ -10,6 +10,9 @@ time (start to systemd running), memory (PSS) and host CPU time after the
 highstate, and leaves the lab down. It also prints how busy the host's CPUs
 were meanwhile: the work divided by the cores is the least wall time this
 machine needs for it, however the steps overlap.
+
+--compare-uml times the same on Debian 12's user-mode kernel as well
+(LAB_UML=package) instead of Debian 13's (lab/umlkernel.py).
 
 --compare times the same with LAB_KERNEL=host as well (every node a
 container, IPVS and NFS unavailable where the host kernel lacks them): the
@@ -42,8 +45,12 @@ def host_cpu_seconds() -> tuple[float, float]:
     return busy / tick, (busy + idle + iowait) / tick
 
 
-def run(kernel_mode: str) -> tuple[Lab, list[tuple[str, str]], dict[str, tuple[float, float]], float]:
+def run(
+    kernel_mode: str, uml: str = "auto"
+) -> tuple[Lab, list[tuple[str, str]], dict[str, tuple[float, float]], float]:
     os.environ["LAB_KERNEL"] = kernel_mode
+    os.environ["LAB_UML"] = uml
+    label = kernel_mode if uml == "auto" else f"{kernel_mode}, LAB_UML={uml}"
     lab = Lab()
     lab.down()
     figures = []
@@ -56,14 +63,14 @@ def run(kernel_mode: str) -> tuple[Lab, list[tuple[str, str]], dict[str, tuple[f
     busy, everything = host_cpu_seconds()
     busy -= busy_before
     cores = os.cpu_count() or 1
-    figures.append((f"[{kernel_mode}] up + highstate (make lab without verify)", f"{total:.1f} s"))
+    figures.append((f"[{label}] up + highstate (make lab without verify)", f"{total:.1f} s"))
     figures.append(
         (
-            f"[{kernel_mode}] host CPU busy meanwhile",
+            f"[{label}] host CPU busy meanwhile",
             f"{busy:.0f} CPU-s on {cores} cores ({100 * busy / (everything - all_before):.0f}%)",
         )
     )
-    figures.append((f"[{kernel_mode}] that work / {cores} cores: least wall time", f"{busy / cores:.0f} s"))
+    figures.append((f"[{label}] that work / {cores} cores: least wall time", f"{busy / cores:.0f} s"))
     applied = {name: (node.memory_kb(name) / 1024, node.cpu_seconds(name)) for name in lab.nodes}
     lab.down()
     return lab, figures, applied, total
@@ -73,6 +80,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold", action="store_true", help="rebuild the rootfs first and time it")
     parser.add_argument("--compare", action="store_true", help="also time a lab without user-mode kernels")
+    parser.add_argument(
+        "--compare-uml", action="store_true", help="also time the lab on Debian 12's user-mode kernel (LAB_UML=package)"
+    )
     args = parser.parse_args()
     Lab().down()
     figures: list[tuple[str, str]] = []
@@ -88,6 +98,10 @@ def main() -> int:
         _, more, _, host_total = run("host")
         figures += more
         figures.append(("added by the user-mode kernels", f"{total - host_total:.1f} s"))
+    if args.compare_uml:
+        _, more, _, package_total = run("auto", uml="package")
+        figures += more
+        figures.append(("saved by Debian 13's user-mode kernel", f"{package_total - total:.1f} s"))
     print("\nfigure                                                   value")
     for what, value in figures:
         print(f"{what:56} {value}")

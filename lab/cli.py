@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from lab import bench, events, kernel, keys, net, node, provision, rootfs, uml
+from lab import bench, events, kernel, keys, net, node, provision, rootfs, uml, umlkernel
 from lab.topology import REPO, LabNode, load, place_on_kernels
 from lab.util import log, run
 
@@ -181,6 +181,9 @@ class Lab:
         """Boot every node and highstate the directors and the nas (the servers
         depend on them); with apply_servers, the servers too, as soon as they can."""
         started = time.monotonic()
+        if any(n.platform == "uml" for n in self.nodes.values()) and os.environ.get("LAB_UML") != "package":
+            umlkernel.ensure()  # Debian 13's user-mode kernel, fetched once (else Debian 12's)
+            self.kernel_paths = kernel.paths()
         root_fs = rootfs.build()
         run([sys.executable, str(REPO / "tools" / "gen_secrets.py"), str(REPO / "pillar" / "secrets.sls")])
         mtus: dict[str, int] = {}

@@ -4,8 +4,9 @@ The seed's IPVS (directors) and NFS (nas server, web clients) paths need kernel
 features. Where the host kernel has them the nodes use it directly (nspawn
 containers share the host kernel). Where it does not, the nodes that need them
 boot Debian's User-Mode Linux kernel instead (package user-mode-linux), which
-ships both as modules. Only when neither works is a feature unavailable, and
-the reason says why.
+ships both as modules: Debian 13's when the lab could fetch it (lab/umlkernel.py:
+it needs about half the host CPU of Debian 12's), else the host's package.
+Only when neither works is a feature unavailable, and the reason says why.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-UML_KERNEL = "/usr/bin/linux"
-UML_MODULES = Path("/usr/lib/uml/modules")
+from . import umlkernel
+
+# Debian's package on the host (apt-get install user-mode-linux).
+UML_PACKAGE = ("/usr/bin/linux", Path("/usr/lib/uml/modules"))
 HOST = "host kernel"
 UML = "user-mode kernel"
 
@@ -67,18 +70,29 @@ def host_has(feature: str) -> bool:
     raise ValueError(f"unknown kernel feature {feature!r}")
 
 
+def uml_kernel() -> tuple[str, Path]:
+    """The user-mode kernel's binary and modules directory: Debian 13's from the
+    lab's cache when there (LAB_UML=package: the host's package regardless)."""
+    fetched = umlkernel.cached() if os.environ.get("LAB_UML", "auto") != "package" else None
+    if fetched is not None:
+        return umlkernel.uml_binary(fetched), umlkernel.uml_modules(fetched)
+    return UML_PACKAGE
+
+
 def uml_version() -> str | None:
-    if not os.access(UML_KERNEL, os.X_OK) or not UML_MODULES.is_dir():
+    binary, modules = uml_kernel()
+    if not os.access(binary, os.X_OK) or not modules.is_dir():
         return None
-    versions = sorted(p.name for p in UML_MODULES.iterdir() if p.is_dir())
+    versions = sorted(p.name for p in modules.iterdir() if p.is_dir())
     return versions[-1] if versions else None
 
 
 def uml_has(feature: str) -> tuple[bool, str]:
     version = uml_version()
+    binary, modules = uml_kernel()
     if version is None:
-        return False, f"no user-mode kernel ({UML_KERNEL} and {UML_MODULES}: apt-get install user-mode-linux)"
-    base = UML_MODULES / version
+        return False, f"no user-mode kernel ({binary} and {modules}: apt-get install user-mode-linux)"
+    base = modules / version
     missing = [m for m in NEEDS[feature] if not any(base.glob(m + "*"))]
     if missing:
         return False, f"the user-mode kernel {version} lacks {', '.join(missing)}"

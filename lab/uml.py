@@ -75,7 +75,7 @@ def on_disk(node: LabNode) -> bool:
 def files_for(node: LabNode) -> dict[str, str]:
     """The files a UML node needs on top of an nspawn node's (pure)."""
     version = kernel.uml_version()
-    fstab = [f"none /usr/lib/modules hostfs {kernel.UML_MODULES} 0 0"]
+    fstab = [f"none /usr/lib/modules hostfs {kernel.uml_kernel()[1]} 0 0"]
     if on_disk(node):
         fstab.insert(0, "/dev/ubda / ext4 defaults 0 0")
     files = {
@@ -137,7 +137,7 @@ def make_root_disk(path: Path, tree: Path) -> None:
 
 def command(node: LabNode, base: Path, root: Path) -> list[str]:
     cmd = [
-        kernel.UML_KERNEL,
+        kernel.uml_kernel()[0],
         f"umid={node.name}",
         f"uml_dir={base / 'uml'}",
         f"mem={memory_mb(node)}M",
@@ -223,6 +223,10 @@ def stop(base: Path, timeout: float = 5) -> None:
     pid_file(base).unlink(missing_ok=True)
 
 
+# The kernel binary's name: Debian's package (/usr/bin/linux) or the unpacked one (linux.uml).
+KERNEL_NAMES = (b"linux", b"linux.uml")
+
+
 def leftovers(state: Path) -> list[int]:
     """PIDs of user-mode kernels this lab started whose pid file is gone (their
     argv names a node directory under the lab's state): a crash or an
@@ -233,7 +237,8 @@ def leftovers(state: Path) -> list[int]:
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 argv = (entry / "cmdline").read_bytes().split(b"\0")
-                if argv[0].endswith(b"/linux") and any(a.decode(errors="replace").startswith(marker) for a in argv):
+                ours = any(a.decode(errors="replace").startswith(marker) for a in argv)
+                if ours and os.path.basename(argv[0]) in KERNEL_NAMES:
                     found.append(int(entry.name))
     return found
 

@@ -18,6 +18,7 @@ import time
 import pytest
 
 from conftest import SEED
+from lab import kernel
 from lab.topology import CLIENT_ADDRESS as CLIENT
 from labtools import MASTER_NODE, in_node, lab, salt_json
 
@@ -78,6 +79,10 @@ def test_status_states_the_path_each_feature_took():
     lines = {x.split()[0]: x for x in out.splitlines() if x and x.split()[0] in SEED["nodes"]}
     if "user-mode kernel" in out:
         assert " uml " in lines["master"] and " uml " in lines["web1"] and " host " in lines["dns1"]
+        # They run the kernel the lab chose (Debian 13's when it could fetch it: lab/umlkernel.py).
+        chosen = kernel.uml_version()
+        assert f"Linux {chosen} in user mode" in out
+        assert {in_node(name, "uname", "-r").stdout.strip() for name in ("master", "nas", "web1")} == {chosen}
 
 
 def test_dns_through_the_vip_is_answered_by_each_server_in_turn():
