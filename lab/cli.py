@@ -181,10 +181,15 @@ class Lab:
         """Boot every node and highstate the directors and the nas (the servers
         depend on them); with apply_servers, the servers too, as soon as they can."""
         started = time.monotonic()
-        if any(n.platform == "uml" for n in self.nodes.values()) and os.environ.get("LAB_UML") != "package":
-            umlkernel.ensure()  # Debian 13's user-mode kernel, fetched once (else Debian 12's)
-            self.kernel_paths = kernel.paths()
-        root_fs = rootfs.build()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            fetch = None
+            if any(n.platform == "uml" for n in self.nodes.values()) and os.environ.get("LAB_UML") != "package":
+                # Debian 13's user-mode kernel, fetched once (else Debian 12's), while a rootfs builds.
+                fetch = pool.submit(umlkernel.ensure)
+            root_fs = rootfs.build()
+            if fetch is not None:
+                fetch.result()
+        self.kernel_paths = kernel.paths()
         run([sys.executable, str(REPO / "tools" / "gen_secrets.py"), str(REPO / "pillar" / "secrets.sls")])
         mtus: dict[str, int] = {}
         for lab_node in self.nodes.values():  # the lab's MTUs (clamped where a user-mode node is)

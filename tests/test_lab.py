@@ -2,7 +2,7 @@
 
 These tests boot real Debian nodes (systemd-nspawn) on lab-only bridges, with a
 real Salt master on nas and minions everywhere; the first run also builds the
-rootfs (debootstrap, a few minutes).
+rootfs (mmdebstrap, a minute or two).
 """
 
 from __future__ import annotations
