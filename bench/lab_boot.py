@@ -90,7 +90,7 @@ def main() -> int:
         safe_rmtree(rootfs.path())
         started = time.monotonic()
         rootfs.build()
-        figures.append(("cold rootfs build (debootstrap + Salt)", f"{time.monotonic() - started:.0f} s"))
+        figures.append(("cold rootfs build (mmdebstrap + Salt)", f"{time.monotonic() - started:.0f} s"))
     rootfs.build()
     lab, more, applied, total = run("auto")
     figures += more
