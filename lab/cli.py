@@ -183,7 +183,7 @@ class Lab:
         started = time.monotonic()
         with ThreadPoolExecutor(max_workers=1) as pool:
             fetch = None
-            if any(n.platform == "uml" for n in self.nodes.values()) and os.environ.get("LAB_UML") != "package":
+            if any(n.platform == "uml" for n in self.nodes.values()) and not kernel.package_kernel_forced():
                 # Debian 13's user-mode kernel, fetched once (else Debian 12's), while a rootfs builds.
                 fetch = pool.submit(umlkernel.ensure)
             root_fs = rootfs.build()

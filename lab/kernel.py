@@ -17,7 +17,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import umlkernel
+from lab import umlkernel
 
 # Debian's package on the host (apt-get install user-mode-linux).
 UML_PACKAGE = ("/usr/bin/linux", Path("/usr/lib/uml/modules"))
@@ -70,10 +70,15 @@ def host_has(feature: str) -> bool:
     raise ValueError(f"unknown kernel feature {feature!r}")
 
 
+def package_kernel_forced() -> bool:
+    """LAB_UML=package: the host's package kernel, even with Debian 13's cached."""
+    return os.environ.get("LAB_UML", "auto") == "package"
+
+
 def uml_kernel() -> tuple[str, Path]:
     """The user-mode kernel's binary and modules directory: Debian 13's from the
-    lab's cache when there (LAB_UML=package: the host's package regardless)."""
-    fetched = umlkernel.cached() if os.environ.get("LAB_UML", "auto") != "package" else None
+    lab's cache when there, else the host's package."""
+    fetched = None if package_kernel_forced() else umlkernel.cached()
     if fetched is not None:
         return umlkernel.uml_binary(fetched), umlkernel.uml_modules(fetched)
     return UML_PACKAGE

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lab import uml
 from lab.topology import REPO, LabNode
-from lab.util import alive, read_pid, run, safe_rmtree
+from lab.util import alive, children, read_pid, run, safe_rmtree
 
 STATE = Path(os.environ.get("LAB_STATE", "/var/lib/ha-lab"))
 REPO_IN_NAS = "/srv/cluster"
@@ -56,15 +56,7 @@ def leader_pid(name: str) -> int | None:
     pid = nspawn_pid(name)
     if pid is None:
         return None
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            children = (task / "children").read_text().split()
-        except (FileNotFoundError, ProcessLookupError):  # the task ended meanwhile
-            continue
-        for child in children:
-            if alive(int(child)):
-                return int(child)
-    return None
+    return next((child for child in children(pid) if alive(child)), None)
 
 
 def is_mounted(path: Path) -> bool:
@@ -324,10 +316,9 @@ def memory_kb(name: str) -> int:
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
                     total += int(line.split()[1])
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                pids.extend(int(c) for c in (task / "children").read_text().split())
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
+        pids.extend(children(pid))
     return total
 
 

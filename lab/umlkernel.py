@@ -32,8 +32,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from .rootfs import CACHE, MIRROR
-from .util import log, run
+from lab.rootfs import CACHE, MIRROR
+from lab.util import log, run
 
 SUITE = "trixie"
 PACKAGE = "user-mode-linux"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -50,6 +51,19 @@ def alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError, IndexError):
         # ProcessLookupError: it exited between the open and the read.
         return False
+
+
+def children(pid: int) -> list[int]:
+    """The process's children, over all its threads; what is left of them when
+    it or one of its threads ends while they are read (none once it is gone)."""
+    found: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                found.extend(int(child) for child in (task / "children").read_text().split())
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return found
 
 
 def read_pid(path: Path) -> int | None:
