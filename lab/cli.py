@@ -23,7 +23,6 @@ from lab.util import log, run
 REPO_IN_NAS = node.REPO_IN_NAS
 # One job, two functions in this order: the grains sync's refresh (grains,
 # pillar, modules, beacons) comes last.
-SYNC_BEFORE_HIGHSTATE = "saltutil.sync_beacons,saltutil.sync_grains"
 # What the lab prints when a first highstate failed and it applies it once more.
 RETRY_NOTE = "highstate again, once, after the failure above"
 
@@ -92,6 +91,11 @@ class Lab:
                 return
             time.sleep(1)
 
+    def _log_answers(self, names: list[str], timeout: float = 90) -> None:
+        """Wait for these minions to answer (or fail naming the silent ones), and say so."""
+        if names:
+            log("salt", "minions answering: " + ", ".join(self._require_answers(names, timeout)))
+
     def _require_answers(self, names: list[str], timeout: float) -> dict[str, bool]:
         """ping, and fail naming the minions that did not answer."""
         answered = self.ping(names, timeout=timeout)
@@ -99,20 +103,6 @@ class Lab:
         if missing:
             raise RuntimeError(f"minions did not answer: {', '.join(missing)}")
         return answered
-
-    def sync(self, names: list[str]) -> None:
-        """What a highstate's own sync leaves stale, before a minion's first one:
-        the custom grains (cluster_kernel, which the formulas render from) with a
-        grains and pillar refresh, and the beacons. The highstate syncs the
-        modules and states itself (refresh=False: hence this step). A whole
-        saltutil.sync_all fetches some twenty directories, ~7 s more per wave."""
-        if names:
-            result = self.salt_json(
-                "-L", ",".join(names), SYNC_BEFORE_HIGHSTATE, "refresh=False,refresh=True", "-t", "240", timeout=300
-            )
-            missing = sorted(set(names) - set(result))
-            if missing:
-                raise RuntimeError(f"{SYNC_BEFORE_HIGHSTATE} got no answer from {', '.join(missing)}")
 
     # -- up --------------------------------------------------------------
     def _boot(self, lab_node: LabNode, root_fs: Path, master_keys: tuple[str, str]) -> bool:
@@ -135,6 +125,8 @@ class Lab:
         units = []
         if lab_node.minion:
             units.append("salt-minion.service")
+            for path, text in provision.extension_modules(REPO).items():
+                node.write(root, path, text)
             pem, pub = keys.generate(node.STATE / "keys", lab_node.name)
             node.write(root, "/etc/salt/pki/minion/minion.pem", pem, 0o600)
             node.write(root, "/etc/salt/pki/minion/minion.pub", pub)
@@ -205,17 +197,12 @@ class Lab:
         node.mount(self.master, root_fs)
         first = [n for n in self.nodes.values() if n.order in (0, 1)]
         servers = [n for n in self.nodes.values() if n.order == 2]
-        booted = self._wave(first, root_fs, master_keys)
-        answered = self._require_answers([n.name for n in first if n.minion], timeout=90)
-        log("salt", "minions answering: " + ", ".join(answered))
-        if booted:
-            booted_servers, synced = self._highstate_while_servers_boot(
-                first, servers, root_fs, master_keys, apply_servers
-            )
+        if self._wave(first, root_fs, master_keys):
+            self._highstate_while_servers_boot(first, servers, root_fs, master_keys, apply_servers)
         else:
-            booted_servers, synced = self._boot_servers(servers, root_fs, master_keys), set()
+            self._log_answers([n.name for n in first if n.minion])
+            self._boot_servers(servers, root_fs, master_keys)
         answered = self._require_answers([n.name for n in self.minions()], timeout=120)
-        self.sync([n for n in booted_servers if self.nodes[n].minion and n not in synced])
         node.save_state(
             {
                 "up_seconds": round(time.monotonic() - started, 1),
@@ -236,29 +223,28 @@ class Lab:
         root_fs: Path,
         master_keys: tuple[str, str],
         apply_servers: bool,
-    ) -> tuple[list[str], set[str]]:
-        """A new lab: sync and highstate the first wave while the servers boot,
-        and (apply_servers) highstate the servers as soon as they can.
-        Returns the servers booted and those synced."""
-        synced: set[str] = set()
+    ) -> None:
+        """A new lab: highstate the first wave while the servers boot, and
+        (apply_servers) highstate the servers as soon as they can."""
         with ThreadPoolExecutor(max_workers=5) as pool:
-            # The custom grains (cluster_kernel) before any state runs (a
-            # highstate syncs them too, but then only its own run sees them:
-            # the next one rendered the directors without IPVS). The master's
-            # runners too (salt-run cluster.health).
+            # The master's runners (salt-run cluster.health). The minions
+            # started with the custom grains and beacons (seeded at boot).
             master_sync = pool.submit(
                 node.execute, self.master.name, ["salt-run", "saltutil.sync_all"], timeout=120, check=True
             )
-            self.sync([n.name for n in first if n.minion])
-            # The servers boot meanwhile (not sooner: they would slow this sync,
-            # and the directors' highstate that serves them DHCP): their minions
-            # start once the directors' dnsmasq gave them an address (network-online).
+            # The servers' minions start once the directors' dnsmasq gave them
+            # an address (network-online); they boot meanwhile.
             server_wave = pool.submit(self._wave, servers, root_fs, master_keys)
             pool.submit(self._ask_dhcp_once_served, [n.name for n in servers], server_wave.done)
             nas = [n.name for n in first if n.minion and "nas" in n.roles]
             directors = [n.name for n in first if n.minion and "director" in n.roles and n.name not in nas]
-            log("salt", "highstate on the directors (DHCP for the servers) and the nas (their NFS docroot)")
+            # The directors' minions started first (the nas boots from a disk
+            # image, later): their highstate need not wait for the nas's minion.
+            self._log_answers(directors)
+            log("salt", "highstate on the directors (DHCP for the servers)")
             directors_job = pool.submit(self.apply_states, "-L", ",".join(directors))
+            self._log_answers([n.name for n in first if n.minion and n.name not in directors])
+            log("salt", "highstate on the nas (the web servers' NFS docroot)")
             summary = self.apply_states("-L", ",".join(nas)) if nas else {}
             if not (self._report(summary) or self._apply_failed_again(summary)):
                 raise RuntimeError("highstate failed on the nas: the web servers mount its export")
@@ -269,9 +255,7 @@ class Lab:
             if apply_servers and server_minions:
                 # The nas exports and the servers have their addresses: their
                 # highstate need not wait for the directors' to end.
-                log("salt", "minions answering: " + ", ".join(self._require_answers(server_minions, timeout=120)))
-                self.sync(server_minions)
-                synced |= set(server_minions)
+                self._log_answers(server_minions, timeout=120)
                 log("salt", "highstate on " + ", ".join(server_minions) + " (the directors' goes on)")
                 servers_job = pool.submit(self.apply_states, "-L", ",".join(server_minions))
             summary = directors_job.result()
@@ -284,7 +268,6 @@ class Lab:
                 self._report(summary)
                 # A server that failed is highstated again by apply().
                 self.applied |= {m for m, s in summary.items() if not s["failed"]}
-        return booted_servers, synced
 
     def _boot_servers(self, servers: list[LabNode], root_fs: Path, master_keys: tuple[str, str]) -> list[str]:
         """The directors already run: boot the servers not running (new ones
@@ -408,6 +391,9 @@ class Lab:
         if not names:
             log("salt", "every minion was highstated while coming up")
             return True
+        # Lab minions do not sync at each highstate (provision.minion_conf):
+        # the repo's custom modules may have changed since they booted.
+        self.salt_json("-L", ",".join(names), "saltutil.sync_all", "-t", "240", timeout=300)
         if skip:
             log("salt", "highstate on " + ", ".join(names) + " (the others were applied while coming up)")
             summary = self.apply_states("-L", ",".join(names))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import ipaddress
+from pathlib import Path
 
 import yaml
 
@@ -16,6 +17,10 @@ MINION_CONF = "/etc/salt/minion.d/lab.conf"
 MINION_NICE = "/etc/systemd/system/salt-minion.service.d/lab-nice.conf"
 MINION_NETWORK = "/etc/systemd/system/salt-minion.service.d/lab-network.conf"
 MINION_SKIP_SYSV = "/etc/systemd/system/salt-minion.service.d/lab-skip-sysv.conf"
+# Where a minion keeps the custom modules it synced (Salt's cachedir/extmods),
+# and the repo's folders it gets before it starts: see extension_modules().
+MINION_EXTMODS = "/var/cache/salt/minion/extmods"
+SEEDED_EXTMODS = {"_grains": "grains", "_beacons": "beacons", "_modules": "modules", "_states": "states"}
 PUBLISH_PORT = 4505  # the salt-master's publish port: every connected minion holds one connection to it
 REQUEST_PORT = 4506  # and its request port (jobs' returns, file server, auth)
 
@@ -97,6 +102,14 @@ def minion_conf(node: LabNode, master_address: str) -> str:
             # there jobs run in threads (measured: test.ping 1.8 -> 0.9 s,
             # a no-change highstate of a web node 21 -> 17 s; +70 MB).
             "multiprocessing": node.platform != "uml",
+            # A highstate starts with a saltutil.sync_all: twenty-odd module
+            # types, each over a new channel to the master, ~10 s per
+            # user-mode node even when nothing changed. Lab minions start with
+            # the repo's modules (extension_modules) and `python -m lab apply`
+            # syncs before it highstates; after editing _modules & co. in a
+            # running lab, `salt '*' saltutil.sync_all` before a bare
+            # `salt '*' state.apply` (a real minion keeps Salt's default).
+            "autoload_dynamic_modules": False,
             # Salt starts and stops services through `systemd-run --scope
             # systemctl ...` so that the systemctl call survives a restart of
             # the minion; the service itself is always PID 1's, in its own
@@ -211,6 +224,20 @@ def files_for(
         files["/etc/systemd/system/lab-upstream-dns.service"] = upstream_dns_unit(node.address)
         files["/var/www/html/index.html"] = "upstream: the lab's Internet\n"
     return files
+
+
+def extension_modules(repo: Path) -> dict[str, str]:
+    """The repo's custom grains, beacons, execution and state modules, where
+    saltutil.sync_all would put them: a lab minion starts with them, as an
+    image with the site's modules baked in would. The formulas render from the
+    cluster_kernel grain, the cluster_watch beacon (named in the pillar, so it
+    runs from the minion's start) calls the vip and haproxy_runtime modules,
+    and the highstate does not sync them itself (minion_conf)."""
+    return {
+        f"{MINION_EXTMODS}/{kind}/{path.name}": path.read_text()
+        for folder, kind in SEEDED_EXTMODS.items()
+        for path in sorted((repo / folder).glob("*.py"))
+    }
 
 
 def connected_minions(ss_established: str, nodes: dict[str, LabNode]) -> set[str]:

@@ -88,6 +88,28 @@ def test_minion_config_carries_id_master_and_roles():
     assert (conf["multiprocessing"], conf["systemd.scope"]) == (True, True)
     uml = yaml.safe_load(provision.minion_conf(replace(nodes["web2"], platform="uml"), "10.0.100.100"))
     assert (uml["multiprocessing"], uml["systemd.scope"]) == (False, False)
+    # Lab minions start with the repo's modules; `lab apply` syncs, not each highstate.
+    assert conf["autoload_dynamic_modules"] is False
+
+
+def test_minions_start_with_the_repos_custom_modules(tmp_path):
+    (tmp_path / "_grains").mkdir()
+    (tmp_path / "_grains" / "kernel.py").write_text("# grain\n")
+    (tmp_path / "_modules").mkdir()
+    (tmp_path / "_modules" / "vip.py").write_text("# module\n")
+    (tmp_path / "_modules" / "notes.txt").write_text("not a module\n")
+    (tmp_path / "_runners").mkdir()  # the master's, not a minion's
+    (tmp_path / "_runners" / "cluster.py").write_text("# runner\n")
+    assert provision.extension_modules(tmp_path) == {
+        "/var/cache/salt/minion/extmods/grains/kernel.py": "# grain\n",
+        "/var/cache/salt/minion/extmods/modules/vip.py": "# module\n",
+    }
+    # The repo's own: every module a highstate or the beacons call.
+    seeded = provision.extension_modules(REPO)
+    for folder, kind in provision.SEEDED_EXTMODS.items():
+        for path in (REPO / folder).glob("*.py"):
+            assert seeded[f"{provision.MINION_EXTMODS}/{kind}/{path.name}"] == path.read_text()
+    assert any(name.endswith("/beacons/cluster_watch.py") for name in seeded)
 
 
 def test_resolvers_never_leave_the_lab():
