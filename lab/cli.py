@@ -154,7 +154,7 @@ class Lab:
                 link.symlink_to(target)
         log(lab_node.name, "booting" + (" a user-mode kernel" if lab_node.platform == "uml" else ""))
         started = time.monotonic()
-        node.start(lab_node, node.STATE / "logs" / f"{lab_node.name}.log")
+        node.start(lab_node, root_fs, node.STATE / "logs" / f"{lab_node.name}.log")
         state = node.wait_booted(lab_node.name, timeout=180 if lab_node.platform == "uml" else 120)
         self.boot_seconds[lab_node.name] = time.monotonic() - started
         log(lab_node.name, f"systemd {state} after {self.boot_seconds[lab_node.name]:.1f} s")

@@ -101,11 +101,12 @@ def symlink(root: Path, rel: str, target: str) -> None:
     path.symlink_to(target)
 
 
-def start(node: LabNode, log_path: Path) -> int:
-    """Boot the node (no-op when it runs); returns the nspawn (or UML kernel) PID."""
+def start(node: LabNode, rootfs: Path, log_path: Path) -> int:
+    """Boot the node (no-op when it runs) from its overlay on rootfs (mount());
+    returns the nspawn (or UML kernel) PID."""
     if node.platform == "uml":
         uml_marker(node.name).write_text(json.dumps({"agent": node.mgmt_address}))
-        return uml.start(node, node_dir(node.name), merged(node.name), log_path)
+        return uml.start(node, node_dir(node.name), merged(node.name), rootfs, log_path)
     pid = nspawn_pid(node.name)
     if pid:
         return pid

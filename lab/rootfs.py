@@ -120,6 +120,11 @@ def fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def disk_image(root: Path) -> Path:
+    """Where a rootfs's ext4 image is kept (lab/uml.py makes it when a node first boots from a disk)."""
+    return root.with_name(root.name + ".ext4")
+
+
 def path() -> Path:
     return CACHE / f"rootfs-{SUITE}-{fingerprint()}"
 
@@ -211,6 +216,7 @@ def build(force: bool = False) -> Path:
             subprocess.run(["umount", "-l", str(mount)], check=False)
     if mounts_under(work):
         raise RuntimeError(f"{work}: still has mounts, not publishing it")
+    disk_image(target).unlink(missing_ok=True)  # made from what this replaces
     work.rename(target)
     log("rootfs", f"built {target} in {time.monotonic() - started:.0f} s")
     return target

@@ -11,9 +11,10 @@ salt-minion, so the same formulas apply unchanged. What differs:
   like the nspawn nodes' switch-side veths, so cut/heal work the same), renamed
   to the topology's ethN by MAC, plus one management NIC for the exec agent
   (lab/agent.py) - the host cannot nsenter into another kernel;
-- the nas boots from an ext4 disk image (ubd) made from its overlay: nfsd
+- the nas boots from an ext4 disk image (ubd) holding its overlay: nfsd
   cannot export hostfs, and an NFSv4 server's pseudo-root ("/") must be
-  exportable too.
+  exportable too. The image is a copy of the rootfs's own (made once) with
+  the node's files written in by debugfs (make_root_disk).
 
 Processes: the UML kernel is a host process (and its helper processes) in a
 session of its own; the lab stops it by PID (poweroff through the agent, then
@@ -26,14 +27,15 @@ import contextlib
 import json
 import os
 import signal
+import stat
 import subprocess
 import time
 from pathlib import Path
 
-from lab import agent, kernel
+from lab import agent, kernel, rootfs
 from lab.net import SWITCH, host_ifname
 from lab.topology import MGMT_SWITCH_ADDRESS, LabNode
-from lab.util import alive, read_pid, run
+from lab.util import alive, log, read_pid, run
 
 MEMORY_MB = {"nas": 768, "director": 768, "web": 768}
 ROOT_DISK_MB = 3072
@@ -46,9 +48,34 @@ UNUSED_GENERATORS = (
     "systemd-hibernate-resume-generator",
     "systemd-integritysetup-generator",
     "systemd-rc-local-generator",
+    "systemd-run-generator",  # systemd.run= on the kernel command line
+    # Units for SysV scripts without a native unit: here only ipvsadm's, whose
+    # service (restoring saved IPVS rules at boot) the lab never runs;
+    # keepalived programs IPVS. The slowest generator: 0.4 s per run.
+    "systemd-sysv-generator",
     "systemd-system-update-generator",
     "systemd-veritysetup-generator",
 )
+# Boot units for what a lab node does not use, each an exec of a systemd
+# binary (0.2-0.5 CPU-s under a user-mode kernel): configfs, FUSE and their
+# mounts, loop/dm/pstore modules, kernel-command-line network units, utmp
+# records, e2scrub, and the journal's flush to disk (the journal stays in
+# /run: JOURNALD_CONF).
+UNUSED_UNITS = (
+    "modprobe@configfs.service",
+    "sys-kernel-config.mount",
+    "modprobe@fuse.service",
+    "sys-fs-fuse-connections.mount",
+    "modprobe@dm_mod.service",
+    "modprobe@efi_pstore.service",
+    "modprobe@loop.service",
+    "systemd-network-generator.service",
+    "systemd-update-utmp.service",
+    "systemd-update-utmp-runlevel.service",
+    "systemd-journal-flush.service",
+    "e2scrub_reap.service",
+)
+JOURNALD_CONF = "/etc/systemd/journald.conf.d/lab.conf"
 
 
 def memory_mb(node: LabNode) -> int:
@@ -84,6 +111,8 @@ def files_for(node: LabNode) -> dict[str, str]:
         # The modules live on a hostfs mount: load them once it is there.
         "/etc/systemd/system/systemd-modules-load.service.d/lab.conf": "[Unit]\nRequiresMountsFor=/usr/lib/modules\n",
         "/etc/lab-kernel": f"user-mode Linux {version}\n",
+        # A node's journal lives as long as the node (journalctl works as ever).
+        JOURNALD_CONF: "[Journal]\nStorage=volatile\n",
         "/etc/systemd/system/lab-agent.service": (
             "[Unit]\nDescription=Lab exec agent (management NIC only; lab plumbing, not the cluster)\n"
             "After=systemd-networkd.service\n\n[Service]\n"
@@ -110,6 +139,8 @@ def links_for(node: LabNode) -> dict[str, str]:
     # Nobody logs in to a lab node (no console; the lab's agent runs commands),
     # and under a user-mode kernel logind took 6-7 s of CPU at each boot.
     links["/etc/systemd/system/systemd-logind.service"] = "/dev/null"
+    for unit in UNUSED_UNITS:
+        links[f"/etc/systemd/system/{unit}"] = "/dev/null"
     # Generators for hardware and boot setups a lab node does not have: each
     # runs at boot and at every daemon-reload (which each `systemctl enable`
     # does), 0.1-0.2 s apiece under a user-mode kernel.
@@ -126,13 +157,100 @@ def pid(base: Path) -> int | None:
     return read_pid(pid_file(base))
 
 
-def make_root_disk(path: Path, tree: Path) -> None:
-    """A sparse ext4 image holding the node's prepared tree (mke2fs -d copies it in)."""
+def make_root_disk(path: Path, tree: Path, lower: Path, upper: Path) -> None:
+    """The node's ext4 disk (sparse), holding its overlay's merged tree: a copy
+    of the rootfs's own image (made once per rootfs) with the node's upper
+    layer written in by debugfs, or mke2fs -d of the whole tree when that
+    layer holds what debugfs_script does not write (or debugfs failed)."""
     if path.exists():
         return
+    script = debugfs_script(upper, lower)
+    if script is not None:
+        subprocess.run(["cp", "--sparse=always", str(base_disk(lower)), str(path)], check=True)
+        if _debugfs(path, script):
+            return
+        path.unlink()
+    _mkfs(path, tree)
+
+
+def base_disk(lower: Path) -> Path:
+    """The rootfs's ext4 image, made on first use."""
+    image = rootfs.disk_image(lower)
+    if not image.exists():
+        partial = image.with_name(f".{image.name}-{os.getpid()}")
+        _mkfs(partial, lower)
+        partial.rename(image)
+    return image
+
+
+def _mkfs(path: Path, tree: Path) -> None:
+    path.unlink(missing_ok=True)
     with open(path, "wb") as handle:
         handle.truncate(ROOT_DISK_MB * 1024 * 1024)
     run(["mkfs.ext4", "-q", "-F", "-L", "root", "-d", str(tree), str(path)])
+
+
+def debugfs_script(upper: Path, lower: Path) -> list[str] | None:
+    """debugfs commands that put an overlay's upper layer onto an image of
+    its lower one: new directories, regular files (debugfs keeps their mode
+    and owner) and symlinks, replacing the lower layer's files. None when the
+    layer holds anything else: whiteouts, opaque directories, devices, a
+    directory replacing a file or the reverse, names with blanks or quotes."""
+    commands: list[str] = []
+    for here, dirnames, filenames in os.walk(upper):
+        for name in sorted(dirnames) + sorted(filenames):
+            source = Path(here) / name
+            target = "/" + source.relative_to(upper).as_posix()
+            mode = source.lstat()
+            below = _lstat(lower / target.lstrip("/"))
+            if not _plain(target) or (below is not None and stat.S_ISDIR(below.st_mode) != stat.S_ISDIR(mode.st_mode)):
+                return None
+            if stat.S_ISDIR(mode.st_mode):
+                if _opaque(source):
+                    return None
+                if below is None:
+                    commands += [f"mkdir {target}", f"sif {target} mode 0{mode.st_mode:o}"]
+                    commands += [f"sif {target} uid {mode.st_uid}", f"sif {target} gid {mode.st_gid}"]
+                continue
+            if stat.S_ISREG(mode.st_mode):
+                step = f"write {source} {target}"
+            elif stat.S_ISLNK(mode.st_mode) and _plain(link := os.readlink(source)):
+                step = f"symlink {target} {link}"
+            else:
+                return None
+            commands += ([f"rm {target}"] if below is not None else []) + [step]
+    return commands
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return path.lstat()
+    except FileNotFoundError:
+        return None
+
+
+def _plain(name: str) -> bool:
+    return bool(name) and not any(c.isspace() or c in "\"\\'" for c in name)
+
+
+def _opaque(directory: Path) -> bool:
+    """Marked by overlayfs as hiding the lower layer's directory of that name."""
+    try:
+        return os.getxattr(directory, "trusted.overlay.opaque") == b"y"
+    except OSError:
+        return False
+
+
+def _debugfs(image: Path, script: list[str]) -> bool:
+    """Run the commands on the image; False when debugfs reported an error."""
+    proc = subprocess.run(
+        ["debugfs", "-w", "-f", "-", str(image)], input="\n".join(script) + "\n", capture_output=True, text=True
+    )
+    errors = [line for line in proc.stderr.splitlines() if line and not line.startswith("debugfs ")]
+    if proc.returncode != 0 or errors:
+        log("lab", f"{image}: debugfs failed ({'; '.join(errors[:3]) or proc.returncode}): the disk is made anew")
+        return False
+    return True
 
 
 def command(node: LabNode, base: Path, root: Path) -> list[str]:
@@ -160,13 +278,15 @@ def command(node: LabNode, base: Path, root: Path) -> list[str]:
     return [*cmd, "con=null", "con0=null,fd:1"]
 
 
-def start(node: LabNode, base: Path, root: Path, log_path: Path) -> int:
+def start(node: LabNode, base: Path, root: Path, lower: Path, log_path: Path) -> int:
+    """Boot the node's kernel (no-op when it runs): root is its overlay's merged
+    tree, lower the rootfs under it. Returns the kernel's PID."""
     running = pid(base)
     if running:
         return running
     (base / "uml").mkdir(parents=True, exist_ok=True)
     if on_disk(node):
-        make_root_disk(base / "root.img", root)
+        make_root_disk(base / "root.img", root, lower, base / "upper")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(

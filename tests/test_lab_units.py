@@ -214,8 +214,15 @@ def test_user_mode_nodes_boot_lean(monkeypatch):
     links = uml.links_for(web1)
     masked = {path.rsplit("/", 1)[1] for path, target in links.items() if target == "/dev/null"}
     assert "systemd-logind.service" in masked and "systemd-gpt-auto-generator" in masked
-    # The fstab generator mounts the NFS docroot at boot; the SysV one runs services without a unit.
-    assert not masked & {"systemd-fstab-generator", "systemd-sysv-generator", "nfs-server-generator"}
+    # The SysV one made only ipvsadm's unit (keepalived programs IPVS; nothing runs that service).
+    assert "systemd-sysv-generator" in masked
+    # A unit that requires a masked one is masked too (or the boot ends degraded).
+    assert {"modprobe@configfs.service", "sys-kernel-config.mount"} <= masked
+    assert {"systemd-update-utmp.service", "systemd-update-utmp-runlevel.service"} <= masked
+    assert "systemd-journal-flush.service" in masked
+    assert "Storage=volatile" in uml.files_for(web1)[uml.JOURNALD_CONF]
+    # The fstab generator mounts the NFS docroot at boot, nfs-server's orders the exports.
+    assert not masked & {"systemd-fstab-generator", "nfs-server-generator", "rpc-pipefs-generator"}
 
     def files(name: str) -> dict[str, str]:
         return provision.files_for(placed[name], model, "10.0.100.100", {"file_roots": {}, "pillar_roots": {}}, "/srv")
