@@ -393,6 +393,7 @@ class Lab:
             return True
         # Lab minions do not sync at each highstate (provision.minion_conf):
         # the repo's custom modules may have changed since they booted.
+        log("salt", "saltutil.sync_all on " + ", ".join(names))
         self.salt_json("-L", ",".join(names), "saltutil.sync_all", "-t", "240", timeout=300)
         if skip:
             log("salt", "highstate on " + ", ".join(names) + " (the others were applied while coming up)")
