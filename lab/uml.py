@@ -177,6 +177,8 @@ def base_disk(lower: Path) -> Path:
     """The rootfs's ext4 image, made on first use."""
     image = rootfs.disk_image(lower)
     if not image.exists():
+        for stale in image.parent.glob(f".{image.name}-*"):  # an interrupted build's
+            stale.unlink()
         partial = image.with_name(f".{image.name}-{os.getpid()}")
         _mkfs(partial, lower)
         partial.rename(image)
@@ -203,22 +205,25 @@ def debugfs_script(upper: Path, lower: Path) -> list[str] | None:
             target = "/" + source.relative_to(upper).as_posix()
             mode = source.lstat()
             below = _lstat(lower / target.lstrip("/"))
-            if not _plain(target) or (below is not None and stat.S_ISDIR(below.st_mode) != stat.S_ISDIR(mode.st_mode)):
+            if not _plain(str(source)) or (
+                below is not None and stat.S_ISDIR(below.st_mode) != stat.S_ISDIR(mode.st_mode)
+            ):
                 return None
             if stat.S_ISDIR(mode.st_mode):
                 if _opaque(source):
                     return None
-                if below is None:
-                    commands += [f"mkdir {target}", f"sif {target} mode 0{mode.st_mode:o}"]
-                    commands += [f"sif {target} uid {mode.st_uid}", f"sif {target} gid {mode.st_gid}"]
-                continue
-            if stat.S_ISREG(mode.st_mode):
-                step = f"write {source} {target}"
+                if below is not None:
+                    continue
+                steps = [f"mkdir {target}", f"sif {target} mode 0{mode.st_mode:o}"]
+            elif stat.S_ISREG(mode.st_mode):
+                steps = [f"write {source} {target}"]  # with the file's mode, owned by root
             elif stat.S_ISLNK(mode.st_mode) and _plain(link := os.readlink(source)):
-                step = f"symlink {target} {link}"
+                steps = [f"symlink {target} {link}"]
             else:
                 return None
-            commands += ([f"rm {target}"] if below is not None else []) + [step]
+            if mode.st_uid or mode.st_gid:
+                steps += [f"sif {target} uid {mode.st_uid}", f"sif {target} gid {mode.st_gid}"]
+            commands += ([f"rm {target}"] if below is not None else []) + steps
     return commands
 
 

@@ -28,6 +28,10 @@ def layers(tmp_path: Path) -> tuple[Path, Path, Path]:
     key.chmod(0o600)
     (upper / "etc" / "salt" / "pki").chmod(0o700)
     (upper / "etc" / "lab-link").symlink_to("/etc/hostname")
+    (upper / "var" / "lib" / "app").mkdir(parents=True)
+    (upper / "var" / "lib" / "app" / "state").write_text("{}\n")
+    for path in (upper / "var" / "lib" / "app", upper / "var" / "lib" / "app" / "state"):
+        os.chown(path, 1000, 1001)
     return lower, upper, merged
 
 
@@ -50,6 +54,8 @@ def test_script_writes_new_directories_files_and_links_and_replaces_lower_files(
     assert script.index("rm /etc/hostname") < script.index(f"write {upper}/etc/hostname /etc/hostname")
     assert "mkdir /etc/salt/pki" in script
     assert "sif /etc/salt/pki mode 040700" in script
+    assert "sif /var/lib/app/state uid 1000" in script and "sif /var/lib/app/state gid 1001" in script
+    assert not any(line.startswith("sif /etc/hostname") for line in script)  # root's: nothing to set
     # New paths are not removed first (an rm of a missing name is an error).
     assert "rm /etc/salt/pki/minion.pem" not in script
     assert "symlink /etc/lab-link /etc/hostname" in script
@@ -86,6 +92,9 @@ def test_disk_holds_the_merged_tree_with_modes_and_is_clean(tmp_path):
     assert "Mode:  0600" in debugfs(image, "stat /etc/salt/pki/minion.pem")
     assert "Mode:  0700" in debugfs(image, "stat /etc/salt/pki")
     assert 'Fast link dest: "/etc/hostname"' in debugfs(image, "stat /etc/lab-link")
+    for path in ("/var/lib/app", "/var/lib/app/state"):
+        assert "User:  1000   Group:  1001" in debugfs(image, f"stat {path}")
+    assert "User:     0   Group:     0" in debugfs(image, "stat /etc/salt/pki/minion.pem")
     assert debugfs(base, "cat /etc/hostname") == "rootfs\n"  # the base is untouched
     fsck = subprocess.run(["e2fsck", "-fn", str(image)], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr
