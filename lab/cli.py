@@ -21,8 +21,6 @@ from lab.topology import REPO, LabNode, load, place_on_kernels
 from lab.util import log, run
 
 REPO_IN_NAS = node.REPO_IN_NAS
-# One job, two functions in this order: the grains sync's refresh (grains,
-# pillar, modules, beacons) comes last.
 # What the lab prints when a first highstate failed and it applies it once more.
 RETRY_NOTE = "highstate again, once, after the failure above"
 
@@ -269,7 +267,7 @@ class Lab:
                 # A server that failed is highstated again by apply().
                 self.applied |= {m for m, s in summary.items() if not s["failed"]}
 
-    def _boot_servers(self, servers: list[LabNode], root_fs: Path, master_keys: tuple[str, str]) -> list[str]:
+    def _boot_servers(self, servers: list[LabNode], root_fs: Path, master_keys: tuple[str, str]) -> None:
         """The directors already run: boot the servers not running (new ones
         get their hosts entries and static leases on the directors first)."""
         new_servers = [n for n in servers if node.leader_pid(n.name) is None]
@@ -278,7 +276,7 @@ class Lab:
             log("salt", "hosts and DHCP leases on the directors for " + ", ".join(n.name for n in new_servers))
             if not self._report(self.apply_states("-C", "G@roles:director", sls="common,dnsmasq")):
                 raise RuntimeError("the directors could not take the new nodes' leases")
-        return self._wave(servers, root_fs, master_keys)
+        self._wave(servers, root_fs, master_keys)
 
     def _ask_dhcp_once_served(self, names: list[str], done: Callable[[], bool], timeout: float = 600) -> None:
         """Once a director's dnsmasq runs, have these nodes ask DHCP again

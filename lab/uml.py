@@ -194,10 +194,11 @@ def _mkfs(path: Path, tree: Path) -> None:
 
 def debugfs_script(upper: Path, lower: Path) -> list[str] | None:
     """debugfs commands that put an overlay's upper layer onto an image of
-    its lower one: new directories, regular files (debugfs keeps their mode
-    and owner) and symlinks, replacing the lower layer's files. None when the
-    layer holds anything else: whiteouts, opaque directories, devices, a
-    directory replacing a file or the reverse, names with blanks or quotes."""
+    its lower one: new directories, regular files (debugfs keeps their mode)
+    and symlinks, replacing the lower layer's files, with any owner but root
+    set afterwards. None when the layer holds anything else: whiteouts,
+    opaque directories, devices, a directory replacing a file or the reverse,
+    names with blanks or quotes."""
     commands: list[str] = []
     for here, dirnames, filenames in os.walk(upper):
         for name in sorted(dirnames) + sorted(filenames):
