@@ -14,6 +14,8 @@ Beacons that fire only when something changes, never every interval.
 - ``backend``: true on nodes the directors balance to (web, dns): service
   events then carry ``backend: true`` and the reactor drains the node while
   its service is down. A director's own daemons are restarted, not drained.
+  Service events also carry ``first``: true when a unit comes up for the
+  first time since the minion started (a node's bring-up, nothing to undo).
 
 The first poll records the current state without firing.
 
@@ -127,8 +129,19 @@ def beacon(config):
             events += diff(kind, fields, before, now)
         if now:
             __context__[f"cluster_watch.{kind}"] = now  # noqa: F821
+    seen = __context__.setdefault("cluster_watch.seen_active", set())  # noqa: F821
     for event in events:
         event["tag"] = event["kind"]
         if event["kind"] == "service":
             event["backend"] = bool(conf.get("backend"))
+            event["first"] = first_start(event, seen)
+    seen.update(name for name, state in watched["service"][1].items() if state == "active")
     return events
+
+
+def first_start(event: dict, seen_active: set[str]) -> bool:
+    """A service event is a first start when the unit comes up and was never
+    seen active since the minion started: a node coming up, not one coming
+    back (pure). The reactor then leaves the balancers alone (a first start
+    has no drain to undo, and should not undo an operator's)."""
+    return event["state"] == "active" and event["name"] not in seen_active

@@ -70,9 +70,11 @@ def _cn_proc_message(op: int) -> bytes:
     return struct.pack("=IHHII", 16 + len(cn_msg), NLMSG_DONE, 0, 0, os.getpid()) + cn_msg
 
 
-def _proc_connector(timeout: float = 1.0) -> bool:
+def _proc_connector(timeout: float = 0.25) -> bool:
     """The kernel acknowledges a subscription to process events, as keepalived
-    waits for it (a connector without CONFIG_PROC_EVENTS stays silent)."""
+    waits for it (a connector without CONFIG_PROC_EVENTS stays silent). The
+    acknowledgement is queued before send() returns, so the wait is only ever
+    spent where there is none: on a user-mode kernel, at every grains load."""
     try:
         with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR) as sock:
             sock.bind((os.getpid(), CN_IDX_PROC))

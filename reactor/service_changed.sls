@@ -1,7 +1,9 @@
 {#- A role's service changed state on a node (cluster_watch beacon).
     Down: start the service again and, for a backend node (web, dns: the
     beacon says backend), take it out of HAProxy and IPVS everywhere (drain).
-    Up again: put the backend node back in rotation. One job per director
+    Up again: put the backend node back in rotation; not at a unit's first
+    start since its minion started (first: a node coming up, no drain to
+    undo, and an operator's drain stays). One job per director
     (balancer.set_nodes: HAProxy, and IPVS where the kernel has it). -#}
 {%- set event = data.get('data', data) %}
 {%- set node = data['id'] %}
@@ -25,7 +27,7 @@ reactor-service-start-{{ event.name }}-{{ node }}:
     - args:
       - name: {{ event.name }}
 {%- elif backend and event.get('kind') == 'service' and event.get('state') == 'active'
-      and event.get('previous') != 'reloading' %}
+      and event.get('previous') != 'reloading' and not event.get('first', False) %}
 
 reactor-service-ready-{{ node }}:
   local.balancer.set_nodes:

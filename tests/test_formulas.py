@@ -207,3 +207,22 @@ def test_ipvs_and_nfs_capability_is_stated():
     else:
         assert any("no IPVS" in v["comment"] for v in notes.values())
         assert "virtual_server" not in conf
+
+
+def test_apache_conf_enables_a_module_once_and_refuses_a_bad_kind():
+    # headers: shipped by Debian's apache2, not enabled by it nor by the formula.
+    link = "/etc/apache2/mods-enabled/headers.load"
+    assert in_node("web1", "test", "-e", link, check=False).returncode == 1
+    try:
+        args = ("web1", "state.single", "apache_conf.enabled", "name=headers", "kind=module")
+        first = next(iter(salt_json(*args)["web1"].values()))
+        assert first["result"] is True and first["changes"] == {"enabled": "headers"}, first
+        assert in_node("web1", "test", "-e", link, check=False).returncode == 0
+        second = next(iter(salt_json(*args)["web1"].values()))
+        assert second["result"] is True and second["changes"] == {}, second
+    finally:
+        in_node("web1", "a2dismod", "-q", "headers", check=False)
+    bad = salt_json("web1", "state.single", "apache_conf.enabled", "name=headers", "kind=modul", check=False)["web1"]
+    bad = next(iter(bad.values()))
+    assert bad["result"] is False and "kind: 'modul'" in bad["comment"], bad
+    assert in_node("web1", "test", "-e", link, check=False).returncode == 1

@@ -89,6 +89,24 @@ def test_beacon_records_first_then_fires_once_per_change(monkeypatch):
     assert fired[2][0]["tag"] == "service"
 
 
+def test_beacon_marks_a_units_first_start_since_the_minion_started(monkeypatch):
+    # A node coming up: apache2 inactive until the highstate starts it.
+    states = iter(["inactive", "active", "failed", "active"])
+    monkeypatch.setattr(cluster_watch, "_services", lambda names: {"apache2": next(states)})
+    cluster_watch.__context__ = {}
+    fired = [cluster_watch.beacon([{"services": ["apache2"]}, {"backend": True}]) for _ in range(4)]
+    assert [(e["state"], e["first"]) for f in fired for e in f] == [
+        ("active", True),
+        ("failed", False),
+        ("active", False),
+    ]
+    # Active at the first poll (the minion restarted on a serving node): seen.
+    states = iter(["active", "failed", "active"])
+    cluster_watch.__context__ = {}
+    fired = [cluster_watch.beacon([{"services": ["apache2"]}]) for _ in range(3)]
+    assert [(e["state"], e["first"]) for f in fired for e in f] == [("failed", False), ("active", False)]
+
+
 def _rows(path: str) -> list[dict]:
     return haproxy_runtime.parse_stat((FIXTURES / path).read_text())
 

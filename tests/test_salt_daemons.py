@@ -231,9 +231,10 @@ def test_beacon_fires_once_per_change(event_listener, salt_master, director, hap
     ]
 
 
-def send_service_event(salt_run, node: str, state: str, previous: str) -> None:
+def send_service_event(salt_run, node: str, state: str, previous: str, first: bool = False) -> None:
     """What the cluster_watch beacon on `node` sends when apache2 changes state."""
     data = {"id": node, "kind": "service", "name": "apache2", "state": state, "previous": previous, "backend": True}
+    data["first"] = first
     ret = salt_run.run("event.send", f"salt/beacon/{node}/cluster_watch/service", f"data={data}")
     assert ret.returncode == 0, ret
 
@@ -247,6 +248,18 @@ def test_reactor_drains_a_failed_backend_then_readies_it(salt_run, director, hap
         **everywhere("web1", "UP"),
         **everywhere("web3", "UP"),
     }
+    send_service_event(salt_run, "web2", "active", "failed")
+    assert haproxy.wait(everywhere("web2", "UP"), timeout=30)[("web-http-l7", "web2")] == "UP"
+
+
+def test_reactor_leaves_the_balancers_alone_at_a_first_start(salt_run, director, haproxy: HAProxy):
+    """apache2's first start since its minion started (a node coming up) has no
+    drain to undo: a node drained meanwhile stays drained; a later start readies it."""
+    send_service_event(salt_run, "web2", "failed", "active")
+    assert haproxy.wait(everywhere("web2", "DRAIN"), timeout=30)[("web-http-l7", "web2")] == "DRAIN"
+    send_service_event(salt_run, "web2", "active", "inactive", first=True)
+    time.sleep(8)
+    assert haproxy.status()[("web-http-l7", "web2")] == "DRAIN"
     send_service_event(salt_run, "web2", "active", "failed")
     assert haproxy.wait(everywhere("web2", "UP"), timeout=30)[("web-http-l7", "web2")] == "UP"
 

@@ -11,11 +11,12 @@
 
 {%- for module in apache.modules %}
 
-# Salt 3008 core has no a2enmod states any more: Debian's own tools, guarded.
+# Debian's a2enmod, through the repo's apache_conf state (_states).
 apache-config-module-{{ module }}:
-  cmd.run:
-    - name: a2enmod -q {{ module }}
-    - creates: {{ apache.confdir }}/mods-enabled/{{ module }}.load
+  apache_conf.enabled:
+    - name: {{ module }}
+    - kind: module
+    - confdir: {{ apache.confdir }}
     - require:
       - pkg: apache-package-installed
     - watch_in:
@@ -39,13 +40,14 @@ apache-config-site-{{ site }}:
     - require:
       - file: apache-package-check-script
       - x509: apache-tls-certificate
-      - cmd: apache-config-module-ssl
-      - cmd: apache-config-module-remoteip
+      - apache_conf: apache-config-module-ssl
+      - apache_conf: apache-config-module-remoteip
 
 apache-config-site-{{ site }}-enabled:
-  cmd.run:
-    - name: a2ensite -q {{ site }}
-    - creates: {{ apache.confdir }}/sites-enabled/{{ site }}.conf
+  apache_conf.enabled:
+    - name: {{ site }}
+    - kind: site
+    - confdir: {{ apache.confdir }}
     - require:
       - file: apache-config-site-{{ site }}
 {%- endfor %}

@@ -9,9 +9,9 @@ apache-service-running:
     - watch:
       - file: apache-config-site-000-default
       - file: apache-config-site-default-ssl
-      - cmd: apache-config-site-000-default-enabled
-      - cmd: apache-config-site-default-ssl-enabled
+      - apache_conf: apache-config-site-000-default-enabled
+      - apache_conf: apache-config-site-default-ssl-enabled
       - file: apache-config-site-cluster-l7
-      - cmd: apache-config-site-cluster-l7-enabled
+      - apache_conf: apache-config-site-cluster-l7-enabled
       - x509: apache-tls-certificate
       - file: apache-config-mpm-prefork
