@@ -117,7 +117,8 @@ def _vrrp() -> dict[str, str]:
 
 def beacon(config):
     conf = _config(config)
-    watched = {"service": (("name",), _services(conf.get("services", [])))}
+    services = _services(conf.get("services", []))
+    watched = {"service": (("name",), services)}
     if conf.get("haproxy"):
         watched["backend"] = (("backend", "server"), _haproxy())
     if conf.get("vrrp"):
@@ -135,7 +136,7 @@ def beacon(config):
         if event["kind"] == "service":
             event["backend"] = bool(conf.get("backend"))
             event["first"] = first_start(event, seen)
-    seen.update(name for name, state in watched["service"][1].items() if state == "active")
+    seen.update(name for name, state in services.items() if state == "active")
     return events
 
 

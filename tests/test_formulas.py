@@ -212,17 +212,20 @@ def test_ipvs_and_nfs_capability_is_stated():
 def test_apache_conf_enables_a_module_once_and_refuses_a_bad_kind():
     # headers: shipped by Debian's apache2, not enabled by it nor by the formula.
     link = "/etc/apache2/mods-enabled/headers.load"
+
+    def enable(kind: str, check: bool = True) -> dict:
+        answer = salt_json("web1", "state.single", "apache_conf.enabled", "name=headers", f"kind={kind}", check=check)
+        return next(iter(answer["web1"].values()))
+
     assert in_node("web1", "test", "-e", link, check=False).returncode == 1
     try:
-        args = ("web1", "state.single", "apache_conf.enabled", "name=headers", "kind=module")
-        first = next(iter(salt_json(*args)["web1"].values()))
+        first = enable("module")
         assert first["result"] is True and first["changes"] == {"enabled": "headers"}, first
         assert in_node("web1", "test", "-e", link, check=False).returncode == 0
-        second = next(iter(salt_json(*args)["web1"].values()))
+        second = enable("module")
         assert second["result"] is True and second["changes"] == {}, second
     finally:
         in_node("web1", "a2dismod", "-q", "headers", check=False)
-    bad = salt_json("web1", "state.single", "apache_conf.enabled", "name=headers", "kind=modul", check=False)["web1"]
-    bad = next(iter(bad.values()))
+    bad = enable("modul", check=False)
     assert bad["result"] is False and "kind: 'modul'" in bad["comment"], bad
     assert in_node("web1", "test", "-e", link, check=False).returncode == 1

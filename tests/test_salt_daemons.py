@@ -234,7 +234,7 @@ def test_beacon_fires_once_per_change(event_listener, salt_master, director, hap
 def send_service_event(salt_run, node: str, state: str, previous: str, first: bool = False) -> None:
     """What the cluster_watch beacon on `node` sends when apache2 changes state."""
     data = {"id": node, "kind": "service", "name": "apache2", "state": state, "previous": previous, "backend": True}
-    data["first"] = first
+    data |= {"first": first}
     ret = salt_run.run("event.send", f"salt/beacon/{node}/cluster_watch/service", f"data={data}")
     assert ret.returncode == 0, ret
 
