@@ -18,11 +18,13 @@ import yaml
 
 from lab import bench, events, kernel, keys, net, node, provision, rootfs, uml, umlkernel
 from lab.topology import REPO, LabNode, load, place_on_kernels
-from lab.util import log, run
+from lab.util import log, run, salt_returns
 
 REPO_IN_NAS = node.REPO_IN_NAS
 # What the lab prints when a first highstate failed and it applies it once more.
 RETRY_NOTE = "highstate again, once, after the failure above"
+# A verify check: what, passed, detail.
+Check = tuple[str, bool, str]
 
 
 class Lab:
@@ -36,22 +38,18 @@ class Lab:
         self.boot_seconds: dict[str, float] = {}
         # Minions highstated without failure by this process (up's first wave).
         self.applied: set[str] = set()
+        # Minions that returned a job to this process: they answer.
+        self.heard: set[str] = set()
         self.repo_master = yaml.safe_load((REPO / "etc" / "salt" / "master").read_text())
 
     # -- helpers ---------------------------------------------------------
     def minions(self) -> list[LabNode]:
         return [n for n in self.nodes.values() if n.minion]
 
-    def salt(self, *args: str, timeout: float = 300) -> tuple[int, str]:
-        proc = node.execute(self.master.name, ["salt", *args], timeout=timeout)
-        return proc.returncode, proc.stdout + proc.stderr
-
     def salt_json(self, *args: str, timeout: float = 300) -> dict:
-        _, out = self.salt("--out=json", "--static", *args, timeout=timeout)
-        try:
-            return json.loads(out[out.index("{") :]) if "{" in out else {}
-        except json.JSONDecodeError:
-            return {}
+        """The salt CLI where the master runs: the minions' returns (lab.util.salt_returns)."""
+        proc = node.execute(self.master.name, ["salt", "--out=json", *args], timeout=timeout)
+        return salt_returns(proc.stdout)
 
     def ping(self, names: list[str], timeout: float = 90) -> dict[str, bool]:
         """Wait until every named minion answers test.ping (or the timeout).
@@ -200,7 +198,10 @@ class Lab:
         else:
             self._log_answers([n.name for n in first if n.minion])
             self._boot_servers(servers, root_fs, master_keys)
-        answered = self._require_answers([n.name for n in self.minions()], timeout=120)
+        # A minion that just returned its highstate answers: no ping for it.
+        silent = [n.name for n in self.minions() if n.name not in self.heard]
+        answered = self._require_answers(silent, timeout=120) if silent else {}
+        answered |= {n.name: True for n in self.minions() if n.name in self.heard}
         node.save_state(
             {
                 "up_seconds": round(time.monotonic() - started, 1),
@@ -330,6 +331,7 @@ class Lab:
         target = target or ("*",)
         extra = ([sls] if sls else []) + (["test=True"] if test else [])
         result = self.salt_json(*target, "state.apply", *extra, "-t", "600", timeout=900)
+        self.heard |= {minion for minion, states in result.items() if isinstance(states, dict)}
         self._keep_answer(result, target, sls, test)
         return summarize(result)
 
@@ -437,13 +439,23 @@ class Lab:
         """The cluster seen from outside; with second_highstate, also a test=True
         highstate everywhere that must show nothing pending (a minute on this
         machine: every user-mode node renders and checks all its states)."""
-        checks: list[tuple[str, bool, str]] = []
-        answered = self.ping([n.name for n in self.minions()], timeout=30)
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        names = [n.name for n in self.minions()]
+        with ThreadPoolExecutor(max_workers=3) as pool:
             # The longest check runs while the others look at the cluster from outside.
             second_apply = pool.submit(self.apply_states, "*", test=True) if second_highstate else None
-            checks += self._outside_checks(answered)
+            pinged = pool.submit(self.ping, names, timeout=30)
+            capabilities = pool.submit(self.capabilities)
+            outside = self._outside_checks()
+            answered = pinged.result()
             summary = second_apply.result() if second_apply else None
+        checks = [
+            (
+                "every minion answers test.ping",
+                all(answered.values()),
+                ", ".join(n for n, ok in answered.items() if not ok) or f"{len(answered)} minions",
+            ),
+            *outside,
+        ]
         infos: list[tuple[str, str]] = []
         if summary is None:
             infos.append(("second highstate", "not run here: `python -m lab verify` runs it (make test applies twice)"))
@@ -456,7 +468,7 @@ class Lab:
                     json.dumps(pending) if pending else f"{len(summary)} minions",
                 )
             )
-        infos += [("capability: " + feature, path) for feature, path in self.capabilities().items()]
+        infos += [("capability: " + feature, path) for feature, path in capabilities.result().items()]
         width = max(len(c[0]) for c in checks + infos)
         print(f"\n{'check'.ljust(width)}  result  detail")
         for what, ok, detail in checks:
@@ -465,42 +477,42 @@ class Lab:
             print(f"{what.ljust(width)}  {'info':6}  {detail}")
         return all(ok for _, ok, _ in checks)
 
-    def _outside_checks(self, answered: dict[str, bool]) -> list[tuple[str, bool, str]]:
-        """Every check but the second highstate: minions, DHCP leases, services."""
-        checks = []
-        checks.append(
-            (
-                "every minion answers test.ping",
-                all(answered.values()),
-                ", ".join(n for n, ok in answered.items() if not ok) or f"{len(answered)} minions",
+    def _outside_checks(self) -> list[tuple[str, bool, str]]:
+        """DHCP leases and services (every check but the ping and the second
+        highstate), each from its own node at once; listed in a fixed order."""
+        prefixlen = self.model["networks"]["internal"]["prefixlen"]
+
+        def got_lease(lease: dict) -> Check:
+            have = self.addresses(lease["hostname"])
+            ok = any(a.endswith(f" {lease['address']}/{prefixlen}") for a in have)
+            return (f"{lease['hostname']} got {lease['address']} by DHCP (MAC {lease['mac']})", ok, "; ".join(have))
+
+        def leases_recorded() -> Check:
+            recorded = "".join(
+                node.execute(name, ["cat", "/var/lib/misc/dnsmasq.leases"], timeout=10).stdout
+                for name in self.model["roles"]["director"]
             )
-        )
-        for lease in self.model["dhcp"]["leases"]:
-            name = lease["hostname"]
-            have = self.addresses(name)
-            ok = any(a.endswith(f" {lease['address']}/{self.model['networks']['internal']['prefixlen']}") for a in have)
-            checks.append((f"{name} got {lease['address']} by DHCP (MAC {lease['mac']})", ok, "; ".join(have)))
-        recorded = "".join(
-            node.execute(name, ["cat", "/var/lib/misc/dnsmasq.leases"], timeout=10).stdout
-            for name in self.model["roles"]["director"]
-        )
-        missing = [lease["hostname"] for lease in self.model["dhcp"]["leases"] if lease["mac"] not in recorded]
-        checks.append(
-            (
+            missing = [lease["hostname"] for lease in self.model["dhcp"]["leases"] if lease["mac"] not in recorded]
+            return (
                 "every static lease is recorded by a director's dnsmasq",
                 not missing,
                 ", ".join(missing) or f"{len(self.model['dhcp']['leases'])} leases",
             )
-        )
-        checks += self.service_checks()
-        return checks
 
-    def service_checks(self) -> list[tuple[str, bool, str]]:
-        """What the cluster serves, seen from the client (and the servers for NAT)."""
+        probes: list[Callable[[], Check]] = [
+            *(lambda lease=lease: got_lease(lease) for lease in self.model["dhcp"]["leases"]),
+            leases_recorded,
+            *self.service_checks(),
+        ]
+        with ThreadPoolExecutor(max_workers=len(probes)) as pool:
+            return list(pool.map(lambda probe: probe(), probes))
+
+    def service_checks(self) -> list[Callable[[], Check]]:
+        """What the cluster serves, seen from the client (and the servers for NAT):
+        one callable per check, independent of the others."""
         vip = self.model["vips"]["external"][0]
         web = [self.model["nodes"][n]["address"] for n in self.model["roles"]["web"]]
         dns = [self.model["nodes"][n]["address"] for n in self.model["roles"]["dns"]]
-        checks = []
 
         def fetch(node_name: str, script: str) -> str:
             return node.execute(node_name, ["sh", "-c", script], timeout=60).stdout
@@ -508,54 +520,75 @@ class Lab:
         def seen(out: str) -> list[str]:
             return re.findall(r"Soy el servidor IP: ([0-9.]+)", out)
 
-        for label, url, opts in (
-            ("HTTP :80 round robin", f"http://{vip}/", ""),
-            ("HTTPS :443 round robin", f"https://{vip}/", "-k"),
-        ):
+        def round_robin(label: str, url: str, opts: str) -> Check:
             got = seen(fetch("client", f"for i in $(seq {2 * len(web)}); do curl -s -m 3 {opts} {url}; done"))
-            checks.append((f"{label} via {vip}", sorted(set(got)) == sorted(web), " ".join(got) or "no answer"))
-        sticky = seen(
-            fetch(
-                "client",
-                f"rm -f /tmp/v.jar; for i in 1 2 3; do curl -s -m 3 -b /tmp/v.jar "
-                f"-c /tmp/v.jar http://{vip}:8000/; done",
+            return (f"{label} via {vip}", sorted(set(got)) == sorted(web), " ".join(got) or "no answer")
+
+        def sticky() -> Check:
+            got = seen(
+                fetch(
+                    "client",
+                    "jar=$(mktemp); for i in 1 2 3; do curl -s -m 3 -b $jar -c $jar "
+                    f"http://{vip}:8000/; done; rm -f $jar",
+                )
             )
-        )
-        checks.append((f"HTTP :8000 sticky via {vip}", len(sticky) == 3 and len(set(sticky)) == 1, " ".join(sticky)))
+            return (f"HTTP :8000 sticky via {vip}", len(got) == 3 and len(set(got)) == 1, " ".join(got))
+
+        def one_holder() -> Check:
+            holders = [
+                n for n in self.model["roles"]["director"] if any(a.endswith(f" {vip}/32") for a in self.addresses(n))
+            ]
+            return (f"exactly one director holds {vip}", len(holders) == 1, ", ".join(holders) or "none")
+
+        checks: list[Callable[[], Check]] = [
+            lambda: round_robin("HTTP :80 round robin", f"http://{vip}/", ""),
+            lambda: round_robin("HTTPS :443 round robin", f"https://{vip}/", "-k"),
+            sticky,
+        ]
         if dns and web:
             first = self.model["nodes"][self.model["roles"]["web"][0]]
-            answer = fetch("nas", f"dig +short +time=2 @{dns[0]} {first['fqdn']}").split()
-            checks.append((f"DNS {dns[0]}: {first['fqdn']}", answer == [first["address"]], " ".join(answer)))
             upstream = self.model["networks"]["external"]["gateway"]
-            nat = fetch(first["name"], f"curl -s -m 3 http://{upstream}/")
-            checks.append(
-                (f"{first['name']} reaches {upstream} through the NAT", nat.startswith("upstream"), nat.strip()[:40])
-            )
-        holders = [
-            n for n in self.model["roles"]["director"] if any(a.endswith(f" {vip}/32") for a in self.addresses(n))
-        ]
-        checks.append((f"exactly one director holds {vip}", len(holders) == 1, ", ".join(holders) or "none"))
-        return checks
+
+            def resolves() -> Check:
+                answer = fetch("nas", f"dig +short +time=2 @{dns[0]} {first['fqdn']}").split()
+                return (f"DNS {dns[0]}: {first['fqdn']}", answer == [first["address"]], " ".join(answer))
+
+            def nat() -> Check:
+                page = fetch(first["name"], f"curl -s -m 3 http://{upstream}/")
+                return (
+                    f"{first['name']} reaches {upstream} through the NAT",
+                    page.startswith("upstream"),
+                    page.strip()[:40],
+                )
+
+            checks += [resolves, nat]
+        return [*checks, one_holder]
 
     def status(self) -> None:
         leases = {lease["hostname"] for lease in self.model["dhcp"]["leases"]}
-        print(
-            f"{'node':9} {'state':8} {'kernel':6} {'links':6} {'roles':10} {'memory':>8}  {'addressing':10} addresses"
-        )
-        for name, lab_node in sorted(self.nodes.items(), key=lambda kv: (kv[1].order, kv[0])):
-            running = node.leader_pid(name) is not None
-            wired = lab_node.platform == "uml" or net.netns_exists(lab_node.netns)
-            links = "-" if not wired or not running else ("up" if net.links_up(lab_node) else "CUT")
-            kernel_ = "uml" if lab_node.platform == "uml" else "host"
-            memory = f"{node.memory_kb(name) / 1024:.0f} MB" if running else "-"
-            roles = ",".join(lab_node.roles) or lab_node.kind
-            addressing = "dhcp lease" if name in leases else "static"
+        rows = sorted(self.nodes.items(), key=lambda kv: (kv[1].order, kv[0]))
+        with ThreadPoolExecutor(max_workers=len(rows) + 1) as pool:
+            # Each node is asked on its own (a user-mode node answers through its agent).
+            addresses = {name: pool.submit(self.addresses, name) for name, _ in rows}
+            capabilities = pool.submit(self.capabilities)
             print(
-                f"{name:9} {'running' if running else 'stopped':8} {kernel_:6} {links:6} {roles:10} {memory:>8}  "
-                f"{addressing:10} " + "; ".join(self.addresses(name))
+                f"{'node':9} {'state':8} {'kernel':6} {'links':6} {'roles':10} {'memory':>8}  "
+                f"{'addressing':10} addresses"
             )
-        for feature, path in self.capabilities().items():
-            print(f"{feature}: {path}")
+            for name, lab_node in rows:
+                running = node.leader_pid(name) is not None
+                wired = lab_node.platform == "uml" or net.netns_exists(lab_node.netns)
+                links = "-" if not wired or not running else ("up" if net.links_up(lab_node) else "CUT")
+                kernel_ = "uml" if lab_node.platform == "uml" else "host"
+                memory = f"{node.memory_kb(name) / 1024:.0f} MB" if running else "-"
+                roles = ",".join(lab_node.roles) or lab_node.kind
+                addressing = "dhcp lease" if name in leases else "static"
+                print(
+                    f"{name:9} {'running' if running else 'stopped':8} {kernel_:6} {links:6} {roles:10} "
+                    f"{memory:>8}  {addressing:10} " + "; ".join(addresses[name].result())
+                )
+            for feature, path in capabilities.result().items():
+                print(f"{feature}: {path}")
 
     # -- down ------------------------------------------------------------
     def down(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import subprocess
 import sys
@@ -25,6 +26,29 @@ def run(cmd: Sequence[str], check: bool = True, capture: bool = False, **kwargs)
             f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
         )
     return proc
+
+
+def salt_returns(text: str) -> dict:
+    """The minions' returns in the salt CLI's `--out=json` output: one JSON
+    object per minion as it returns, merged (pure). A minion that did not
+    return is there too, with Salt's "Minion did not return" text.
+
+    Not `--static`: in Salt 3008 that runs the job as a 100% batch, which
+    first publishes a test.ping and waits for it (a second job on every
+    minion, seconds per call), then leaves out whoever did not answer it."""
+    decoder = json.JSONDecoder()
+    returns: dict = {}
+    at = text.find("{")
+    while at != -1:
+        try:
+            value, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError:
+            at = text.find("{", at + 1)
+            continue
+        if isinstance(value, dict):
+            returns.update(value)
+        at = text.find("{", end)
+    return returns
 
 
 def mounts_under(path: Path) -> list[str]:

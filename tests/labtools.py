@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
 
 from conftest import REPO
+from lab.util import salt_returns
 
 
 def lab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess:
@@ -22,7 +22,7 @@ def lab(*args: str, timeout: float = 600, check: bool = True) -> subprocess.Comp
 def salt_json(*args: str, check: bool = True) -> dict:
     # Minions on user-mode kernels answer in seconds, not the CLI's default 5.
     timeout = () if "-t" in args else ("-t", "60")
-    return json.loads(lab("salt", "--out=json", "--static", *timeout, *args, check=check).stdout)
+    return salt_returns(lab("salt", "--out=json", *timeout, *args, check=check).stdout)
 
 
 def in_node(node: str, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -352,3 +352,20 @@ def test_a_process_that_is_gone_is_not_alive():
     proc.wait()
     assert util.alive(proc.pid) is False
     assert util.alive(1) is True
+
+
+def test_salt_returns_merges_one_json_object_per_minion():
+    from lab.util import salt_returns
+
+    out = (
+        '{\n    "dns1": true\n}\n{\n    "web1": {"file_|-a_|-/a_|-managed": {"result": true}}\n}\n'
+        '{\n    "nosuch": "Minion did not return. [No response]"\n}\n'
+    )
+    assert salt_returns(out) == {
+        "dns1": True,
+        "web1": {"file_|-a_|-/a_|-managed": {"result": True}},
+        "nosuch": "Minion did not return. [No response]",
+    }
+    # Text before the returns (a warning) and no return at all.
+    assert salt_returns('[WARNING ] x\n{"dns1": true}') == {"dns1": True}
+    assert salt_returns("No minions matched the target.") == {}

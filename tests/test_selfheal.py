@@ -99,8 +99,7 @@ def test_cut_master_the_runner_shows_standby_holding_every_vip():
 
 
 def state_single(target: str, *args: str) -> dict:
-    out = lab("salt", "--out=json", "--static", target, "state.single", *args, "-t", "60").stdout
-    return json.loads(out)[target]
+    return salt_json(target, "state.single", *args, "-t", "60")[target]
 
 
 def test_drain_state_changes_once_and_takes_the_node_out():
