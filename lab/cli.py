@@ -117,6 +117,10 @@ class Lab:
         if lab_node.platform == "uml":
             for path, target in uml.links_for(lab_node).items():
                 node.symlink(root, path, target)
+        services = sorted({unit for role in lab_node.roles for unit in rootfs.ROLE_SERVICES.get(role, [])})
+        if services:
+            # As apt leaves them: enabled (links per each unit's [Install], offline).
+            run(["systemctl", f"--root={root}", "enable", "--quiet", *services])
         wants = root / "etc/systemd/system/multi-user.target.wants"
         units = []
         if lab_node.minion:
@@ -130,6 +134,8 @@ class Lab:
             node.write(self._master_root(), f"/etc/salt/pki/master/minions/{lab_node.name}", pub)
         if lab_node.runs_master:
             units.append("salt-master.service")
+            for path, text in provision.master_extension_modules(REPO).items():
+                node.write(root, path, text)
             node.write(root, "/etc/salt/pki/master/master.pem", master_keys[0], 0o600)
             node.write(root, "/etc/salt/pki/master/master.pub", master_keys[1])
         if lab_node.name == "upstream":
@@ -226,13 +232,10 @@ class Lab:
         """A new lab: highstate the first wave while the servers boot, and
         (apply_servers) highstate the servers as soon as they can."""
         with ThreadPoolExecutor(max_workers=5) as pool:
-            # The master's runners (salt-run cluster.health). The minions
-            # started with the custom grains and beacons (seeded at boot).
-            master_sync = pool.submit(
-                node.execute, self.master.name, ["salt-run", "saltutil.sync_all"], timeout=120, check=True
-            )
-            # The servers' minions start once the directors' dnsmasq gave them
-            # an address (network-online); they boot meanwhile.
+            # The master and the minions started with the repo's custom
+            # modules (seeded at boot: provision.extension_modules). The
+            # servers' minions start once the directors' dnsmasq gave them an
+            # address (network-online); they boot meanwhile.
             server_wave = pool.submit(self._wave, servers, root_fs, master_keys)
             pool.submit(self._ask_dhcp_once_served, [n.name for n in servers], server_wave.done)
             nas = [n.name for n in first if n.minion and "nas" in n.roles]
@@ -258,7 +261,6 @@ class Lab:
                 log("salt", "highstate on " + ", ".join(server_minions) + " (the directors' goes on)")
                 servers_job = pool.submit(self.apply_states, "-L", ",".join(server_minions))
             summary = directors_job.result()
-            master_sync.result()
             if not (self._report(summary) or self._apply_failed_again(summary)):
                 raise RuntimeError("highstate failed on the directors: the servers depend on them")
             self.applied |= set(summary)
@@ -280,14 +282,16 @@ class Lab:
         self._wave(servers, root_fs, master_keys)
 
     def _ask_dhcp_once_served(self, names: list[str], done: Callable[[], bool], timeout: float = 600) -> None:
-        """Once a director's dnsmasq runs, have these nodes ask DHCP again
-        (unless done() first): they booted before it did, and networkd's DHCP
-        client backs off, 30 s and more between tries after a minute."""
+        """Once a director serves DHCP, have these nodes ask again (unless
+        done() first): they booted before it did, and networkd's DHCP client
+        backs off, 30 s and more between tries after a minute. Served: the
+        DHCP port is open (dnsmasq runs from the boot, with DHCP once the
+        highstate configured it)."""
         director = self.model["roles"]["director"][0]
         deadline = time.monotonic() + timeout
         while not done() and time.monotonic() < deadline:
-            if node.execute(director, ["systemctl", "is-active", "--quiet", "dnsmasq"], timeout=30).returncode == 0:
-                log("lab", f"dnsmasq runs on {director}: " + ", ".join(names) + " ask DHCP now")
+            if node.execute(director, ["ss", "-Hlun", "sport = :67"], timeout=30).stdout.strip():
+                log("lab", f"{director} serves DHCP: " + ", ".join(names) + " ask now")
                 self._ask_dhcp(names)
                 return
             time.sleep(3)

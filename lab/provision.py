@@ -21,6 +21,11 @@ MINION_SKIP_SYSV = "/etc/systemd/system/salt-minion.service.d/lab-skip-sysv.conf
 # and the repo's folders it gets before it starts: see extension_modules().
 MINION_EXTMODS = "/var/cache/salt/minion/extmods"
 SEEDED_EXTMODS = {"_grains": "grains", "_beacons": "beacons", "_modules": "modules", "_states": "states"}
+# The master's: its runners (salt-run cluster.health), and the modules the
+# orchestration renders with (cluster.model), where `salt-run saltutil.sync_all`
+# would put them.
+MASTER_EXTMODS = "/var/cache/salt/master/extmods"
+MASTER_SEEDED_EXTMODS = {"_runners": "runners", "_modules": "modules", "_states": "states"}
 PUBLISH_PORT = 4505  # the salt-master's publish port: every connected minion holds one connection to it
 REQUEST_PORT = 4506  # and its request port (jobs' returns, file server, auth)
 
@@ -240,9 +245,19 @@ def extension_modules(repo: Path) -> dict[str, str]:
     cluster_kernel grain, the cluster_watch beacon (named in the pillar, so it
     runs from the minion's start) calls the vip and haproxy_runtime modules,
     and the highstate does not sync them itself (minion_conf)."""
+    return _seeded(repo, MINION_EXTMODS, SEEDED_EXTMODS)
+
+
+def master_extension_modules(repo: Path) -> dict[str, str]:
+    """The same for the master: it starts with the repo's runners and modules
+    (a `salt-run saltutil.sync_all` at bring-up was ~5 CPU-s of a busy lab)."""
+    return _seeded(repo, MASTER_EXTMODS, MASTER_SEEDED_EXTMODS)
+
+
+def _seeded(repo: Path, extmods: str, folders: dict[str, str]) -> dict[str, str]:
     return {
-        f"{MINION_EXTMODS}/{kind}/{path.name}": path.read_text()
-        for folder, kind in SEEDED_EXTMODS.items()
+        f"{extmods}/{kind}/{path.name}": path.read_text()
+        for folder, kind in folders.items()
         for path in sorted((repo / folder).glob("*.py"))
     }
 

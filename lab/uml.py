@@ -121,6 +121,10 @@ def files_for(node: LabNode) -> dict[str, str]:
         ),
         AGENT_PATH: Path(agent.__file__).read_text(),
     }
+    if "nfsd" in modules_for(node):
+        # nfs-server (enabled on the nas) mounts the nfsd filesystem early in
+        # the boot: once the module can load, not before the modules' mount.
+        files["/etc/systemd/system/proc-fs-nfsd.mount.d/lab.conf"] = "[Unit]\nAfter=systemd-modules-load.service\n"
     for link in node.links:
         files[f"/etc/systemd/network/10-{link.ifname}.link"] = (
             f"[Match]\nMACAddress={link.mac}\n\n[Link]\nName={link.ifname}\n"

@@ -369,3 +369,36 @@ def test_salt_returns_merges_one_json_object_per_minion():
     # Text before the returns (a warning) and no return at all.
     assert salt_returns('[WARNING ] x\n{"dns1": true}') == {"dns1": True}
     assert salt_returns("No minions matched the target.") == {}
+
+
+def test_role_services_are_the_formulas_services():
+    """The services a lab node starts with enabled (rootfs.ROLE_SERVICES) are
+    those its roles' formulas run (top.sls, salt/*/defaults.yaml `service`)."""
+    from lab import rootfs
+
+    top = yaml.safe_load((REPO / "top.sls").read_text())["base"]
+    expected = {}
+    for target, entries in top.items():
+        role = target.removeprefix("roles:")
+        formulas = [e.split(".")[0] for e in entries if isinstance(e, str)]
+        services = []
+        for formula in formulas:
+            defaults = REPO / "salt" / formula / "defaults.yaml"
+            settings = yaml.safe_load(defaults.read_text())[formula] if defaults.exists() else {}
+            if "service" in settings:
+                services.append(settings["service"])
+        expected[role] = sorted(services)
+    assert {role: sorted(units) for role, units in rootfs.ROLE_SERVICES.items()} == expected
+
+
+def test_the_master_starts_with_the_repos_runners_and_modules(tmp_path):
+    (tmp_path / "_runners").mkdir()
+    (tmp_path / "_runners" / "cluster.py").write_text("# runner\n")
+    (tmp_path / "_modules").mkdir()
+    (tmp_path / "_modules" / "cluster.py").write_text("# module\n")
+    (tmp_path / "_beacons").mkdir()  # a minion's
+    (tmp_path / "_beacons" / "watch.py").write_text("# beacon\n")
+    assert provision.master_extension_modules(tmp_path) == {
+        "/var/cache/salt/master/extmods/runners/cluster.py": "# runner\n",
+        "/var/cache/salt/master/extmods/modules/cluster.py": "# module\n",
+    }

@@ -40,3 +40,12 @@ haproxy-config-reload-keeps-state:
         settings: {{ haproxy | json }}
     - require:
       - file: haproxy-config-save-state-script
+
+# systemd does not see a drop-in directory that appeared after it loaded the
+# unit (HAProxy runs since its package was installed): reload systemd so that
+# the reload which follows runs the ExecReload above.
+haproxy-config-reload-keeps-state-loaded:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: haproxy-config-reload-keeps-state

@@ -9,6 +9,6 @@ haproxy-service-running:
     - reload: true
     - require:
       - sysctl: haproxy-config-nonlocal-bind
-      - file: haproxy-config-reload-keeps-state
+      - cmd: haproxy-config-reload-keeps-state-loaded
     - watch:
       - file: haproxy-config-file-managed

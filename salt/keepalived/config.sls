@@ -35,6 +35,17 @@ keepalived-config-haproxy-watch-unit:
     - context:
         settings: {{ keepalived | json }}
 
+# keepalived wants the watcher: it starts with keepalived at boot, and needs
+# no enabling of its own (each `systemctl enable` reloads systemd).
+keepalived-config-haproxy-watch-wanted:
+  file.managed:
+    - name: /etc/systemd/system/{{ keepalived.service }}.service.d/haproxy-watch.conf
+    - makedirs: true
+    - contents: |
+        # Managed by Salt (keepalived formula).
+        [Unit]
+        Wants={{ keepalived.watch_service }}.service
+
 # Checked by keepalived itself (inside this node, where the interfaces exist)
 # before it replaces the live file.
 keepalived-config-file-managed:

@@ -1,9 +1,12 @@
 {%- from "keepalived/map.jinja" import keepalived, ipvs_enabled %}
 
+# Not enabled: keepalived wants it (keepalived-config-haproxy-watch-wanted,
+# written before this state so that one daemon-reload takes both files).
 keepalived-service-haproxy-watch-running:
   service.running:
     - name: {{ keepalived.watch_service }}
-    - enable: true
+    - require:
+      - file: keepalived-config-haproxy-watch-wanted
     - watch:
       - file: keepalived-config-haproxy-watch-script
       - file: keepalived-config-haproxy-watch-unit
