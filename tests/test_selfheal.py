@@ -99,7 +99,8 @@ def test_cut_master_the_runner_shows_standby_holding_every_vip():
 
 
 def state_single(target: str, *args: str) -> dict:
-    return salt_json(target, "state.single", *args, "-t", "60")[target]
+    # A failed state makes the salt CLI exit non-zero: the callers look at the result.
+    return salt_json(target, "state.single", *args, "-t", "60", check=False)[target]
 
 
 def test_drain_state_changes_once_and_takes_the_node_out():
