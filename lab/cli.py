@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -481,7 +482,7 @@ class Lab:
             print(f"{what.ljust(width)}  {'info':6}  {detail}")
         return all(ok for _, ok, _ in checks)
 
-    def _outside_checks(self) -> list[tuple[str, bool, str]]:
+    def _outside_checks(self) -> list[Check]:
         """DHCP leases and services (every check but the ping and the second
         highstate), each from its own node at once; listed in a fixed order."""
         prefixlen = self.model["networks"]["internal"]["prefixlen"]
@@ -504,7 +505,7 @@ class Lab:
             )
 
         probes: list[Callable[[], Check]] = [
-            *(lambda lease=lease: got_lease(lease) for lease in self.model["dhcp"]["leases"]),
+            *(partial(got_lease, lease) for lease in self.model["dhcp"]["leases"]),
             leases_recorded,
             *self.service_checks(),
         ]
@@ -545,8 +546,8 @@ class Lab:
             return (f"exactly one director holds {vip}", len(holders) == 1, ", ".join(holders) or "none")
 
         checks: list[Callable[[], Check]] = [
-            lambda: round_robin("HTTP :80 round robin", f"http://{vip}/", ""),
-            lambda: round_robin("HTTPS :443 round robin", f"https://{vip}/", "-k"),
+            partial(round_robin, "HTTP :80 round robin", f"http://{vip}/", ""),
+            partial(round_robin, "HTTPS :443 round robin", f"https://{vip}/", "-k"),
             sticky,
         ]
         if dns and web:
