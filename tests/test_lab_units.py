@@ -92,15 +92,22 @@ def test_minion_config_carries_id_master_and_roles():
     assert conf["autoload_dynamic_modules"] is False
 
 
+def custom_modules(root: Path, files: dict[str, str]) -> Path:
+    """A repo's custom-module folders under root: {"_kind/name": text}."""
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
 def test_minions_start_with_the_repos_custom_modules(tmp_path):
-    (tmp_path / "_grains").mkdir()
-    (tmp_path / "_grains" / "kernel.py").write_text("# grain\n")
-    (tmp_path / "_modules").mkdir()
-    (tmp_path / "_modules" / "vip.py").write_text("# module\n")
-    (tmp_path / "_modules" / "notes.txt").write_text("not a module\n")
-    (tmp_path / "_runners").mkdir()  # the master's, not a minion's
-    (tmp_path / "_runners" / "cluster.py").write_text("# runner\n")
-    assert provision.extension_modules(tmp_path) == {
+    files = {
+        "_grains/kernel.py": "# grain\n",
+        "_modules/vip.py": "# module\n",
+        "_modules/notes.txt": "not a module\n",
+        "_runners/cluster.py": "# runner\n",  # the master's, not a minion's
+    }
+    assert provision.extension_modules(custom_modules(tmp_path, files)) == {
         "/var/cache/salt/minion/extmods/grains/kernel.py": "# grain\n",
         "/var/cache/salt/minion/extmods/modules/vip.py": "# module\n",
     }
@@ -392,13 +399,12 @@ def test_role_services_are_the_formulas_services():
 
 
 def test_the_master_starts_with_the_repos_runners_and_modules(tmp_path):
-    (tmp_path / "_runners").mkdir()
-    (tmp_path / "_runners" / "cluster.py").write_text("# runner\n")
-    (tmp_path / "_modules").mkdir()
-    (tmp_path / "_modules" / "cluster.py").write_text("# module\n")
-    (tmp_path / "_beacons").mkdir()  # a minion's
-    (tmp_path / "_beacons" / "watch.py").write_text("# beacon\n")
-    assert provision.master_extension_modules(tmp_path) == {
+    files = {
+        "_runners/cluster.py": "# runner\n",
+        "_modules/cluster.py": "# module\n",
+        "_beacons/watch.py": "# beacon\n",  # a minion's
+    }
+    assert provision.master_extension_modules(custom_modules(tmp_path, files)) == {
         "/var/cache/salt/master/extmods/runners/cluster.py": "# runner\n",
         "/var/cache/salt/master/extmods/modules/cluster.py": "# module\n",
     }

@@ -1,7 +1,9 @@
 {%- from "keepalived/map.jinja" import keepalived, ipvs_enabled %}
 
-# Not enabled: keepalived wants it (keepalived-config-haproxy-watch-wanted,
-# written before this state so that one daemon-reload takes both files).
+# Not enabled: keepalived wants it (keepalived-config-haproxy-watch-wanted).
+# That drop-in is written before the watcher and so before keepalived starts:
+# keepalived's start then reloads systemd once, for it (systemd loads the new
+# watcher unit when it is first started).
 keepalived-service-haproxy-watch-running:
   service.running:
     - name: {{ keepalived.watch_service }}
