@@ -6,10 +6,12 @@ base:
   'roles:nas':
     - match: grain
     - common
+    - firewall
     - nfs.server
   'roles:director':
     - match: grain
     - common
+    - firewall
     - gateway
     - dnsmasq
     - keepalived
@@ -17,8 +19,10 @@ base:
   'roles:web':
     - match: grain
     - common
+    - firewall
     - apache
   'roles:dns':
     - match: grain
     - common
+    - firewall
     - bind

@@ -5,14 +5,19 @@ Kernel features the cluster's formulas depend on, as grains.
                                or a loadable module is installed)
 ``cluster_kernel:nfs_server``  the kernel NFS server (nfsd) is usable
 ``cluster_kernel:nfs_client``  the kernel NFS client is usable
+``cluster_kernel:nftables``    nftables can filter IPv4 and IPv6 here (its inet
+                               family: every Debian kernel; not Debian's
+                               user-mode kernel, whose nf_tables has no ip,
+                               ip6 or inet family)
 ``cluster_kernel:process_events`` the kernel's process events connector is
                                usable (keepalived's vrrp_track_process): the
                                kernel has it (Debian's does; its user-mode
                                kernel does not), and this is not a container
                                (it works only in the initial network namespace)
 
-Formulas use them to run keepalived VRRP-only and to serve the docroot from a
-local copy where the kernel lacks the feature, and say so in the run.
+Formulas use them to run keepalived VRRP-only, to serve the docroot from a
+local copy and to load the host firewall with iptables where the kernel lacks
+the feature, and say so in the run.
 """
 
 from __future__ import annotations
@@ -58,6 +63,23 @@ def in_container(run_marker: str = "/run/systemd/container", init_environ: str =
         return False
 
 
+def _nftables_inet() -> bool:
+    """`nft --check` of a new inet table: the kernel validates it (and loads
+    nf_tables if need be) without committing anything. Where nft is not
+    installed yet (a server before its first highstate) the kernel is taken
+    to be a distribution's, which has the family."""
+    nft = shutil.which("nft") or ("/usr/sbin/nft" if os.path.exists("/usr/sbin/nft") else None)
+    if nft is None:
+        return True
+    try:
+        probe = subprocess.run(
+            [nft, "--check", "add table inet cluster_kernel_probe"], capture_output=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
 NETLINK_CONNECTOR, CN_IDX_PROC, CN_VAL_PROC = 11, 1, 1
 PROC_CN_MCAST_LISTEN, PROC_CN_MCAST_IGNORE, PROC_EVENT_NONE = 1, 2, 0
 NLMSG_DONE = 3
@@ -100,6 +122,7 @@ def features(
     available=_module_available,
     container: bool | None = None,
     proc_connector=_proc_connector,
+    nftables=_nftables_inet,
 ) -> dict:
     """The feature map; arguments exist so tests can feed it other kernels."""
     filesystems = _filesystems() if filesystems is None else filesystems
@@ -109,6 +132,7 @@ def features(
         "nfs_server": "nfsd" in filesystems or available("nfsd"),
         "nfs_client": bool({"nfs", "nfs4"} & filesystems) or available("nfs"),
         "process_events": not (in_container() if container is None else container) and proc_connector(),
+        "nftables": nftables(),
     }
 
 

@@ -59,6 +59,9 @@ SOA_TIMERS = {"refresh": 28800, "retry": 3600, "expire": 604800, "minimum": 3840
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+# Names of frontends, backends, virtual servers and VRRP instances: they become
+# identifiers and comments in daemons' configurations.
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
 def __virtual__() -> str:
@@ -405,6 +408,11 @@ def _check_vips(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> dic
     return vips
 
 
+def _check_name(ck: _Checker, field: str, name: Any) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        ck.add(field, name, "is not a name (1-32 of A-Z a-z 0-9 _ . -)")
+
+
 def _directors(nodes: dict) -> list[str]:
     return [name for name, node in nodes.items() if "director" in node["roles"]]
 
@@ -448,6 +456,7 @@ def _check_vrrp(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> Non
     covered = set()
     for name, inst in instances.items():
         field = f"vrrp.instances.{name}"
+        _check_name(ck, "vrrp.instances", name)
         if not isinstance(inst, Mapping):
             ck.add(field, inst, "is not a mapping (network, virtual_router_id)")
             continue
@@ -506,6 +515,7 @@ def _check_haproxy(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listene
     backends = ck.mapping(haproxy, "backends", "haproxy.backends", "name -> role, port, mode")
     for name, spec in backends.items():
         field = f"haproxy.backends.{name}"
+        _check_name(ck, "haproxy.backends", name)
         if not isinstance(spec, Mapping):
             ck.add(field, spec, "is not a mapping (role, port, mode)")
             continue
@@ -517,6 +527,7 @@ def _check_haproxy(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listene
     frontends = ck.mapping(haproxy, "frontends", "haproxy.frontends", "name -> vip, port, mode, backend")
     for name, spec in frontends.items():
         field = f"haproxy.frontends.{name}"
+        _check_name(ck, "haproxy.frontends", name)
         if not isinstance(spec, Mapping):
             ck.add(field, spec, "is not a mapping (vip, port, mode, backend)")
             continue
@@ -531,6 +542,9 @@ def _check_haproxy(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listene
     if "stats" in haproxy:
         stats = ck.mapping(haproxy, "stats", "haproxy.stats", "vip, port")
         _check_listener(ck, "haproxy.stats", stats, vips, listeners, "tcp", "haproxy stats")
+        vip = str(stats.get("vip"))
+        if any(str(addr) == vip and net != "internal" for addr, net in vips.items()):
+            ck.add("haproxy.stats.vip", vip, "is not an internal VIP: the stats page is for the internal network only")
 
 
 def _check_ipvs(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listeners: dict) -> None:
@@ -540,6 +554,7 @@ def _check_ipvs(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listeners:
     services = ck.mapping(ipvs, "virtual_servers", "ipvs.virtual_servers", "name -> vip, port, protocol, role")
     for name, spec in services.items():
         field = f"ipvs.virtual_servers.{name}"
+        _check_name(ck, "ipvs.virtual_servers", name)
         if not isinstance(spec, Mapping):
             ck.add(field, spec, "is not a mapping (vip, port, protocol, role)")
             continue
@@ -582,12 +597,31 @@ def _check_dns(ck: _Checker, topo: Mapping, networks: dict) -> None:
     for value in _as_list(ck, "dns.allow_recursion", dns.get("allow_recursion")):
         if value in networks:
             continue
+        if _opens_to_everyone(value):
+            ck.add(
+                "dns.allow_recursion",
+                value,
+                "opens recursion to everyone (an open resolver, usable for amplification attacks): "
+                "list the networks that may recurse, e.g. internal",
+            )
+            continue
         try:
             ipaddress.IPv4Network(str(value), strict=True)
         except ValueError:
             ck.add("dns.allow_recursion", value, "is neither a network name nor a CIDR")
     if "ttl" in dns:
         ck.integer("dns.ttl", dns["ttl"], (0, 2**31 - 1), "seconds")
+
+
+def _opens_to_everyone(value: Any) -> bool:
+    """An address match list entry that matches every address (bind's ``any``, /0)."""
+    text = str(value).strip().lower()
+    if text in ("any", "all", "*"):
+        return True
+    try:
+        return ipaddress.ip_network(text, strict=False).prefixlen == 0
+    except ValueError:
+        return False
 
 
 def _check_secrets(ck: _Checker, secrets: Any) -> None:
@@ -647,6 +681,7 @@ def derive(
         "ipvs": ipvs_view(topology.get("ipvs") or {}, nodes),
         "nfs": nfs_view(topology.get("nfs") or {}, networks, nodes),
     }
+    model["firewall"] = firewall_view(networks, nodes, vips, model["haproxy"], model["ipvs"], model["nfs"])
     return model
 
 
@@ -828,18 +863,23 @@ def vrrp_view(spec: Mapping, networks: Mapping, nodes: Mapping, vips: Mapping) -
         instances = []
         for name, inst in sorted((spec.get("instances") or {}).items()):
             netname = inst["network"]
-            peers = [d["addresses"][netname] for d in directors if d is not director]
+            # Every instance advertises on the internal network, whatever
+            # network its VIPs are on: nothing of VRRP is seen on, or accepted
+            # from, the external (Internet) side. The VIPs' own interface is
+            # tracked, so a director whose link there dies goes to FAULT.
+            peers = [d["addresses"]["internal"] for d in directors if d is not director]
             instances.append(
                 {
                     "name": name,
                     "network": netname,
-                    "interface": director["by_network"][netname],
+                    "interface": director["by_network"]["internal"],
+                    "vip_interface": director["by_network"][netname],
                     "virtual_router_id": inst["virtual_router_id"],
                     "state": "MASTER" if director["name"] == leader else "BACKUP",
                     "priority": director["priority"],
                     "advert_int": spec.get("advert_int", 1),
                     "version": spec.get("version", 2),
-                    "unicast_src": director["addresses"][netname],
+                    "unicast_src": director["addresses"]["internal"],
                     "unicast_peers": peers,
                     "vips": [f"{v}/32" for v in vips.get(netname, [])],
                 }
@@ -927,13 +967,120 @@ def nfs_view(spec: Mapping, networks: Mapping, nodes: Mapping) -> dict | None:
         "server": server["name"],
         "server_address": server["address"],
         "export": spec["export"],
-        "export_to": networks["internal"]["cidr"],
+        # Only the client nodes' own addresses: not the network, whose DHCP
+        # pool hands addresses to anyone plugged in.
+        "export_to": [nodes[name]["address"] for name in client_nodes],
         "options": ["rw", "sync", "no_subtree_check", "root_squash"],
         "mountpoint": spec["mountpoint"],
         "docroot": spec["docroot"],
         "device": f"{server['address']}:{spec['export']}",
         "clients": client_nodes,
     }
+
+
+SSH_PORT = 22
+NFS_PORT = 2049  # NFSv4 needs nothing else (no rpcbind, no mountd)
+SALT_PORTS = (4505, 4506)  # the master's publish and request ports
+DHCP_PORTS = {"server": 67, "client": 68}
+
+
+def _fw_rule(comment: str, protocol: str | None = None, ports: Iterable[int] = (), **match: Any) -> dict:
+    """One accept rule of a host firewall: every field left out matches anything.
+
+    iif/oif: interface names; saddr/daddr: address lists; ct: a conntrack
+    status the packet must have (``dnat``: forwarded by this host's own DNAT).
+    """
+    rule = {"comment": comment, "protocol": protocol, "ports": sorted(set(ports))}
+    rule.update({key: match.get(key) for key in ("iif", "oif", "saddr", "daddr", "ct")})
+    return rule
+
+
+def _listener_rules(node: Mapping, networks: Mapping, listeners: list[tuple[str, str, str, int, str]]) -> list[dict]:
+    """Accept rules for services published on VIPs: (what, vip network, vip, port, protocol)."""
+    internal = node["by_network"]["internal"]
+    rules = []
+    for what, netname, vip, port, protocol in listeners:
+        if netname == "internal":
+            # An internal VIP is for the internal side only: a packet for it
+            # that arrives on another interface is an outsider's.
+            rules.append(
+                _fw_rule(what, protocol, [port], daddr=[vip], iif=internal, saddr=[networks["internal"]["cidr"]])
+            )
+        else:
+            rules.append(_fw_rule(what, protocol, [port], daddr=[vip]))
+    return rules
+
+
+def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, haproxy: Mapping, ipvs: Mapping, nfs: Any) -> dict:
+    """Each node's host firewall: what it accepts (input) and routes (forward).
+
+    Everything not listed is dropped, and so is everything from the external
+    network but the services the topology publishes on the VIPs. Replies to
+    what a node sends (and ICMP errors about it) are accepted by the firewall
+    formula's fixed part, as is loopback.
+    """
+    internal_cidr = networks["internal"]["cidr"]
+    vip_network = {vip: netname for netname, addrs in vips.items() for vip in addrs}
+    directors = sorted(n["address"] for n in nodes.values() if "director" in n["roles"])
+    everyone = sorted((n["address"] for n in nodes.values()), key=ipaddress.IPv4Address)
+    listeners = [
+        (f"haproxy frontend {f['name']}", vip_network[f["vip"]], f["vip"], f["port"], "tcp")
+        for f in haproxy["frontends"].values()
+    ]
+    if haproxy.get("stats"):
+        stats = haproxy["stats"]
+        listeners.append(("haproxy stats", vip_network[stats["vip"]], stats["vip"], stats["port"], "tcp"))
+    listeners += [
+        (f"ipvs {vs['name']}", vip_network[vs["vip"]], vs["vip"], vs["port"], vs["protocol"])
+        for vs in ipvs["virtual_servers"]
+    ]
+    out = {}
+    for name, node in nodes.items():
+        inside = node["by_network"]["internal"]
+        roles = node["roles"]
+        inputs = [_fw_rule("ssh from the internal network", "tcp", [SSH_PORT], iif=inside, saddr=[internal_cidr])]
+        forward = []
+        if any(iface["dhcp"] for iface in node["interfaces"].values()):
+            inputs.append(_fw_rule("dhcp answers", "udp", [DHCP_PORTS["client"]], iif=inside, saddr=directors))
+        if "director" in roles:
+            peers = [a for a in directors if a != node["address"]]
+            if peers:
+                inputs.append(_fw_rule("vrrp from the peer directors", "vrrp", iif=inside, saddr=peers))
+            inputs.append(_fw_rule("dhcp server", "udp", [DHCP_PORTS["server"]], iif=inside))
+            for protocol in PROTOCOLS:
+                inputs.append(
+                    _fw_rule(f"dns forwarder ({protocol})", protocol, [53], iif=inside, saddr=[internal_cidr])
+                )
+            inputs += _listener_rules(node, networks, listeners)
+            outside = node["by_network"].get("external")
+            if outside:
+                forward.append(
+                    _fw_rule("gateway: the internal network out", iif=inside, oif=outside, saddr=[internal_cidr])
+                )
+        if "nas" in roles and nfs:
+            inputs.append(_fw_rule("nfs to its clients", "tcp", [NFS_PORT], iif=inside, saddr=nfs["export_to"]))
+        if "nas" in roles:
+            # The Salt master runs on the nas (or behind it, reached by the
+            # nas's own port forwarding): its ports for the minions only.
+            salt = {"protocol": "tcp", "ports": SALT_PORTS, "iif": inside, "saddr": everyone}
+            inputs.append(_fw_rule("salt master from the minions", **salt))
+            forward.append(_fw_rule("salt master from the minions, forwarded", ct="dnat", **salt))
+        # Real servers: IPVS NAT keeps the client's address, so from anyone;
+        # HAProxy connects from the directors' own addresses.
+        public: dict[str, set[int]] = {"tcp": set(), "udp": set()}
+        for vs in ipvs["virtual_servers"]:
+            if vs["role"] in roles:
+                public[vs["protocol"]].add(vs["real_servers"][0]["port"] if vs["real_servers"] else vs["port"])
+        proxied = {b["port"] for b in haproxy["backends"].values() if b["role"] in roles} - public["tcp"]
+        for protocol in PROTOCOLS:
+            if public[protocol]:
+                inputs.append(_fw_rule(f"public service ({protocol})", protocol, public[protocol], iif=inside))
+        if proxied:
+            # HAProxy connects from a director's own address (or an internal VIP).
+            sources = directors + list(vips.get("internal", []))
+            inputs.append(_fw_rule("haproxy backends, from the directors", "tcp", proxied, iif=inside, saddr=sources))
+        out[name] = {"input": inputs, "forward": forward, "router": bool(forward)}
+    return out
 
 
 def node_view(model: Mapping, name: str) -> dict:
@@ -947,6 +1094,7 @@ def node_view(model: Mapping, name: str) -> dict:
     node["vrrp"] = model["vrrp"]["directors"].get(name) if "director" in roles else None
     nfs = model["nfs"]
     node["nfs_mount"] = nfs if nfs and name in nfs["clients"] else None
+    node["firewall"] = model["firewall"][name]
     return node
 
 

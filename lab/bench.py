@@ -5,11 +5,12 @@
 From the `client` node, with the seed's tools (ab from apache2-utils, dnsperf):
 
 - an HTTP sweep over concurrency x page (the date page; the PI page with a
-  fixed n) x path: ``direct`` (the web servers themselves, reached through the
-  director's routing; the concurrency is split among them), ``l4`` (HAProxy
+  fixed n) x path: ``direct`` (the web servers themselves, from the lab's
+  `operator` node on the internal network; the concurrency is split among
+  them), ``l4`` (HAProxy
   :80), ``l7`` (:8000), ``https`` (:443) and ``ipvs`` (.202:80, when the lab
   has IPVS), with the host CPU each director and web server used meanwhile;
-- dnsperf through the VIP and direct to one server, with queries generated
+- dnsperf through the VIP and direct to one server (from `operator`), with queries generated
   from the zones and the upstream names;
 - failure drills, each watched by lab/probe.py (an HTTP and a DNS probe
   through the VIP every 10 ms, retried once on failure).
@@ -22,7 +23,6 @@ README with its duration.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import re
@@ -39,7 +39,7 @@ from pathlib import Path
 import yaml
 
 from lab import net, node
-from lab.topology import CLIENT_ADDRESS, REPO, UPSTREAM_NAMES, LabNode
+from lab.topology import CLIENT_ADDRESS, OPERATOR, REPO, UPSTREAM_NAMES, LabNode
 from lab.util import log
 
 CLIENT = "client"
@@ -306,8 +306,16 @@ class Cluster:
         return urllib.parse.urlsplit(self.urls()["l7"][0]).port
 
 
-def in_client(argv: list[str], timeout: float) -> str:
-    return node.execute(CLIENT, argv, timeout=timeout, check=True).stdout
+def in_client(argv: list[str], timeout: float, where: str = CLIENT) -> str:
+    """Run in the external client, or (``direct`` paths) in the lab's operator
+    node on the internal network: the firewalls let no one outside reach the
+    servers themselves."""
+    return node.execute(where, argv, timeout=timeout, check=True).stdout
+
+
+def vantage(path: str) -> str:
+    """Where a path's load comes from."""
+    return OPERATOR if path == "direct" else CLIENT
 
 
 class CpuMeter:
@@ -325,22 +333,7 @@ class CpuMeter:
         return {n: round(100 * (node.cpu_seconds(n) - self.before[n]) / wall, 1) for n in self.names}
 
 
-class DirectRoute:
-    """The client's route to the internal network through the VIP's holder,
-    for the ``direct`` path only (the client has none otherwise)."""
-
-    def __init__(self, cluster: Cluster) -> None:
-        self.argv = ["ip", "route", "{}", cluster.internal_cidr, "via", cluster.vip]
-
-    def __enter__(self) -> DirectRoute:
-        node.execute(CLIENT, [a.format("replace") for a in self.argv], timeout=10, check=True)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        node.execute(CLIENT, [a.format("del") for a in self.argv], timeout=10)
-
-
-def http_point(urls: list[str], page: str, concurrency: int, plan: Plan, cpu: CpuMeter) -> dict:
+def http_point(urls: list[str], page: str, concurrency: int, plan: Plan, cpu: CpuMeter, where: str = CLIENT) -> dict:
     """One ab per URL, concurrently, the concurrency and requests split among them."""
     target = PAGES[page].format(n=plan.pi_n)
     shares = split(concurrency, len(urls))
@@ -354,7 +347,7 @@ def http_point(urls: list[str], page: str, concurrency: int, plan: Plan, cpu: Cp
     ]
     script = " & ".join(runs) + " & wait; for f in /tmp/ab.*; do cat $f; echo '@@@'; done; rm -f /tmp/ab.*"
     cpu.start()
-    out = in_client(["sh", "-c", script], timeout=plan.time_limit + 60)
+    out = in_client(["sh", "-c", script], timeout=plan.time_limit + 60, where=where)
     usage = cpu.stop()
     chunks = [chunk for chunk in out.split("@@@") if chunk.strip()]
     parts = [parse_ab_run(chunk, n) for chunk, n in zip(chunks, requests, strict=False)]
@@ -365,32 +358,31 @@ def http_sweep(cluster: Cluster, plan: Plan) -> list[dict]:
     cpu = CpuMeter(cluster.role("director") + cluster.role("web"))
     rows = []
     for path, urls in cluster.urls().items():
-        with DirectRoute(cluster) if path == "direct" else contextlib.nullcontext():
-            for page in PAGES:
-                for c in plan.concurrency:
-                    row = {"path": path, **http_point(urls, page, c, plan, cpu)}
-                    rps = "aborted" if row["rps"] is None else f"{row['rps']:8.1f} req/s"
-                    log("bench", f"http {path:6} {page:4} c={c:<2} {rps}, failed {row['failed']}")
-                    rows.append(row)
+        for page in PAGES:
+            for c in plan.concurrency:
+                row = {"path": path, **http_point(urls, page, c, plan, cpu, where=vantage(path))}
+                rps = "aborted" if row["rps"] is None else f"{row['rps']:8.1f} req/s"
+                log("bench", f"http {path:6} {page:4} c={c:<2} {rps}, failed {row['failed']}")
+                rows.append(row)
     return rows
 
 
 def dns_sweep(cluster: Cluster, plan: Plan) -> list[dict]:
     queries = "\n".join(dns_queries(cluster.model)) + "\n"
-    node.execute(CLIENT, ["sh", "-c", "cat > /tmp/queries.txt"], stdin=queries, timeout=10, check=True)
+    for where in (CLIENT, OPERATOR):
+        node.execute(where, ["sh", "-c", "cat > /tmp/queries.txt"], stdin=queries, timeout=10, check=True)
     server = cluster.address(cluster.role("dns")[0])
     cpu = CpuMeter(cluster.role("director") + cluster.role("dns"))
     rows = []
     for target, address in (("vip", cluster.vip), ("direct", server)):
-        with DirectRoute(cluster) if target == "direct" else contextlib.nullcontext():
-            for clients in plan.dns_clients:
-                argv = ["dnsperf", "-s", address, "-d", "/tmp/queries.txt", "-c", str(clients)]
-                argv += ["-l", str(plan.dns_seconds), "-t", "2"]
-                cpu.start()
-                stats = parse_dnsperf(in_client(argv, timeout=plan.dns_seconds + 30))
-                row = {"target": target, "clients": clients, **stats, "cpu": cpu.stop()}
-                log("bench", f"dns {target:6} clients={clients:<2} {row['qps']:8.1f} q/s, lost {row['lost']}")
-                rows.append(row)
+        for clients in plan.dns_clients:
+            argv = ["dnsperf", "-s", address, "-d", "/tmp/queries.txt", "-c", str(clients)]
+            argv += ["-l", str(plan.dns_seconds), "-t", "2"]
+            cpu.start()
+            stats = parse_dnsperf(in_client(argv, timeout=plan.dns_seconds + 30, where=vantage(target)))
+            row = {"target": target, "clients": clients, **stats, "cpu": cpu.stop()}
+            log("bench", f"dns {target:6} clients={clients:<2} {row['qps']:8.1f} q/s, lost {row['lost']}")
+            rows.append(row)
     return rows
 
 
@@ -609,9 +601,8 @@ def servers_down(director: str, sock: str) -> list[str] | None:
 def stats_screenshot(cluster: Cluster, out_dir: Path) -> Path | None:
     """The master director's HAProxy stats page (on the internal VIP, with the
     pillar's credentials) as a PNG, taken by the host's Debian chromium inside
-    the client node's network namespace (no other network than the lab's),
-    with the client's temporary route to the internal network. None, with a
-    note, when chromium is not installed."""
+    the operator node's network namespace (the lab's internal network, no
+    other). None, with a note, when chromium is not installed."""
     if not shutil.which("chromium"):
         log("bench", "no stats screenshot: chromium is not installed (apt-get install chromium)")
         return None
@@ -631,10 +622,11 @@ def stats_screenshot(cluster: Cluster, out_dir: Path) -> Path | None:
 
     if wait_for(all_up, 60) is None:
         log("bench", f"stats screenshot with servers not UP: {', '.join(down) if down else 'HAProxy did not answer'}")
-    leader = node.leader_pid(CLIENT)
-    with DirectRoute(cluster):
-        argv = ["nsenter", "-t", str(leader), "-n", "--", *chromium_argv(url, png, stats["vip"])]
-        subprocess.run(argv, capture_output=True, timeout=120, check=False)
+    # From the internal network, as an operator reaches it (the firewalls
+    # keep it from everyone else).
+    leader = node.leader_pid(OPERATOR)
+    argv = ["nsenter", "-t", str(leader), "-n", "--", *chromium_argv(url, png, stats["vip"])]
+    subprocess.run(argv, capture_output=True, timeout=120, check=False)
     if not png.exists():
         log("bench", "no stats screenshot: chromium wrote none")
         return None

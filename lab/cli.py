@@ -280,6 +280,10 @@ class Lab:
             log("salt", "hosts and DHCP leases on the directors for " + ", ".join(n.name for n in new_servers))
             if not self._report(self.apply_states("-C", "G@roles:director", sls="common,dnsmasq")):
                 raise RuntimeError("the directors could not take the new nodes' leases")
+            # The nas's firewall lets only the topology's minions reach the master.
+            log("salt", "the nas's firewall for " + ", ".join(n.name for n in new_servers))
+            if not self._report(self.apply_states("-C", "G@roles:nas", sls="firewall")):
+                raise RuntimeError("the nas's firewall could not take the new nodes")
         self._wave(servers, root_fs, master_keys)
 
     def _ask_dhcp_once_served(self, names: list[str], done: Callable[[], bool], timeout: float = 600) -> None:

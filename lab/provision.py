@@ -10,9 +10,12 @@ from pathlib import Path
 
 import yaml
 
-from lab.topology import UPSTREAM_NAMES, LabNode
+from lab.topology import MGMT_NETWORK, UPSTREAM_NAMES, LabNode
 
 MASTER_CONF = "/etc/salt/master.d/lab.conf"
+# The lab's own pillar, laid over the repo's (the master's ext_pillar): what
+# only the lab has, such as its management network.
+LAB_PILLAR = "/etc/salt/lab-pillar.yaml"
 MINION_CONF = "/etc/salt/minion.d/lab.conf"
 MINION_NICE = "/etc/systemd/system/salt-minion.service.d/lab-nice.conf"
 MINION_NETWORK = "/etc/systemd/system/salt-minion.service.d/lab-network.conf"
@@ -161,7 +164,15 @@ def master_conf(repo_master: dict, repo_path: str, interface: str) -> str:
     # later than that once, and an orchestration failed with the highstate
     # still running fine.
     conf["gather_job_timeout"] = 60
+    conf["ext_pillar"] = [{"cmd_yaml": f"cat {LAB_PILLAR}"}]
     return yaml.safe_dump(conf, sort_keys=False)
+
+
+def lab_pillar() -> str:
+    """The management NIC (lab0) of the exec agent and the master's container:
+    the host firewalls accept it (firewall formula, ``management``), as a
+    data centre's management LAN would be."""
+    return yaml.safe_dump({"firewall": {"management": {"interface": "lab0", "cidr": str(MGMT_NETWORK)}}})
 
 
 def upstream_dns_unit(address: str) -> str:
@@ -230,6 +241,7 @@ def files_for(
             files[MINION_SKIP_SYSV] = "[Service]\nEnvironment=SYSTEMCTL_SKIP_SYSV=1\n"
     if node.runs_master:
         files[MASTER_CONF] = master_conf(repo_master, repo_path, master_address)
+        files[LAB_PILLAR] = lab_pillar()
     if "nas" in node.roles and master_address != nas_address:
         files["/etc/systemd/system/lab-salt-forward.service"] = salt_forward_unit(nas_address, master_address)
     if node.name == "upstream":

@@ -55,6 +55,7 @@ PACKAGES = [
     "dnsmasq",
     "ipvsadm",
     "iptables",
+    "nftables",
     "apache2",
     "libapache2-mod-php",
     "php-cli",
@@ -69,6 +70,7 @@ PACKAGES = [
 
 # Installed but not started at boot (a node enables its roles' services).
 DISABLED_UNITS = [
+    "nftables",
     "apache2",
     "apache-htcacheclean",
     "named",

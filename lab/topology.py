@@ -63,7 +63,10 @@ class Link:
 
 NETNS_PREFIX = "halab-"
 # Names the lab gives its own nodes and switch namespace (not the topology's).
-LAB_OWN_NAMES = frozenset({"client", "upstream", MASTER_CONTAINER, "sw"})
+# `operator`: the lab's vantage point on the internal network (an administrator's
+# machine: the stats page, the benchmark's direct paths); no route elsewhere.
+OPERATOR = "operator"
+LAB_OWN_NAMES = frozenset({"client", "upstream", OPERATOR, MASTER_CONTAINER, "sw"})
 
 
 def netns_name(node: str) -> str:
@@ -153,7 +156,23 @@ def load(pillar: Path | None = None) -> tuple[dict, dict, dict[str, LabNode]]:
         ):
             raise ValueError(f"lab node {lab_name} ({address}) collides with the topology or is outside {ext['cidr']}")
         nodes[lab_name] = _lab_node(lab_name, "external", address, ext["prefixlen"], mtu=ext["mtu"])
+    internal = model["networks"]["internal"]
+    address = operator_address(internal, used | set(model["vips"].get("internal", [])))
+    nodes[OPERATOR] = _lab_node(OPERATOR, "internal", address, internal["prefixlen"], mtu=internal["mtu"])
     return topology, model, nodes
+
+
+def operator_address(internal: dict, used: set[str]) -> str:
+    """The internal network's highest address that no node, VIP or DHCP pool has."""
+    net = ipaddress.IPv4Network(internal["cidr"])
+    pool = internal["dhcp"]
+    for address in reversed(list(net.hosts())):
+        taken = str(address) in used or (
+            pool and ipaddress.IPv4Address(pool["start"]) <= address <= ipaddress.IPv4Address(pool["end"])
+        )
+        if not taken:
+            return str(address)
+    raise ValueError(f"lab node {OPERATOR}: no free address on the internal network {net}")
 
 
 def _lab_node(

@@ -133,13 +133,12 @@ def files_for(node: LabNode) -> dict[str, str]:
 
 
 def links_for(node: LabNode) -> dict[str, str]:
-    """Symlinks to set in the node. Debian's UML kernel has the legacy x_tables NAT
-    (iptable_nat) but not nftables NAT (no nft_chain_nat): its iptables is the legacy one,
-    as on any host whose kernel lacks a feature of the default backend."""
-    links = {
-        f"/etc/alternatives/{tool}": f"/usr/sbin/{tool.replace('iptables', 'iptables-legacy')}"
-        for tool in ("iptables", "iptables-restore", "iptables-save")
-    }
+    """Symlinks to set in the node. Debian's UML kernel has the legacy x_tables
+    (iptable_nat, iptable_filter, ip6table_filter) but its nf_tables has no ip,
+    ip6 or inet family: its iptables and ip6tables are the legacy ones, as on
+    any host whose kernel lacks a feature of the default backend."""
+    tools = [f"{family}{suffix}" for family in ("iptables", "ip6tables") for suffix in ("", "-restore", "-save")]
+    links = {f"/etc/alternatives/{tool}": f"/usr/sbin/{tool.replace('tables', 'tables-legacy', 1)}" for tool in tools}
     # Nobody logs in to a lab node (no console; the lab's agent runs commands),
     # and under a user-mode kernel logind took 6-7 s of CPU at each boot.
     links["/etc/systemd/system/systemd-logind.service"] = "/dev/null"

@@ -9,11 +9,14 @@
      and nothing runs anywhere. Then every minion refreshes its pillar.
   2. Both directors learn the new hosts and DHCP leases (dnsmasq re-reads its
      static leases on SIGHUP), so a new node gets its address by MAC.
-  3. The nas, DNS and web servers have their highstate, new nodes included:
-     a new server is serving before any balancer sends it traffic.
-  4. Every director drains what the topology no longer has (no new sessions,
+  3. Every director drains what the topology no longer has (no new sessions,
      then up to 30 s for open ones to end).
-  5. One director at a time, lowest VRRP priority first (the standby): its
+  4. The nas's firewall and exports follow the topology (the Salt master and
+     the NFS export are for the topology's nodes only): new nodes may mount,
+     drained retired ones no longer can.
+  5. The nas, DNS and web servers have their highstate, new nodes included:
+     a new server is serving before any balancer sends it traffic.
+  6. One director at a time, lowest VRRP priority first (the standby): its
      highstate, then it must balance to every server of the topology before
      the next one starts. Both are never reloading at once, and a VIP,
      priority or port change reaches the director holding the VIPs last.
@@ -56,15 +59,6 @@ orch-topology-directors-hosts-and-leases:
     - require:
       - salt: orch-topology-refresh-pillar
 
-orch-topology-servers-highstate:
-  salt.state:
-    - tgt: {{ servers | join(',') }}
-    - tgt_type: list
-    - expect_minions: true
-    - highstate: true
-    - require:
-      - salt: orch-topology-directors-hosts-and-leases
-
 orch-topology-directors-drain-retired:
   salt.state:
     - tgt: {{ directors | join(',') }}
@@ -73,8 +67,28 @@ orch-topology-directors-drain-retired:
     - sls:
       - orch.drain_retired
     - require:
-      - salt: orch-topology-servers-highstate
-{%- set previous = {'id': 'orch-topology-directors-drain-retired'} %}
+      - salt: orch-topology-directors-hosts-and-leases
+
+orch-topology-nas-firewall-and-exports:
+  salt.state:
+    - tgt: {{ model.roles.nas | join(',') }}
+    - tgt_type: list
+    - expect_minions: true
+    - sls:
+      - firewall
+      - nfs.server
+    - require:
+      - salt: orch-topology-directors-drain-retired
+
+orch-topology-servers-highstate:
+  salt.state:
+    - tgt: {{ servers | join(',') }}
+    - tgt_type: list
+    - expect_minions: true
+    - highstate: true
+    - require:
+      - salt: orch-topology-nas-firewall-and-exports
+{%- set previous = {'id': 'orch-topology-servers-highstate'} %}
 {%- for director in directors %}
 
 orch-topology-{{ director }}-highstate:

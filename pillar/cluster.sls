@@ -87,11 +87,14 @@ cluster:
 
   vrrp:
     sync_group: VG1
-    # VRRP version 2: multicast adverts with PASS authentication, whole
-    # seconds. Version 3 takes advert_int in centiseconds (0.2: the standby
-    # takes over about 0.7 s after the last advert) but has no
-    # authentication: its adverts go unicast to the peer director only and are
-    # accepted from its address only.
+    # Every instance advertises on the internal network only, whatever network
+    # its VIPs are on (the VIPs' interface is tracked): no advert is visible
+    # on, or accepted from, the external side. VRRP version 2: multicast
+    # adverts with PASS authentication, whole seconds. Version 3 takes
+    # advert_int in centiseconds (0.2: the standby takes over about 0.7 s
+    # after the last advert) and has no authentication: its adverts go
+    # unicast to the peer directors only and are accepted from their
+    # addresses only.
     version: 2
     advert_int: 1
     instances:
@@ -118,6 +121,8 @@ cluster:
     # that keeps the client's own address (NAT, as in the seed).
     virtual_servers:
       dns: {vip: 192.168.1.200, port: 53, protocol: udp, role: dns, scheduler: rr, forwarding: nat}
+      # DNS over TCP beside UDP: a truncated answer is asked again over TCP.
+      dns-tcp: {vip: 192.168.1.200, port: 53, protocol: tcp, role: dns, scheduler: rr, forwarding: nat}
       web: {vip: 192.168.1.202, port: 80, protocol: tcp, role: web, scheduler: rr, forwarding: nat}
 
   nfs:
@@ -134,5 +139,7 @@ cluster:
     # public resolver.
     forwarders: [192.168.1.1]
     # Who may ask for recursion: network names from `networks`, or CIDRs.
-    allow_recursion: [internal, external]
+    # Anyone may ask for the cluster's own zones; recursion to the Internet
+    # side would make an open resolver (cluster.validate refuses any/0/0).
+    allow_recursion: [internal]
     ttl: 38400

@@ -29,10 +29,17 @@ def test_features_of_a_container_and_of_a_user_mode_kernel():
     def no() -> bool:
         return False
 
-    container = grain.features({"nfsd", "ext4"}, False, none, container=True, proc_connector=yes)
-    assert container == {"ipvs": False, "nfs_server": True, "nfs_client": False, "process_events": False}
-    # Debian's user-mode kernel: IPVS and NFS, but no process events connector.
-    uml = grain.features({"nfs", "nfsd"}, True, none, container=False, proc_connector=no)
-    assert uml == {"ipvs": True, "nfs_server": True, "nfs_client": True, "process_events": False}
-    server = grain.features({"nfs"}, True, none, container=False, proc_connector=yes)
+    container = grain.features({"nfsd", "ext4"}, False, none, container=True, proc_connector=yes, nftables=yes)
+    assert container == {
+        "ipvs": False,
+        "nfs_server": True,
+        "nfs_client": False,
+        "process_events": False,
+        "nftables": True,
+    }
+    # Debian's user-mode kernel: IPVS and NFS, but no process events
+    # connector, and no nftables family but the bridge's.
+    uml = grain.features({"nfs", "nfsd"}, True, none, container=False, proc_connector=no, nftables=no)
+    assert uml == {"ipvs": True, "nfs_server": True, "nfs_client": True, "process_events": False, "nftables": False}
+    server = grain.features({"nfs"}, True, none, container=False, proc_connector=yes, nftables=yes)
     assert server["process_events"] is True

@@ -86,7 +86,7 @@ def test_zones_hold_a_cname_ns_and_ptr(topology):
     assert {"name": "100", "type": "PTR", "data": "nas.lab.local."} in reverse["records"]
     assert len([r for r in reverse["records"] if r["type"] == "PTR"]) == 9
     assert dns["forwarders"] == ["192.168.1.1"]
-    assert dns["allow_recursion"] == ["10.0.100.0/24", "192.168.1.0/24"]
+    assert dns["allow_recursion"] == ["10.0.100.0/24"]
 
 
 def test_serial_changes_only_when_records_change(topology):
@@ -115,9 +115,15 @@ def test_vrrp_master_is_the_highest_priority(topology):
     assert [i["state"] for i in master["instances"]] == ["MASTER", "MASTER"]
     assert [i["state"] for i in standby["instances"]] == ["BACKUP", "BACKUP"]
     ext = master["instances"][0]
-    assert (ext["name"], ext["interface"], ext["virtual_router_id"]) == ("VI_E", "eth0", 51)
+    # Adverts on the internal network (eth1), the external VIPs on eth0.
+    assert (ext["name"], ext["interface"], ext["vip_interface"], ext["virtual_router_id"]) == (
+        "VI_E",
+        "eth1",
+        "eth0",
+        51,
+    )
     assert ext["vips"] == ["192.168.1.200/32", "192.168.1.202/32"]
-    assert ext["unicast_peers"] == ["192.168.1.102"]
+    assert (ext["unicast_src"], ext["unicast_peers"]) == ("10.0.100.1", ["10.0.100.50"])
     assert standby["instances"][1]["vips"] == ["10.0.100.200/32"]
     topology["nodes"]["standby"]["priority"] = 200
     assert cluster.derive(topology, today=TODAY)["vrrp"]["leader"] == "standby"
@@ -169,7 +175,8 @@ def test_ipvs_virtual_servers(topology):
 def test_nfs_export_and_mounts(topology):
     nfs = cluster.derive(topology, today=TODAY)["nfs"]
     assert nfs["device"] == "10.0.100.100:/srv/nfs/www"
-    assert nfs["export_to"] == "10.0.100.0/24"
+    # The web nodes' own addresses, not the network (its DHCP pool serves anyone).
+    assert nfs["export_to"] == ["10.0.100.2", "10.0.100.3", "10.0.100.4"]
     assert "root_squash" in nfs["options"] and "no_root_squash" not in nfs["options"]
     assert nfs["clients"] == ["web1", "web2", "web3"]
 

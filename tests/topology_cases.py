@@ -185,4 +185,29 @@ CASES = [
         _set("dns.forwarders", ["resolver.example"]),
         "dns.forwarders: 'resolver.example' is not an IPv4 address",
     ),
+    Case(
+        "open-resolver-cidr",
+        _set("dns.allow_recursion", ["internal", "0.0.0.0/0"]),
+        "dns.allow_recursion: '0.0.0.0/0' opens recursion to everyone",
+    ),
+    Case(
+        "open-resolver-v6",
+        _set("dns.allow_recursion", ["::/0"]),
+        "dns.allow_recursion: '::/0' opens recursion to everyone",
+    ),
+    Case(
+        "open-resolver-any",
+        _set("dns.allow_recursion", ["any"]),
+        "dns.allow_recursion: 'any' opens recursion to everyone",
+    ),
+    Case(
+        "stats-on-external-vip",
+        _set("haproxy.stats.vip", "192.168.1.202"),
+        "haproxy.stats.vip: '192.168.1.202' is not an internal VIP",
+    ),
+    Case(
+        "frontend-name-with-quote",
+        lambda t: t["haproxy"]["frontends"].update({'x" accept': t["haproxy"]["frontends"].pop("http-l7")}),
+        "haproxy.frontends: 'x\" accept' is not a name",
+    ),
 ]

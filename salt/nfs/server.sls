@@ -1,6 +1,7 @@
 {%- from "nfs/map.jinja" import nfs, model, nfs_server %}
 {%- set share = model.nfs %}
-# The NAS exports the shared docroot to the internal network. root_squash: a
+# The NAS exports the shared docroot to the NFS client nodes' addresses only
+# (not the internal network, whose DHCP pool serves anyone). root_squash: a
 # web server's root cannot own or rewrite the shared files as root (the seed
 # exported with no_root_squash).
 include:
@@ -24,7 +25,12 @@ nfs-server-exports-file:
     - mode: "0644"
     - contents: |
         # Managed by Salt (nfs formula) from the cluster topology; edits are overwritten.
-        {{ share.export }} {{ share.export_to }}({{ share.options | join(',') }})
+{%- if share.export_to %}
+        {{ share.export }}{% for client in share.export_to %} {{ client }}({{ share.options | join(',') }}){% endfor %}
+{%- else %}
+        # No node has a role in nfs.clients: nothing is exported (an export
+        # line without clients would export to everyone).
+{%- endif %}
     - require:
       - pkg: nfs-server-package-installed
 {%- if nfs_server %}
