@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from labtools import SERVER, in_node, lab, salt_json, servers, wait_until_serving
+from labtools import LAB_NODES, SERVER, in_node, lab, salt_json, servers, wait_until_serving
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -127,6 +127,21 @@ def test_servers_route_through_the_directors_nat():
             '{"haproxy": {"timeouts": {"connect": "5 parsecs"}}}',
             "/etc/haproxy/haproxy.cfg",
             ("client", "curl", "-s", "-m", "5", "http://192.168.1.200/"),
+        ),
+        (
+            # check_cmd: iptables-restore --test on a user-mode web node, nft -c elsewhere.
+            "web1",
+            "firewall",
+            '{"firewall": {"management": {"interface": "lab0", "cidr": "169.254.77.0/33"}}}',
+            "/etc/iptables/cluster.v4" if LAB_NODES["web1"].platform == "uml" else "/etc/nftables.conf",
+            ("operator", "curl", "-s", "-m", "5", "http://10.0.100.2/"),
+        ),
+        (
+            "dns2",
+            "firewall",
+            '{"firewall": {"management": {"interface": "lab0", "cidr": "169.254.77.0/33"}}}',
+            "/etc/nftables.conf" if LAB_NODES["dns2"].platform != "uml" else "/etc/iptables/cluster.v4",
+            ("operator", "dig", "+short", "@10.0.100.6", "web3.lab.local"),
         ),
         (
             "dns1",
