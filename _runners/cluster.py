@@ -6,8 +6,9 @@ One command for "is my cluster healthy?", across both directors.
 
 Reports who holds each VIP (an error when nobody does: outage; or more than
 one director: split brain), each director's VRRP states, HAProxy's backend
-servers as the VIP holder sees them, and the VIP holder's IPVS table compared
-with the topology (where the kernel has IPVS). The report logic is a pure
+servers as the VIP holder sees them, the VIP holder's IPVS table compared
+with the topology (where the kernel has IPVS), and the packets each
+director's host firewall dropped (an error when none is loaded). The report logic is a pure
 function (``report``), tested on recorded answers.
 """
 
@@ -25,10 +26,14 @@ def __virtual__():
     return __virtualname__
 
 
-def report(vips: list[str], held: dict, vrrp: dict, backends: dict, ipvs: dict | None = None) -> dict[str, Any]:
+def report(
+    vips: list[str], held: dict, vrrp: dict, backends: dict, ipvs: dict | None = None, firewall: dict | None = None
+) -> dict[str, Any]:
     """Health from the directors' answers: held {director: {vip: iface|None}},
     vrrp {director: {instance: {state}}}, backends {director: [server rows]},
-    ipvs {director: ipvs.check's answer, or a string when IPVS is not there}."""
+    ipvs {director: ipvs.check's answer, or a string when IPVS is not there},
+    firewall {director: firewall.dropped's answer, or a string when no
+    firewall is loaded (an error: the director faces the Internet bare)}."""
     errors, warnings = [], []
     holders = {vip: sorted(d for d, h in held.items() if isinstance(h, dict) and h.get(vip)) for vip in vips}
     for vip, who in holders.items():
@@ -72,8 +77,15 @@ def report(vips: list[str], held: dict, vrrp: dict, backends: dict, ipvs: dict |
         warnings += [
             f"IPVS on {director}: {d['service']} -> {d['real_server']} has weight 0" for d in diff["zero_weight"]
         ]
+    dropped = {}
+    for director, answer in sorted((firewall or {}).items()):
+        if isinstance(answer, dict):
+            dropped[director] = answer
+        else:
+            errors.append(f"{director}: no host firewall loaded ({answer})")
     return {
         "healthy": not errors,
+        "firewall_dropped": dropped,
         "errors": errors,
         "warnings": warnings,
         "vips": holders,
@@ -93,6 +105,11 @@ def table(health: dict[str, Any]) -> str:
     lines += ["", "backend          server  status     sessions  (as seen by the VIP holder)"]
     lines += [f"{s['backend']:16} {s['server']:7} {s['status']:10} {s['sessions']:8}" for s in health["servers"]]
     lines += ["", "director  IPVS table", *(f"{d:9} {v}" for d, v in sorted(health.get("ipvs", {}).items()))]
+    lines += ["", "director  firewall: packets dropped since it was loaded"]
+    lines += [
+        f"{d:9} " + " ".join(f"{chain}={n}" for chain, n in sorted(counts.items()))
+        for d, counts in sorted(health.get("firewall_dropped", {}).items())
+    ]
     lines += ["", "healthy" if health["healthy"] else "NOT HEALTHY"]
     lines += [f"error: {e}" for e in health["errors"]] + [f"warning: {w}" for w in health["warnings"]]
     return "\n".join(lines)
@@ -101,7 +118,7 @@ def table(health: dict[str, Any]) -> str:
 def health(timeout: int = 5):
     """Who holds each VIP, VRRP states, HAProxy backends; errors for outage and split brain."""
     client = salt.client.get_local_client(__opts__["conf_file"])  # noqa: F821
-    funs = ["vip.held", "vip.vrrp_state", "haproxy_runtime.servers", "ipvs.check", "cluster.model"]
+    funs = ["vip.held", "vip.vrrp_state", "haproxy_runtime.servers", "ipvs.check", "firewall.dropped", "cluster.model"]
     # One job to every director: an unreachable one costs one timeout, not four.
     answers = client.cmd(
         "roles:director", funs, [[] for _ in funs], tgt_type="grain", timeout=timeout, gather_job_timeout=timeout
@@ -113,7 +130,14 @@ def health(timeout: int = 5):
 
     model = next((m for m in part("cluster.model").values() if isinstance(m, dict)), {})
     vips = [v for addrs in model.get("vips", {}).values() for v in addrs]
-    result = report(vips, part("vip.held"), part("vip.vrrp_state"), part("haproxy_runtime.servers"), part("ipvs.check"))
+    result = report(
+        vips,
+        part("vip.held"),
+        part("vip.vrrp_state"),
+        part("haproxy_runtime.servers"),
+        part("ipvs.check"),
+        part("firewall.dropped"),
+    )
     if not directors:
         result["errors"].append("no director answered")
         result["healthy"] = False
