@@ -1,4 +1,4 @@
-{%- from "firewall/map.jinja" import backend, unit %}
+{%- from "firewall/map.jinja" import firewall, backend, unit %}
 include:
   - firewall.config
 
@@ -14,4 +14,19 @@ firewall-service-running:
 {%- if backend == 'iptables' %}
       - file: firewall-config-file-v6-managed
       - file: firewall-config-unit-managed
+{%- endif %}
+
+{#- At least conntrack_max: a container on a host kernel cannot change it (and
+    gets the host's, often larger). The table exists once the rules above
+    have loaded connection tracking; Salt raises it again on a highstate after
+    a reboot (sysctl.d is read before that). #}
+{%- set conntrack_now = salt['sysctl.get']('net.netfilter.nf_conntrack_max') | int %}
+{%- if conntrack_now < firewall.conntrack_max | int %}
+
+firewall-sysctl-conntrack-max:
+  sysctl.present:
+    - name: net.netfilter.nf_conntrack_max
+    - value: {{ firewall.conntrack_max }}
+    - require:
+      - service: firewall-service-running
 {%- endif %}
