@@ -21,7 +21,7 @@ import yaml
 from conftest import REPO
 from lab.bench import Cluster, Probe, held_vips
 from lab.topology import OPERATOR, load
-from labtools import LAB_NODES, MASTER_NODE, in_node, salt_json
+from labtools import LAB_NODES, MASTER_NODE, in_node, salt_json, wait_until_serving
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -65,9 +65,11 @@ def test_no_vrrp_advert_is_seen_on_the_external_segment():
     time.sleep(1)
     in_node("client", "curl", "-s", "-m", "3", "-o", "/dev/null", f"http://{VIP}/")
     sniffer.join()
+    print(f"external segment, 4 s: {len(found['vrrp'])} VRRP adverts, {found['control']} packets from the VIP")
     assert found["control"] > 0, "the sniffer saw nothing of the page it fetched"
     assert found["vrrp"] == [], f"VRRP adverts on the external segment from {sorted(set(found['vrrp']))}"
     inside = attack(OPERATOR, "sniff", "eth0", "3", "0.0.0.0")
+    print(f"internal segment, 3 s: {len(inside['vrrp'])} VRRP adverts from {sorted(set(inside['vrrp']))}")
     assert MODEL["nodes"][LEADER]["address"] in inside["vrrp"], inside
 
 
@@ -99,6 +101,8 @@ def test_forged_vrrp_from_the_external_segment_changes_nothing():
     finally:
         probes = probe.stop()
     after = {d: dropped(d)["input"] for d in DIRECTORS}
+    print(f"forged {unicast} unicast frames (and as many to the group); dropped: ", end="")
+    print({d: after[d] - before[d] for d in DIRECTORS}, f"; {len(probes)} probes, {len(failed(probes))} failed")
     for director in DIRECTORS:
         assert after[director] - before[director] >= unicast // len(DIRECTORS), (director, before, after)
         journal = in_node(director, "journalctl", "-u", "keepalived", "--since", f"@{since}", "--no-pager", "-q")
@@ -154,6 +158,8 @@ def test_no_route_from_the_internet_into_the_internal_network(director):
         )
     finally:
         in_node("client", "ip", "route", "del", INTERNAL, check=False)
+    print(f"via {director}: {len(INTERNAL_TARGETS)} services tried, open: {opened.split() or 'none'};", end=" ")
+    print(f"forward drops +{dropped(director)['forward'] - before}")
     assert opened == "", opened
     assert "timed out" in dns.stdout and "ANSWER SECTION" not in dns.stdout, dns.stdout
     assert dropped(director)["forward"] - before >= len(INTERNAL_TARGETS), "the attempts did not reach the director"
@@ -194,3 +200,31 @@ def test_every_node_runs_its_firewall():
         assert "dropped" in chains["input"] and "dropped" in chains["forward"], (name, chains)
         expected = "iptables" if LAB_NODES[name].platform == "uml" else "nftables"
         assert answers[name]["backend"] == expected, (name, answers[name]["backend"])
+
+
+def test_a_leader_whose_external_link_dies_hands_every_vip_over():
+    """VRRP runs on the internal network, so the external link is tracked: the
+    leader with that link down goes to FAULT and the peer takes every VIP
+    (the internal one too, through the sync group); back up, it takes them
+    again."""
+    peer = next(d for d in DIRECTORS if d != LEADER)
+    outside = MODEL["nodes"][LEADER]["by_network"]["external"]
+    assert held_vips(LEADER, ALL_VIPS) == set(ALL_VIPS)
+    in_node(LEADER, "ip", "link", "set", outside, "down")
+    try:
+        deadline = time.monotonic() + 20
+        while held_vips(peer, ALL_VIPS) != set(ALL_VIPS) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        taken = held_vips(peer, ALL_VIPS)
+        answer = in_node("client", "curl", "-s", "-m", "5", f"http://{VIP}/", check=False).stdout
+    finally:
+        # networkd puts back the routes that went with the link.
+        in_node(LEADER, "sh", "-c", f"ip link set {outside} up && networkctl reconfigure {outside}")
+    assert taken == set(ALL_VIPS), f"{peer} holds {taken}"
+    assert "Soy el servidor IP" in answer, answer[:300]
+    deadline = time.monotonic() + 60
+    while held_vips(LEADER, ALL_VIPS) != set(ALL_VIPS) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert held_vips(LEADER, ALL_VIPS) == set(ALL_VIPS), f"{LEADER} did not take the VIPs back"
+    assert "default" in in_node(LEADER, "ip", "route", "show", "default").stdout
+    wait_until_serving(timeout=120)
