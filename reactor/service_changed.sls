@@ -4,7 +4,9 @@
     Up again: put the backend node back in rotation; not at a unit's first
     start since its minion started (first: a node coming up, no drain to
     undo, and an operator's drain stays). One job per director
-    (balancer.set_nodes: HAProxy, and IPVS where the kernel has it). -#}
+    (balancer.set_nodes: HAProxy, and IPVS where the kernel has it).
+    Event data is the minion's: every field goes into the states as data
+    (JSON), never as YAML text, and no state ID carries any of it. -#}
 {%- set event = data.get('data', data) %}
 {%- set node = data['id'] %}
 {%- set down = ('failed', 'inactive') %}
@@ -12,28 +14,28 @@
 {%- if event.get('kind') == 'service' and event.get('state') in down %}
 {%- if backend %}
 
-reactor-service-drain-{{ node }}:
+reactor-service-drain:
   local.balancer.set_nodes:
     - tgt: 'roles:director'
     - tgt_type: grain
     - args:
-      - nodes: [{{ node }}]
+      - nodes: {{ [node] | json }}
       - admin_state: drain
 {%- endif %}
 
-reactor-service-start-{{ event.name }}-{{ node }}:
+reactor-service-start:
   local.service.start:
-    - tgt: {{ node }}
+    - tgt: {{ node | json }}
     - args:
-      - name: {{ event.name }}
+      - name: {{ event.get('name') | json }}
 {%- elif backend and event.get('kind') == 'service' and event.get('state') == 'active'
       and event.get('previous') != 'reloading' and not event.get('first', False) %}
 
-reactor-service-ready-{{ node }}:
+reactor-service-ready:
   local.balancer.set_nodes:
     - tgt: 'roles:director'
     - tgt_type: grain
     - args:
-      - nodes: [{{ node }}]
+      - nodes: {{ [node] | json }}
       - admin_state: ready
 {%- endif %}

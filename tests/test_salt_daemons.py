@@ -11,6 +11,7 @@ repo's etc/salt/master.
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -262,6 +263,55 @@ def test_reactor_leaves_the_balancers_alone_at_a_first_start(salt_run, director,
     assert haproxy.status()[("web-http-l7", "web2")] == "DRAIN"
     send_service_event(salt_run, "web2", "active", "failed")
     assert haproxy.wait(everywhere("web2", "UP"), timeout=30)[("web-http-l7", "web2")] == "UP"
+
+
+def reactor_jobs(salt_run, since: str) -> list[tuple[str, str, list]]:
+    """(function, target, arguments) of the jobs published after job id ``since``."""
+    jobs = salt_run.run("jobs.list_jobs").data or {}
+    return [(job["Function"], str(job["Target"]), job["Arguments"]) for jid, job in sorted(jobs.items()) if jid > since]
+
+
+def test_reactor_keeps_event_fields_as_data(salt_run, director, haproxy: HAProxy, tmp_path: Path):
+    """A service event whose name carries a newline and a YAML state (a
+    cmd.run on every minion) must reach the reactor's states as one string:
+    the reactor starts a service of exactly that name on the sender (the
+    positive signal that the event was rendered and acted on), and publishes
+    nothing else."""
+    marker = tmp_path / "injected"
+    injected = f"apache2\nreactor-injected:\n  local.cmd.run:\n    - tgt: '*'\n    - args:\n      - cmd: touch {marker}"
+    since = max(salt_run.run("jobs.list_jobs").data or {"": None})  # the newest job before the event
+    data = {"id": "master", "kind": "service", "name": injected, "state": "failed", "previous": "active"}
+    # JSON (a YAML double-quoted string on the command line keeps the newlines).
+    ret = salt_run.run("event.send", "salt/beacon/master/cluster_watch/service", f"data={json.dumps(data)}")
+    assert ret.returncode == 0, ret
+    deadline = time.monotonic() + 30
+    while not any(fun == "service.start" for fun, _, _ in reactor_jobs(salt_run, since)):
+        assert time.monotonic() < deadline, reactor_jobs(salt_run, since)
+        time.sleep(1)
+    jobs = [(fun, target, args) for fun, target, args in reactor_jobs(salt_run, since) if not fun.startswith("runner.")]
+    assert [(fun, target) for fun, target, _ in jobs] == [("service.start", "master")], jobs
+    assert json.dumps(injected) in json.dumps(jobs[0][2]), jobs[0][2]
+    assert not marker.exists()
+    assert haproxy.status() == {(b, w): "UP" for b in BACKENDS for w in WEBS}
+
+
+def test_vrrp_reactor_passes_the_fields_on_as_data(event_listener, salt_run, salt_master, director):
+    """reactor/vrrp_changed.sls re-sends a director's transition as a cluster
+    event: a `previous` field holding a newline and a YAML state arrives there
+    as the same string, and no job other than the runner's runs."""
+    injected = "BACKUP\nreactor-injected:\n  local.cmd.run:\n    - tgt: '*'\n    - args:\n      - cmd: id"
+    since = max(salt_run.run("jobs.list_jobs").data or {"": None})
+    start = time.time()
+    data = {"id": "master", "kind": "vrrp", "name": "INSTANCE-VI_E", "state": "MASTER", "previous": injected}
+    ret = salt_run.run("event.send", "salt/beacon/master/cluster_watch/vrrp", f"data={json.dumps(data)}")
+    assert ret.returncode == 0, ret
+    pattern = [(salt_master.id, "cluster/director/transition")]
+    deadline = time.monotonic() + 30
+    while not (sent := list(event_listener.get_events(pattern, after_time=start))):
+        assert time.monotonic() < deadline, "the reactor sent no cluster/director/transition event"
+        time.sleep(0.5)
+    assert sent[0].data["previous"] == injected and sent[0].data["instance"] == "INSTANCE-VI_E", sent[0].data
+    assert [fun for fun, _, _ in reactor_jobs(salt_run, since) if not fun.startswith("runner.")] == []
 
 
 def test_reactor_leaves_a_directors_daemon_in_rotation(salt_run, director, haproxy: HAProxy):
