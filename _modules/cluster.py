@@ -1021,7 +1021,7 @@ def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, haproxy: Map
     """
     internal_cidr = networks["internal"]["cidr"]
     vip_network = {vip: netname for netname, addrs in vips.items() for vip in addrs}
-    directors = sorted(n["address"] for n in nodes.values() if "director" in n["roles"])
+    directors = sorted((n["address"] for n in nodes.values() if "director" in n["roles"]), key=ipaddress.IPv4Address)
     everyone = sorted((n["address"] for n in nodes.values()), key=ipaddress.IPv4Address)
     listeners = [
         (f"haproxy frontend {f['name']}", vip_network[f["vip"]], f["vip"], f["port"], "tcp")
@@ -1069,8 +1069,7 @@ def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, haproxy: Map
         # HAProxy connects from the directors' own addresses.
         public: dict[str, set[int]] = {"tcp": set(), "udp": set()}
         for vs in ipvs["virtual_servers"]:
-            if vs["role"] in roles:
-                public[vs["protocol"]].add(vs["real_servers"][0]["port"] if vs["real_servers"] else vs["port"])
+            public[vs["protocol"]].update(rs["port"] for rs in vs["real_servers"] if rs["name"] == name)
         proxied = {b["port"] for b in haproxy["backends"].values() if b["role"] in roles} - public["tcp"]
         for protocol in PROTOCOLS:
             if public[protocol]:
@@ -1079,7 +1078,7 @@ def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, haproxy: Map
             # HAProxy connects from a director's own address (or an internal VIP).
             sources = directors + list(vips.get("internal", []))
             inputs.append(_fw_rule("haproxy backends, from the directors", "tcp", proxied, iif=inside, saddr=sources))
-        out[name] = {"input": inputs, "forward": forward, "router": bool(forward)}
+        out[name] = {"input": inputs, "forward": forward}
     return out
 
 
