@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "cluster_watch"
 
-VRRP_DIR = "/run/keepalived-cluster"
 CGROUP_SERVICES = "/sys/fs/cgroup/system.slice"
 
 
@@ -112,7 +111,7 @@ def _haproxy() -> dict[tuple[str, str], str]:
 
 
 def _vrrp() -> dict[str, str]:
-    return {name: data["state"] for name, data in __salt__["vip.vrrp_state"](VRRP_DIR).items()}  # noqa: F821
+    return {name: data["state"] for name, data in __salt__["vip.vrrp_state"]().items()}  # noqa: F821
 
 
 def beacon(config):

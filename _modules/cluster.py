@@ -1106,6 +1106,18 @@ def _topology() -> Any:
     return __pillar__.get("cluster")  # noqa: F821 - injected by Salt's loader
 
 
+def _pillar_directors(topology: Any) -> set[str]:
+    """The director nodes' names, from whatever the pillar holds (maybe invalid)."""
+    nodes = topology.get("nodes") if isinstance(topology, Mapping) else None
+    if not isinstance(nodes, Mapping):
+        return set()
+    return {
+        str(name)
+        for name, node in nodes.items()
+        if isinstance(node, Mapping) and isinstance(node.get("roles"), list) and "director" in node["roles"]
+    }
+
+
 def _previous_zones(model_zone_dir: str | None) -> dict[str, str]:
     out: dict[str, str] = {}
     if not model_zone_dir or not os.path.isdir(model_zone_dir):
@@ -1120,7 +1132,7 @@ def _previous_zones(model_zone_dir: str | None) -> dict[str, str]:
     return out
 
 
-def validate(secrets: bool = True) -> bool | list[str]:
+def validate(secrets: bool | None = None) -> bool | list[str]:
     """
     Check the cluster topology in the pillar and report every problem at once.
 
@@ -1129,11 +1141,16 @@ def validate(secrets: bool = True) -> bool | list[str]:
 
     secrets
         Also check the ``cluster_secrets`` pillar (present and well formed).
+        By default, where this minion needs them: on the topology's directors,
+        the only minions pillar/top.sls gives them to.
 
     CLI example::
 
         salt-call cluster.validate
+        salt-call --local --id master cluster.validate   # with the secrets
     """
+    if secrets is None:
+        secrets = __grains__.get("id") in _pillar_directors(_topology())  # noqa: F821
     extra = (__pillar__.get("cluster_secrets"),) if secrets else ()  # noqa: F821
     problems = check(_topology(), *extra)
     if problems:

@@ -68,8 +68,11 @@ def held() -> dict[str, str | None]:
     return {vip: present.get(vip) for vip in configured_vips(model)}
 
 
-def vrrp_state(state_dir: str = STATE_DIR) -> dict[str, Any]:
-    """keepalived's instances and sync groups -> their last notified state."""
+def vrrp_state(state_dir: str | None = None) -> dict[str, Any]:
+    """keepalived's instances and sync groups -> their last notified state
+    (files of keepalived's notify script in ``state_dir``; by default the
+    minion option ``vip.state_dir``, else /run/keepalived-cluster)."""
+    state_dir = state_dir or __opts__.get("vip.state_dir", STATE_DIR)  # noqa: F821
     out: dict[str, Any] = {}
     if not os.path.isdir(state_dir):
         return out

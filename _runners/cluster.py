@@ -1,8 +1,10 @@
 """
-One command for "is my cluster healthy?", across both directors.
+One command for "is my cluster healthy?", across both directors; and the
+reactor's one door for what the minions' beacons report.
 
     salt-run cluster.health              # a table for people
     salt-run cluster.health --out=json   # the same, for programs
+    salt-run cluster.react ...           # called by reactor/cluster_watch.sls
 
 Reports who holds each VIP (an error when nobody does: outage; or more than
 one director: split brain), each director's VRRP states, HAProxy's backend
@@ -14,12 +16,30 @@ function (``report``), tested on recorded answers.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Mapping
 from typing import Any
 
+import salt.cache
 import salt.client
+import salt.pillar
+
+log = logging.getLogger(__name__)
 
 __virtualname__ = "cluster"
-__load__ = ["health"]
+__load__ = ["health", "react", "dropped"]
+
+# Where dropped events are counted (the master's cache: salt-run cache.fetch).
+DROPPED_BANK = "cluster/reactor"
+DROPPED_KEY = "dropped"
+DROPPED_KEEP = 20
+_dropped_lock = threading.Lock()
+# What a cluster_watch beacon may say (see _beacons/cluster_watch.py).
+SERVICE_STATES = ("active", "inactive", "failed", "activating", "deactivating", "reloading")
+VRRP_STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
+DOWN = ("failed", "inactive")
 
 
 def __virtual__():
@@ -141,6 +161,172 @@ def health(timeout: int = 5):
     if not directors:
         result["errors"].append("no director answered")
         result["healthy"] = False
+    drops = dropped()
+    result["reactor_dropped"] = drops["count"]
+    if drops["count"]:
+        last = drops["last"][-1] if drops["last"] else {}
+        result["warnings"].append(
+            f"the reactor dropped {drops['count']} beacon events (salt-run cluster.dropped); "
+            f"the last at {last.get('time')}: {last.get('reason')}"
+        )
     if __opts__.get("output") in (None, "nested", "txt", "highstate"):  # noqa: F821
         return table(result)
     return result
+
+
+# ---------------------------------------------------------------------------
+# The reactor's door: cluster_watch beacon events
+# ---------------------------------------------------------------------------
+
+
+class Dropped(Exception):
+    """An event the reactor does not act on; the message says why."""
+
+
+def _watch_config(pillar: Mapping) -> dict:
+    """A node's cluster_watch beacon settings, from its pillar (the master's word)."""
+    config = ((pillar.get("beacons") or {}) if isinstance(pillar, Mapping) else {}).get("cluster_watch") or []
+    merged: dict = {}
+    for item in config if isinstance(config, list) else [config]:
+        if isinstance(item, Mapping):
+            merged.update(item)
+    return merged
+
+
+def _shown(value: Any) -> str:
+    """A value of an event, in a message: quoted, cut short."""
+    return repr(value[:60] if isinstance(value, str) else value)[:80]
+
+
+def _text(field: str, value: Any, allowed: tuple[str, ...] | None = None, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or (allowed is not None and value not in allowed):
+        raise Dropped(f"{field} {_shown(value)} is not " + (f"one of {', '.join(allowed)}" if allowed else "a string"))
+    return value
+
+
+def screen(tag: str, data: Mapping, topology: Mapping, watch: Mapping) -> dict:
+    """What a cluster_watch event claims, once checked against the topology
+    (pure). Raises Dropped naming the reason otherwise.
+
+    A minion's event is its own word, tag and ``id`` included: the master
+    passes a batch of beacon events on as the minion wrote them. So the claim
+    is about the node the tag names, which must be a node of the topology
+    whose role sends that kind (``watch``: that node's cluster_watch settings
+    from its pillar: the services of its roles, ``vrrp`` on directors,
+    ``backend`` on balanced nodes). Whether it is true is for the node itself
+    to confirm (``react``)."""
+    parts = tag.split("/") if isinstance(tag, str) else []
+    if len(parts) != 5 or parts[:2] != ["salt", "beacon"] or parts[3] != "cluster_watch":
+        raise Dropped(f"tag {_shown(tag)} is not salt/beacon/<node>/cluster_watch/<kind>")
+    node, kind = parts[2], parts[4]
+    event = data.get("data") if isinstance(data.get("data"), Mapping) else data
+    nodes = topology.get("nodes") if isinstance(topology, Mapping) else None
+    if not isinstance(nodes, Mapping) or node not in nodes:
+        raise Dropped(f"node {_shown(node)} is not a node of the topology")
+    if event.get("id", data.get("id")) != node:
+        raise Dropped(f"event id {_shown(event.get('id'))} is not the node its tag names ({node})")
+    if event.get("kind") != kind:
+        raise Dropped(f"kind {_shown(event.get('kind'))} does not match the tag's {kind!r}")
+    roles = nodes[node].get("roles") or [] if isinstance(nodes[node], Mapping) else []
+    claim: dict[str, Any] = {"kind": kind, "node": node}
+    if kind == "service":
+        services = watch.get("services") or []
+        claim["name"] = _text("name", event.get("name"))
+        if claim["name"] not in services:
+            raise Dropped(f"name {_shown(claim['name'])} is not a service {node} watches ({', '.join(services)})")
+        claim["state"] = _text("state", event.get("state"), SERVICE_STATES)
+        claim["previous"] = _text("previous", event.get("previous"), SERVICE_STATES, optional=True)
+        claim["first"] = event.get("first") is True
+        claim["backend"] = watch.get("backend") is True
+    elif kind == "vrrp":
+        if "director" not in roles or not watch.get("vrrp"):
+            raise Dropped(f"{node} is no director: VRRP events come from directors only")
+        name = _text("name", event.get("name"))
+        if not name.startswith(("INSTANCE-", "GROUP-")) or not name.split("-", 1)[1].replace("_", "").isalnum():
+            raise Dropped(f"name {_shown(name)} is not a VRRP instance or sync group")
+        claim["name"] = name
+        claim["state"] = _text("state", event.get("state"), VRRP_STATES)
+        claim["previous"] = _text("previous", event.get("previous"), VRRP_STATES, optional=True)
+    else:
+        raise Dropped(f"kind {_shown(kind)} is not one the reactor acts on (service, vrrp)")
+    return claim
+
+
+def _drop(tag: str, reason: str) -> dict:
+    """Log, count (health shows it) and announce an event the reactor ignores."""
+    log.warning("cluster.react: dropped %s: %s", str(tag)[:120], reason)
+    entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "tag": str(tag)[:120], "reason": reason}
+    with _dropped_lock:
+        cache = salt.cache.factory(__opts__)  # noqa: F821
+        record = cache.fetch(DROPPED_BANK, DROPPED_KEY) or {}
+        record = {"count": int(record.get("count", 0)) + 1, "last": [*record.get("last", []), entry][-DROPPED_KEEP:]}
+        cache.store(DROPPED_BANK, DROPPED_KEY, record)
+    __salt__["event.send"]("cluster/reactor/dropped", entry)  # noqa: F821
+    return {"dropped": reason}
+
+
+def dropped() -> dict:
+    """How many beacon events the reactor dropped, and the last ones with why."""
+    return salt.cache.factory(__opts__).fetch(DROPPED_BANK, DROPPED_KEY) or {"count": 0, "last": []}  # noqa: F821
+
+
+def _ask(client: Any, node: str, fun: str, arg: list) -> Any:
+    """The node's own answer (its return is authenticated by the master), or None."""
+    answer = client.cmd(node, fun, arg, tgt_type="list", timeout=10, gather_job_timeout=10)
+    return answer.get(node) if isinstance(answer, dict) else None
+
+
+def react(tag: str, data: dict):
+    """
+    Act on a cluster_watch beacon event (reactor/cluster_watch.sls passes it
+    as a whole). Screened (``screen``), then confirmed by the node the event
+    is about, through a job whose return the master authenticates; acted on
+    only then. Anything else is dropped: logged, counted (``cluster.dropped``,
+    ``cluster.health``) and announced as ``cluster/reactor/dropped``.
+
+    - service down (failed, inactive): the node starts it again; a balanced
+      node (web, dns) is drained on every director meanwhile.
+    - service active again on a balanced node (not a reload's, not its first
+      start since the minion started): ready on every director.
+    - VRRP: re-sent as ``cluster/director/transition``; a sync group's
+      transition refreshes that director's mine (who holds the VIPs).
+    """
+    if not isinstance(data, Mapping):
+        return _drop(tag, "event data is not a mapping")
+    parts = str(tag).split("/")
+    node = parts[2] if len(parts) > 2 else ""
+    pillar = salt.pillar.get_pillar(__opts__, {}, node, saltenv="base").compile_pillar()  # noqa: F821
+    topology = pillar.get("cluster") or {}
+    try:
+        claim = screen(tag, data, topology, _watch_config(pillar))
+    except Dropped as why:
+        return _drop(tag, str(why))
+    directors = sorted(n for n, spec in topology["nodes"].items() if "director" in (spec.get("roles") or []))
+    client = salt.client.get_local_client(__opts__["conf_file"])  # noqa: F821
+    if claim["kind"] == "vrrp":
+        states = _ask(client, node, "vip.vrrp_state", [])
+        now = (states or {}).get(claim["name"], {}).get("state") if isinstance(states, dict) else None
+        if now != claim["state"]:
+            return _drop(tag, f"not confirmed: {node} says {claim['name']} is {now}, not {claim['state']}")
+        transition = {"director": node, "instance": claim["name"], "state": now, "previous": claim["previous"]}
+        __salt__["event.send"]("cluster/director/transition", transition)  # noqa: F821
+        if claim["name"].startswith("GROUP-"):
+            client.cmd_async(node, "mine.update", [], tgt_type="list")
+        return {"transition": transition}
+    name, down = claim["name"], claim["state"] in DOWN
+    ready = claim["backend"] and claim["state"] == "active" and claim["previous"] != "reloading" and not claim["first"]
+    if not down and not ready:
+        return {"ignored": f"{node}: {name} is {claim['state']}, nothing to do"}
+    running = _ask(client, node, "service.status", [name])
+    if not isinstance(running, bool) or running == down:
+        return _drop(tag, f"not confirmed: {node} says {name} running is {running!r}, the event said {claim['state']}")
+    done: dict[str, Any] = {"node": node, "service": name}
+    if down:
+        done["start"] = client.cmd_async(node, "service.start", [name], tgt_type="list")
+    if claim["backend"]:
+        state = "drain" if down else "ready"
+        kwarg = {"nodes": [node], "admin_state": state}
+        done[state] = client.cmd_async(directors, "balancer.set_nodes", [], tgt_type="list", kwarg=kwarg)
+    return done

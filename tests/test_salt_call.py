@@ -29,11 +29,30 @@ def test_validate_bad_input_exits_nonzero_naming_it(salt_call, topology, case):
     assert (pillar / "cluster.sls").read_text() == before
 
 
-def test_validate_reports_missing_secrets(salt_call):
+def test_validate_reports_missing_secrets_on_a_director(salt_call):
     pillar = salt_call.pillar(secrets="")
-    code, result, _ = salt_call("cluster.validate", pillar=pillar)
+    code, result, _ = salt_call("cluster.validate", node="master", pillar=pillar)
     assert code != 0
     assert any(line.startswith("cluster_secrets: missing") for line in result)
+    # A web server needs none: it has none, and its topology is valid.
+    assert salt_call("cluster.validate", node="web1", pillar=pillar)[:2] == (0, True)
+
+
+@pytest.mark.parametrize("node", ["nas", "master", "standby", "web1", "dns2"])
+def test_secrets_reach_the_directors_pillar_only(salt_call, node):
+    code, result, stderr = salt_call("pillar.items", node=node)
+    assert code == 0, stderr
+    director = "director" in SEED["nodes"][node]["roles"]
+    assert ("cluster_secrets" in result) is director, sorted(result)
+    assert "cluster" in result
+
+
+def test_a_web_minion_claiming_the_director_role_gets_no_secrets(salt_call):
+    """The pillar is targeted by minion ID from the topology, not by grains."""
+    code, result, stderr = salt_call("pillar.items", node="web1", roles=["director"])
+    assert code == 0, stderr
+    assert "cluster_secrets" not in result and "beacons" in result
+    assert "keepalived" not in str(result["beacons"]), result["beacons"]
 
 
 def test_invalid_topology_stops_highstate_before_any_state(salt_call, topology):

@@ -111,13 +111,13 @@ def haproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxy]:
 
 @pytest.fixture(scope="module")
 def salt_master(salt_factories, tmp_path_factory: pytest.TempPathFactory, secrets_pillar: Path):
-    """A master with the repo's file roots, reactor map and presence settings,
-    and a pillar of the seed topology and generated secrets."""
+    """A master with the repo's file roots, runners, reactor map and presence
+    settings, and the repo's pillar tree with the seed topology and generated
+    secrets."""
     repo_conf = yaml.safe_load((REPO / "etc" / "salt" / "master").read_text())
-    pillar = tmp_path_factory.mktemp("pillar")
-    shutil.copy(REPO / "pillar" / "cluster.sls", pillar / "cluster.sls")
+    pillar = tmp_path_factory.mktemp("pillar") / "pillar"
+    shutil.copytree(REPO / "pillar", pillar, ignore=shutil.ignore_patterns("secrets.sls"))
     shutil.copy(secrets_pillar, pillar / "secrets.sls")
-    (pillar / "top.sls").write_text(yaml.safe_dump({"base": {"*": ["cluster", "secrets"]}}))
     # The Salt tree this needs (custom modules and reactor files), without
     # the rest of the checkout (.venv ...) for the fileserver to walk.
     roots = tmp_path_factory.mktemp("file_roots")
@@ -126,6 +126,7 @@ def salt_master(salt_factories, tmp_path_factory: pytest.TempPathFactory, secret
     overrides = {
         "file_roots": {"base": [str(roots)]},
         "pillar_roots": {"base": [str(pillar)]},
+        "runner_dirs": [str(REPO / "_runners")],
         **{key: repo_conf[key] for key in ("reactor", "presence_events", "loop_interval")},
     }
     factory = salt_factories.salt_master_daemon("halab-test-master", overrides=overrides)
@@ -133,8 +134,47 @@ def salt_master(salt_factories, tmp_path_factory: pytest.TempPathFactory, secret
         yield factory
 
 
+class Node:
+    """A test minion's systemd and keepalived, as files (tests/stubs/fake_service.py
+    and the notify files vip.vrrp_state reads): what the runner asks the node."""
+
+    def __init__(self, root: Path) -> None:
+        self.services = root / "services"
+        self.vrrp = root / "vrrp"
+        self.services.mkdir()
+        self.vrrp.mkdir()
+
+    def overrides(self) -> dict:
+        return {
+            "providers": {"service": "fake_service"},
+            "module_dirs": [str(REPO / "tests" / "stubs")],
+            "fake_service.dir": str(self.services),
+            "vip.state_dir": str(self.vrrp),
+        }
+
+    def set_service(self, name: str, state: str) -> None:
+        (self.services / name).write_text(state + "\n")
+
+    def service(self, name: str) -> str:
+        path = self.services / name
+        return path.read_text().strip() if path.exists() else "inactive"
+
+    def set_vrrp(self, name: str, state: str) -> None:
+        (self.vrrp / name).write_text(f"{state} {time.time():.3f} 150\n")
+
+
 @pytest.fixture(scope="module")
-def director(salt_master, haproxy: HAProxy):
+def director_node(tmp_path_factory: pytest.TempPathFactory) -> Node:
+    return Node(tmp_path_factory.mktemp("director-node"))
+
+
+@pytest.fixture(scope="module")
+def web2_node(tmp_path_factory: pytest.TempPathFactory) -> Node:
+    return Node(tmp_path_factory.mktemp("web2-node"))
+
+
+@pytest.fixture(scope="module")
+def director(salt_master, haproxy: HAProxy, director_node: Node):
     """The minion `master` (roles: director) watching the test's HAProxy."""
     overrides = {
         # Salt's default (salt-factories sets 0.05): beacon intervals count
@@ -143,10 +183,27 @@ def director(salt_master, haproxy: HAProxy):
         "grains": {"roles": ["director"]},
         "haproxy_runtime.socket": haproxy.sock,
         "beacons": {"cluster_watch": [{"interval": 1}, {"haproxy": True}]},
+        **director_node.overrides(),
     }
     factory = salt_master.salt_minion_daemon("master", overrides=overrides)
     with factory.started(start_timeout=120):
         sync = salt_master.salt_cli(timeout=120).run("saltutil.sync_all", minion_tgt="master")
+        assert sync.returncode == 0, sync
+        yield factory
+
+
+@pytest.fixture(scope="module")
+def web2(salt_master, director, web2_node: Node):
+    """The minion `web2` (roles: web; its own loopback address, see the presence test)."""
+    overrides = {
+        "loop_interval": 1,
+        "source_address": "127.0.0.2",
+        "grains": {"roles": ["web"], "ipv4": ["127.0.0.2"], "ipv6": []},
+        **web2_node.overrides(),
+    }
+    factory = salt_master.salt_minion_daemon("web2", overrides=overrides)
+    with factory.started(start_timeout=120):
+        sync = salt_master.salt_cli(timeout=120).run("saltutil.sync_all", minion_tgt="web2")
         assert sync.returncode == 0, sync
         yield factory
 
@@ -232,93 +289,173 @@ def test_beacon_fires_once_per_change(event_listener, salt_master, director, hap
     ]
 
 
-def send_service_event(salt_run, node: str, state: str, previous: str, first: bool = False) -> None:
-    """What the cluster_watch beacon on `node` sends when apache2 changes state."""
-    data = {"id": node, "kind": "service", "name": "apache2", "state": state, "previous": previous, "backend": True}
-    data |= {"first": first}
-    ret = salt_run.run("event.send", f"salt/beacon/{node}/cluster_watch/service", f"data={data}")
-    assert ret.returncode == 0, ret
+def beacon_event(salt, sender: str, about: str, **data) -> None:
+    """What a cluster_watch beacon sends, sent by the minion ``sender`` as
+    beacons do (a batch of events, ``preload``): tag, ``id`` and fields are
+    the sender's word, claiming to be about ``about``."""
+    tag = f"salt/beacon/{about}/cluster_watch/{data['kind']}"
+    event = {"id": about, **data}
+    preload = {"events": [{"tag": tag, "data": event}]}
+    # JSON (a YAML double-quoted string on the command line keeps newlines).
+    ret = salt.run("event.send", tag, f"data={json.dumps(event)}", f"preload={json.dumps(preload)}", minion_tgt=sender)
+    assert ret.returncode == 0 and ret.data is True, ret
 
 
-def test_reactor_drains_a_failed_backend_then_readies_it(salt_run, director, haproxy: HAProxy):
-    """The repo's reactor/service_changed.sls on a web server's failed apache2:
-    the director takes the node out of every backend; active again: back in."""
-    send_service_event(salt_run, "web2", "failed", "active")
+def reactions(event_listener, salt_master, after: float, count: int = 1, timeout: float = 30) -> list[dict]:
+    """The returns of the cluster.react runner jobs since ``after`` (the
+    positive signal that the reactor received an event and decided)."""
+    pattern = [(salt_master.id, "salt/run/*/ret")]
+    deadline = time.monotonic() + timeout
+    while True:
+        events = event_listener.get_events(pattern, after_time=after)
+        got = [e.data["return"] for e in events if e.data.get("fun") == "runner.cluster.react"]
+        if len(got) >= count:
+            return got
+        assert time.monotonic() < deadline, f"{len(got)} of {count} reactions: {got}"
+        time.sleep(0.2)
+
+
+def published(salt_run, since: str) -> list[tuple[str, str, list]]:
+    """(function, target, arguments) of the minion jobs published after job
+    id ``since``, but the test's own (event.send) and the runners'."""
+    jobs = salt_run.run("jobs.list_jobs").data or {}
+    return [
+        (job["Function"], str(job["Target"]), job["Arguments"])
+        for jid, job in sorted(jobs.items())
+        if jid > since and job["Function"] != "event.send" and not job["Function"].startswith("runner.")
+    ]
+
+
+def newest_job(salt_run) -> str:
+    return max(salt_run.run("jobs.list_jobs").data or {"": None})
+
+
+APACHE = {"kind": "service", "name": "apache2", "backend": True, "first": False}
+
+
+def test_reactor_drains_a_failed_backend_starts_it_then_readies_it(
+    event_listener, salt, salt_master, web2, web2_node: Node, haproxy: HAProxy
+):
+    """web2's apache2 fails (its minion says so, web2 confirms): the runner
+    starts it on web2 and drains web2 on the director; active again: back in."""
+    web2_node.set_service("apache2", "failed")
+    start = time.time()
+    beacon_event(salt, "web2", "web2", **APACHE, state="failed", previous="active")
     assert haproxy.wait(everywhere("web2", "DRAIN"), timeout=30) == {
         **everywhere("web2", "DRAIN"),
         **everywhere("web1", "UP"),
         **everywhere("web3", "UP"),
     }
-    send_service_event(salt_run, "web2", "active", "failed")
+    assert set(reactions(event_listener, salt_master, start)[0]) == {"node", "service", "start", "drain"}
+    assert web2_node.service("apache2") == "active"  # started by the reactor, through web2's minion
+    beacon_event(salt, "web2", "web2", **APACHE, state="active", previous="failed")
     assert haproxy.wait(everywhere("web2", "UP"), timeout=30)[("web-http-l7", "web2")] == "UP"
 
 
-def test_reactor_leaves_the_balancers_alone_at_a_first_start(salt_run, director, haproxy: HAProxy):
+def test_reactor_leaves_the_balancers_alone_at_a_first_start(
+    event_listener, salt, salt_master, web2, web2_node: Node, haproxy: HAProxy
+):
     """apache2's first start since its minion started (a node coming up) has no
     drain to undo: a node drained meanwhile stays drained; a later start readies it."""
-    send_service_event(salt_run, "web2", "failed", "active")
+    web2_node.set_service("apache2", "failed")
+    beacon_event(salt, "web2", "web2", **APACHE, state="failed", previous="active")
     assert haproxy.wait(everywhere("web2", "DRAIN"), timeout=30)[("web-http-l7", "web2")] == "DRAIN"
-    send_service_event(salt_run, "web2", "active", "inactive", first=True)
-    time.sleep(8)
+    start = time.time()
+    beacon_event(salt, "web2", "web2", **{**APACHE, "first": True}, state="active", previous="inactive")
+    assert "ignored" in reactions(event_listener, salt_master, start)[0]  # received, decided: nothing to do
     assert haproxy.status()[("web-http-l7", "web2")] == "DRAIN"
-    send_service_event(salt_run, "web2", "active", "failed")
+    beacon_event(salt, "web2", "web2", **APACHE, state="active", previous="failed")
     assert haproxy.wait(everywhere("web2", "UP"), timeout=30)[("web-http-l7", "web2")] == "UP"
 
 
-def reactor_jobs(salt_run, since: str) -> list[tuple[str, str, list]]:
-    """(function, target, arguments) of the jobs published after job id ``since``."""
-    jobs = salt_run.run("jobs.list_jobs").data or {}
-    return [(job["Function"], str(job["Target"]), job["Arguments"]) for jid, job in sorted(jobs.items()) if jid > since]
+def test_a_claim_its_node_does_not_confirm_is_dropped_and_counted(
+    event_listener, salt, salt_run, salt_master, web2, web2_node: Node, haproxy: HAProxy
+):
+    """The director's minion says web2's apache2 failed; web2 says it runs:
+    nothing is drained or started, the drop is counted with its reason."""
+    web2_node.set_service("apache2", "active")
+    before = salt_run.run("cluster.dropped").data["count"]
+    since, start = newest_job(salt_run), time.time()
+    beacon_event(salt, "master", "web2", **APACHE, state="failed", previous="active")
+    (answer,) = reactions(event_listener, salt_master, start)
+    assert answer["dropped"].startswith("not confirmed: web2 says apache2 running is True"), answer
+    assert [fun for fun, _, _ in published(salt_run, since)] == ["service.status"]  # the question to web2
+    assert haproxy.status() == {(b, w): "UP" for b in BACKENDS for w in WEBS}
+    dropped = salt_run.run("cluster.dropped").data
+    assert dropped["count"] == before + 1 and dropped["last"][-1]["reason"] == answer["dropped"], dropped
 
 
-def test_reactor_keeps_event_fields_as_data(salt_run, director, haproxy: HAProxy, tmp_path: Path):
-    """A service event whose name carries a newline and a YAML state (a
-    cmd.run on every minion) must reach the reactor's states as one string:
-    the reactor starts a service of exactly that name on the sender (the
-    positive signal that the event was rendered and acted on), and publishes
-    nothing else."""
+def test_a_web_minion_forging_events_runs_nothing_anywhere(
+    event_listener, salt, salt_run, salt_master, web2, director_node: Node, haproxy: HAProxy, tmp_path: Path
+):
+    """web2's minion, compromised: events with YAML injected in their fields,
+    as itself and as the director; a VRRP event; a VRRP claim about the
+    director that the director does not confirm. Each is dropped with its
+    reason; no job but the one question to the director is published."""
     marker = tmp_path / "injected"
     injected = f"apache2\nreactor-injected:\n  local.cmd.run:\n    - tgt: '*'\n    - args:\n      - cmd: touch {marker}"
-    since = max(salt_run.run("jobs.list_jobs").data or {"": None})  # the newest job before the event
-    data = {"id": "master", "kind": "service", "name": injected, "state": "failed", "previous": "active"}
-    # JSON (a YAML double-quoted string on the command line keeps the newlines).
-    ret = salt_run.run("event.send", "salt/beacon/master/cluster_watch/service", f"data={json.dumps(data)}")
-    assert ret.returncode == 0, ret
-    deadline = time.monotonic() + 30
-    while not any(fun == "service.start" for fun, _, _ in reactor_jobs(salt_run, since)):
-        assert time.monotonic() < deadline, reactor_jobs(salt_run, since)
-        time.sleep(1)
-    jobs = [(fun, target, args) for fun, target, args in reactor_jobs(salt_run, since) if not fun.startswith("runner.")]
-    assert [(fun, target) for fun, target, _ in jobs] == [("service.start", "master")], jobs
-    assert json.dumps(injected) in json.dumps(jobs[0][2]), jobs[0][2]
+    director_node.set_vrrp("INSTANCE-VI_E", "BACKUP")
+    since, start = newest_job(salt_run), time.time()
+    sent = [
+        ("web2", {**APACHE, "name": injected, "state": "failed", "previous": "active"}),
+        ("master", {**APACHE, "name": injected, "state": "failed", "previous": "active"}),
+        ("web2", {"kind": "vrrp", "name": "INSTANCE-VI_E", "state": "MASTER", "previous": "BACKUP"}),
+        ("master", {"kind": "vrrp", "name": "INSTANCE-VI_E", "state": "MASTER", "previous": injected}),
+        ("master", {"kind": "vrrp", "name": "INSTANCE-VI_E", "state": "MASTER", "previous": "BACKUP"}),
+    ]
+    for about, data in sent:
+        beacon_event(salt, "web2", about, **data)
+    answers = reactions(event_listener, salt_master, start, count=len(sent))
+    reasons = sorted(a.get("dropped", f"ACTED: {a}") for a in answers)
+    assert reasons == sorted(
+        [
+            "name " + repr(injected[:60]) + " is not a service web2 watches (apache2)",
+            "name " + repr(injected[:60]) + " is not a service master watches (haproxy, keepalived, dnsmasq)",
+            "web2 is no director: VRRP events come from directors only",
+            "previous " + repr(injected[:60]) + " is not one of MASTER, BACKUP, FAULT, STOP",
+            "not confirmed: master says INSTANCE-VI_E is BACKUP, not MASTER",
+        ]
+    ), reasons
+    assert [(fun, target) for fun, target, _ in published(salt_run, since)] == [("vip.vrrp_state", "master")]
     assert not marker.exists()
     assert haproxy.status() == {(b, w): "UP" for b in BACKENDS for w in WEBS}
+    log = Path(salt_master.config["log_file"])
+    assert "cluster.react: dropped salt/beacon/web2/cluster_watch/vrrp: web2 is no director" in log.read_text()
 
 
-def test_vrrp_reactor_passes_the_fields_on_as_data(event_listener, salt_run, salt_master, director):
-    """reactor/vrrp_changed.sls re-sends a director's transition as a cluster
-    event: a `previous` field holding a newline and a YAML state arrives there
-    as the same string, and no job other than the runner's runs."""
-    injected = "BACKUP\nreactor-injected:\n  local.cmd.run:\n    - tgt: '*'\n    - args:\n      - cmd: id"
-    since = max(salt_run.run("jobs.list_jobs").data or {"": None})
+def test_a_directors_vrrp_transition_it_confirms_is_recorded(
+    event_listener, salt, salt_master, director, director_node: Node
+):
+    """The director's own beacon: re-sent as cluster/director/transition."""
+    director_node.set_vrrp("INSTANCE-VI_E", "MASTER")
     start = time.time()
-    data = {"id": "master", "kind": "vrrp", "name": "INSTANCE-VI_E", "state": "MASTER", "previous": injected}
-    ret = salt_run.run("event.send", "salt/beacon/master/cluster_watch/vrrp", f"data={json.dumps(data)}")
-    assert ret.returncode == 0, ret
+    beacon_event(salt, "master", "master", kind="vrrp", name="INSTANCE-VI_E", state="MASTER", previous="BACKUP")
     pattern = [(salt_master.id, "cluster/director/transition")]
     deadline = time.monotonic() + 30
     while not (sent := list(event_listener.get_events(pattern, after_time=start))):
-        assert time.monotonic() < deadline, "the reactor sent no cluster/director/transition event"
+        assert time.monotonic() < deadline, reactions(event_listener, salt_master, start)
         time.sleep(0.5)
-    assert sent[0].data["previous"] == injected and sent[0].data["instance"] == "INSTANCE-VI_E", sent[0].data
-    assert [fun for fun, _, _ in reactor_jobs(salt_run, since) if not fun.startswith("runner.")] == []
+    assert {k: sent[0].data[k] for k in ("director", "instance", "state", "previous")} == {
+        "director": "master",
+        "instance": "INSTANCE-VI_E",
+        "state": "MASTER",
+        "previous": "BACKUP",
+    }
 
 
-def test_reactor_leaves_a_directors_daemon_in_rotation(salt_run, director, haproxy: HAProxy):
-    """A service event without backend (a director's haproxy) drains nothing."""
-    data = {"id": "web3", "kind": "service", "name": "haproxy", "state": "failed", "previous": "active"}
-    salt_run.run("event.send", "salt/beacon/web3/cluster_watch/service", f"data={data}")
-    time.sleep(8)
+def test_reactor_restarts_a_directors_daemon_without_draining(
+    event_listener, salt, salt_master, director, director_node: Node, haproxy: HAProxy
+):
+    """A director's haproxy fails: started again there; nothing is drained."""
+    director_node.set_service("haproxy", "failed")
+    start = time.time()
+    beacon_event(salt, "master", "master", kind="service", name="haproxy", state="failed", previous="active")
+    (answer,) = reactions(event_listener, salt_master, start)
+    assert set(answer) == {"node", "service", "start"}, answer
+    deadline = time.monotonic() + 30
+    while director_node.service("haproxy") != "active":
+        assert time.monotonic() < deadline, "the director's haproxy was not started"
+        time.sleep(0.2)
     assert haproxy.status() == {(b, w): "UP" for b in BACKENDS for w in WEBS}
 
 

@@ -7,6 +7,6 @@ beacons:
     - haproxy: true
     - vrrp: true
 # Who holds which VIP, published in the Salt mine (refreshed by the reactor on
-# every VRRP transition, reactor/vrrp_changed.sls).
+# every VRRP transition: cluster.react in _runners/cluster.py).
 mine_functions:
   vip.held: []
