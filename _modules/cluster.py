@@ -30,6 +30,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import yaml
+
 try:  # Salt is absent when tests or the lab import the pure functions.
     from salt.exceptions import CommandExecutionError
 except ImportError:  # pragma: no cover - exercised outside Salt only
@@ -48,6 +50,20 @@ PROTOCOLS = ("tcp", "udp")
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq")
 FORWARDING = ("nat", "dr", "tun")
 HAPROXY_MODES = ("tcp", "http")
+HAPROXY_BALANCE = ("roundrobin", "static-rr", "leastconn", "first", "source")
+# The keys each part of the topology may have (anything else is a typo).
+NETWORK_KEYS = ("cidr", "mtu", "dhcp", "reverse_zone", "gateway")
+DHCP_KEYS = ("start", "end", "lease_time")
+NODE_KEYS = ("roles", "aliases", "priority", "interfaces")
+INTERFACE_KEYS = ("network", "address", "mac", "dhcp")
+VRRP_KEYS = ("sync_group", "version", "advert_int", "instances")
+INSTANCE_KEYS = ("network", "virtual_router_id")
+HAPROXY_KEYS = ("frontends", "backends", "stats")
+FRONTEND_KEYS = ("vip", "port", "mode", "backend")
+BACKEND_KEYS = ("role", "port", "mode", "cookie", "check_path", "balance")
+VIRTUAL_SERVER_KEYS = ("vip", "port", "protocol", "role", "scheduler", "forwarding", "real_port")
+NFS_KEYS = ("export", "mountpoint", "docroot", "clients")
+DNS_KEYS = ("forwarders", "allow_recursion", "ttl")
 MTU_RANGE = (68, 65535)  # IPv4 minimum .. largest Linux MTU
 VRID_RANGE = (1, 255)
 PRIORITY_RANGE = (1, 254)  # 255 is reserved for the address owner
@@ -62,6 +78,7 @@ _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 # Names of frontends, backends, virtual servers and VRRP instances: they become
 # identifiers and comments in daemons' configurations.
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+_URL_PATH = re.compile(r"^/[!-~]{0,200}$")
 
 
 def __virtual__() -> str:
@@ -106,7 +123,16 @@ class _Checker:
         if not isinstance(value, Mapping):
             self.add(field, value, f"is not a mapping ({what})")
             return {}
+        if not value and required:
+            self.missing(field, f"{what}; it is empty")
         return dict(value)
+
+    def known(self, field: str, spec: Mapping, keys: Iterable[str]) -> None:
+        """Every key of ``spec`` is one of ``keys``: a misspelt key is no silent default."""
+        keys = tuple(keys)
+        for key in spec:
+            if key not in keys:
+                self.add(field, key, "is not a known key (" + ", ".join(keys) + ")")
 
     def address(self, field: str, value: Any) -> ipaddress.IPv4Address | None:
         if value is None:
@@ -143,6 +169,11 @@ class _Checker:
             self.add(field, value, "is not one of " + ", ".join(allowed))
             return False
         return True
+
+
+def _is_in(value: Any, names: Mapping) -> bool:
+    """``value`` names a key of ``names`` (False for lists, mappings and other unhashables)."""
+    return isinstance(value, (str, int)) and not isinstance(value, bool) and value in names
 
 
 def _as_list(ck: _Checker, field: str, value: Any) -> list:
@@ -215,6 +246,7 @@ def _check_networks(ck: _Checker, topo: Mapping) -> dict[str, dict]:
         if not isinstance(spec, Mapping):
             ck.add(field, spec, "is not a mapping")
             continue
+        ck.known(field, spec, NETWORK_KEYS)
         try:
             net = ipaddress.IPv4Network(str(spec.get("cidr")), strict=True)
         except ValueError:
@@ -251,6 +283,7 @@ def _check_dhcp(ck: _Checker, field: str, dhcp: Any, net: ipaddress.IPv4Network)
     if not isinstance(dhcp, Mapping):
         ck.add(field, dhcp, "is not a mapping (start, end, lease_time)")
         return None
+    ck.known(field, dhcp, DHCP_KEYS)
     start = ck.address(f"{field}.start", dhcp.get("start"))
     end = ck.address(f"{field}.end", dhcp.get("end"))
     if start is None or end is None:
@@ -283,6 +316,7 @@ def _check_nodes(ck: _Checker, topo: Mapping, networks: dict) -> dict[str, dict]
         if not isinstance(spec, Mapping):
             ck.add(field, spec, "is not a mapping")
             continue
+        ck.known(field, spec, NODE_KEYS)
         roles = _as_list(ck, f"{field}.roles", spec.get("roles"))
         if not roles:
             ck.missing(f"{field}.roles", "at least one of " + ", ".join(ROLES))
@@ -307,11 +341,12 @@ def _check_nodes(ck: _Checker, topo: Mapping, networks: dict) -> dict[str, dict]
             if not isinstance(iface, Mapping):
                 ck.add(ifield, iface, "is not a mapping (network, address, mac, dhcp)")
                 continue
+            ck.known(ifield, iface, INTERFACE_KEYS)
             _check_interface(ck, ifield, name, iface, networks, node, seen_addr, seen_mac)
         if "director" in roles:
             node["priority"] = ck.integer(f"{field}.priority", spec.get("priority"), PRIORITY_RANGE, "VRRP priority")
-        if "internal" in networks and "internal" not in node["addresses"] and ifaces:
-            ck.missing(f"{field}.interfaces", "an interface on the internal network")
+        if "internal" in networks and "internal" not in node["addresses"]:
+            ck.missing(f"{field}.interfaces", "an interface with an address on the internal network")
         nodes[name] = node
     return nodes
 
@@ -327,7 +362,7 @@ def _check_interface(
     seen_mac: dict,
 ) -> None:
     netname = iface.get("network")
-    if netname not in networks:
+    if not _is_in(netname, networks):
         if netname is None:
             ck.missing(f"{field}.network", "the name of a network in 'networks'")
         else:
@@ -335,7 +370,7 @@ def _check_interface(
         net = None
     else:
         net = networks[netname]["net"]
-    if netname in node["addresses"]:
+    if net is not None and netname in node["addresses"]:
         ck.add(f"{field}.network", netname, "is used by two interfaces of the node")
     addr = ck.address(f"{field}.address", iface.get("address"))
     mac = iface.get("mac")
@@ -386,7 +421,7 @@ def _check_vips(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> dic
     vips: dict[ipaddress.IPv4Address, str] = {}
     for netname, addrs in raw.items():
         field = f"vips.{netname}"
-        if netname not in networks:
+        if not _is_in(netname, networks):
             ck.add("vips", netname, "is not a network defined in 'networks'")
             continue
         net = networks[netname]["net"]
@@ -405,6 +440,11 @@ def _check_vips(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> dic
                 ck.add(field, str(addr), "is listed twice")
             else:
                 vips[addr] = netname
+    if "internal" in networks and "internal" not in vips.values():
+        ck.missing(
+            "vips.internal",
+            "a VIP on the internal network: the internal nodes' gateway and DNS server, handed out by DHCP",
+        )
     return vips
 
 
@@ -440,6 +480,7 @@ def _check_vrrp(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> Non
     vrrp = ck.mapping(topo, "vrrp", "vrrp", "the VRRP instances")
     if not vrrp:
         return
+    ck.known("vrrp", vrrp, VRRP_KEYS)
     if "sync_group" in vrrp and not (isinstance(vrrp["sync_group"], str) and _IFNAME.match(vrrp["sync_group"])):
         ck.add("vrrp.sync_group", vrrp["sync_group"], "is not a simple name")
     version = vrrp.get("version", 2)
@@ -460,8 +501,9 @@ def _check_vrrp(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> Non
         if not isinstance(inst, Mapping):
             ck.add(field, inst, "is not a mapping (network, virtual_router_id)")
             continue
+        ck.known(field, inst, INSTANCE_KEYS)
         netname = inst.get("network")
-        if netname not in networks:
+        if not _is_in(netname, networks):
             ck.add(f"{field}.network", netname, "is not a network defined in 'networks'")
         elif netname in covered:
             ck.add(f"{field}.network", netname, "already has a VRRP instance")
@@ -475,7 +517,8 @@ def _check_vrrp(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> Non
             if vrid in vrids:
                 ck.add(f"{field}.virtual_router_id", vrid, f"is already used by instance {vrids[vrid]!r}")
             vrids[vrid] = name
-    for netname in sorted(set(topo.get("vips") or {}) - covered):
+    raw_vips = topo.get("vips") if isinstance(topo.get("vips"), Mapping) else {}
+    for netname in sorted(set(raw_vips) - covered, key=str):
         if netname in networks:
             ck.missing("vrrp.instances", f"no VRRP instance carries the VIPs of network {netname!r}")
 
@@ -512,6 +555,7 @@ def _check_haproxy(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listene
     haproxy = ck.mapping(topo, "haproxy", "haproxy", "frontends and backends", required=False)
     if not haproxy:
         return
+    ck.known("haproxy", haproxy, HAPROXY_KEYS)
     backends = ck.mapping(haproxy, "backends", "haproxy.backends", "name -> role, port, mode")
     for name, spec in backends.items():
         field = f"haproxy.backends.{name}"
@@ -519,6 +563,11 @@ def _check_haproxy(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listene
         if not isinstance(spec, Mapping):
             ck.add(field, spec, "is not a mapping (role, port, mode)")
             continue
+        ck.known(field, spec, BACKEND_KEYS)
+        ck.choice(f"{field}.balance", spec.get("balance", "roundrobin"), HAPROXY_BALANCE)
+        check_path = spec.get("check_path", "/")
+        if not (isinstance(check_path, str) and _URL_PATH.match(check_path)):
+            ck.add(f"{field}.check_path", check_path, "is not a URL path (/ then printable characters, no spaces)")
         _check_backend_role(ck, f"{field}.role", spec.get("role"), nodes)
         ck.integer(f"{field}.port", spec.get("port"), (1, 65535), "TCP port")
         ck.choice(f"{field}.mode", spec.get("mode", "tcp"), HAPROXY_MODES)
@@ -531,16 +580,18 @@ def _check_haproxy(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listene
         if not isinstance(spec, Mapping):
             ck.add(field, spec, "is not a mapping (vip, port, mode, backend)")
             continue
+        ck.known(field, spec, FRONTEND_KEYS)
         _check_listener(ck, field, spec, vips, listeners, "tcp", f"haproxy frontend {name!r}")
         mode = spec.get("mode", "tcp")
         ck.choice(f"{field}.mode", mode, HAPROXY_MODES)
         backend = spec.get("backend")
-        if backend not in backends:
+        if not _is_in(backend, backends):
             ck.add(f"{field}.backend", backend, "is not a backend in haproxy.backends")
         elif isinstance(backends[backend], Mapping) and backends[backend].get("mode", "tcp") != mode:
             ck.add(f"{field}.mode", mode, f"differs from the mode of backend {backend!r}")
     if "stats" in haproxy:
         stats = ck.mapping(haproxy, "stats", "haproxy.stats", "vip, port")
+        ck.known("haproxy.stats", stats, ("vip", "port"))
         _check_listener(ck, "haproxy.stats", stats, vips, listeners, "tcp", "haproxy stats")
         vip = str(stats.get("vip"))
         if any(str(addr) == vip and net != "internal" for addr, net in vips.items()):
@@ -551,6 +602,7 @@ def _check_ipvs(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listeners:
     ipvs = ck.mapping(topo, "ipvs", "ipvs", "virtual servers", required=False)
     if not ipvs:
         return
+    ck.known("ipvs", ipvs, ("virtual_servers",))
     services = ck.mapping(ipvs, "virtual_servers", "ipvs.virtual_servers", "name -> vip, port, protocol, role")
     for name, spec in services.items():
         field = f"ipvs.virtual_servers.{name}"
@@ -558,6 +610,7 @@ def _check_ipvs(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listeners:
         if not isinstance(spec, Mapping):
             ck.add(field, spec, "is not a mapping (vip, port, protocol, role)")
             continue
+        ck.known(field, spec, VIRTUAL_SERVER_KEYS)
         protocol = spec.get("protocol", "tcp")
         if ck.choice(f"{field}.protocol", protocol, PROTOCOLS):
             _check_listener(ck, field, spec, vips, listeners, protocol, f"ipvs virtual server {name!r}")
@@ -572,6 +625,7 @@ def _check_nfs(ck: _Checker, topo: Mapping, nodes: dict) -> None:
     nfs = ck.mapping(topo, "nfs", "nfs", "the shared docroot", required=False)
     if not nfs:
         return
+    ck.known("nfs", nfs, NFS_KEYS)
     for key in ("export", "mountpoint", "docroot"):
         value = nfs.get(key)
         if not (isinstance(value, str) and value.startswith("/") and ".." not in value.split("/")):
@@ -584,7 +638,7 @@ def _check_nfs(ck: _Checker, topo: Mapping, nodes: dict) -> None:
     ):
         ck.add("nfs.docroot", docroot, f"is not under the mountpoint {mountpoint}")
     servers = _role_nodes(nodes, "nas")
-    if nodes and len(servers) != 1:
+    if len(servers) != 1:
         ck.add("nodes", servers, "must hold exactly one node with role 'nas' (the NFS server)")
     for role in _as_list(ck, "nfs.clients", nfs.get("clients", ["web"])):
         ck.choice("nfs.clients", role, ROLES)
@@ -592,10 +646,11 @@ def _check_nfs(ck: _Checker, topo: Mapping, nodes: dict) -> None:
 
 def _check_dns(ck: _Checker, topo: Mapping, networks: dict) -> None:
     dns = ck.mapping(topo, "dns", "dns", "forwarders and recursion", required=False)
+    ck.known("dns", dns, DNS_KEYS)
     for value in _as_list(ck, "dns.forwarders", dns.get("forwarders")):
         ck.address("dns.forwarders", value)
     for value in _as_list(ck, "dns.allow_recursion", dns.get("allow_recursion")):
-        if value in networks:
+        if _is_in(value, networks):
             continue
         if _opens_to_everyone(value):
             ck.add(
@@ -1106,6 +1161,34 @@ def _topology() -> Any:
     return __pillar__.get("cluster")  # noqa: F821 - injected by Salt's loader
 
 
+def yaml_problem(path: str, text: str) -> str | None:
+    """Where and why ``text`` is no YAML, as ``path: line L, column C: problem`` (pure)."""
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        return f"{path}: {where}: {getattr(exc, 'problem', None) or exc} (not valid YAML)"
+    return None
+
+
+def _pillar_errors() -> list[str]:
+    """The pillar's own render errors, and a YAML error in a topology file this
+    machine has (the master's, or a checkout's for ``salt-call --local``):
+    Salt reports only "see the log" for those, and the topology then looks absent."""
+    if __pillar__.get("cluster") is not None and not __pillar__.get("_errors"):  # noqa: F821
+        return []
+    errors = [f"pillar: {error}" for error in __pillar__.get("_errors") or []]  # noqa: F821
+    for root in (__opts__.get("pillar_roots") or {}).get("base", []):  # noqa: F821
+        path = os.path.join(root, "cluster.sls")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as handle:
+                problem = yaml_problem(path, handle.read())
+            if problem:
+                errors.append(problem)
+    return errors
+
+
 def _pillar_directors(topology: Any) -> set[str]:
     """The director nodes' names, from whatever the pillar holds (maybe invalid)."""
     nodes = topology.get("nodes") if isinstance(topology, Mapping) else None
@@ -1149,6 +1232,10 @@ def validate(secrets: bool | None = None) -> bool | list[str]:
         salt-call cluster.validate
         salt-call --local --id master cluster.validate   # with the secrets
     """
+    errors = _pillar_errors()
+    if errors:
+        __context__["retcode"] = 1  # noqa: F821
+        return errors
     if secrets is None:
         secrets = __grains__.get("id") in _pillar_directors(_topology())  # noqa: F821
     extra = (__pillar__.get("cluster_secrets"),) if secrets else ()  # noqa: F821

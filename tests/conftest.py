@@ -80,14 +80,8 @@ class SaltCall:
         (path / "secrets.sls").write_text(secrets if secrets is not None else self.secrets.read_text())
         return path
 
-    def __call__(
-        self,
-        *args: str,
-        node: str | None = None,
-        roles: list[str] | None = None,
-        pillar: Path | None = None,
-    ) -> tuple[int, object, str]:
-        """Run salt-call; return (exit code, the parsed 'local' return, stderr)."""
+    def config(self, node: str | None = None, roles: list[str] | None = None, pillar: Path | None = None) -> Path:
+        """A salt-call configuration directory: the repo's, as ``node``."""
         self.count += 1
         conf = self.root / f"conf{self.count}"
         (conf / "minion.d").mkdir(parents=True)
@@ -98,6 +92,17 @@ class SaltCall:
             override["grains"] = {"roles": roles if roles is not None else SEED["nodes"][node]["roles"]}
         override["pillar_roots"] = {"base": [str(pillar or self.pillar())]}
         (conf / "minion.d" / "test.conf").write_text(yaml.safe_dump(override))
+        return conf
+
+    def __call__(
+        self,
+        *args: str,
+        node: str | None = None,
+        roles: list[str] | None = None,
+        pillar: Path | None = None,
+    ) -> tuple[int, object, str]:
+        """Run salt-call; return (exit code, the parsed 'local' return, stderr)."""
+        conf = self.config(node, roles, pillar)
         proc = subprocess.run(
             [SALT_CALL, "-c", str(conf), "--local", "--out=json", *args],
             cwd=REPO,

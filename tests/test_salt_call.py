@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,6 +28,18 @@ def test_validate_bad_input_exits_nonzero_naming_it(salt_call, topology, case):
     assert code != 0
     assert isinstance(result, list) and any(case.expected in line for line in result), (result, stderr)
     assert (pillar / "cluster.sls").read_text() == before
+
+
+def test_a_yaml_error_is_reported_with_its_line(salt_call):
+    pillar = salt_call.pillar()
+    text = (pillar / "cluster.sls").read_text().replace("domain: lab.local", "domain: lab.local: x", 1)
+    (pillar / "cluster.sls").write_text(text)
+    line = 1 + text[: text.index("domain: lab.local: x")].count("\n")
+    code, result, stderr = salt_call("cluster.validate", pillar=pillar)
+    assert code != 0
+    assert isinstance(result, list), (result, stderr)
+    reported = [re.search(r"cluster\.sls: line (\d+), column \d+: .* \(not valid YAML\)$", p) for p in result]
+    assert any(m and int(m[1]) == line for m in reported), (line, result)
 
 
 def test_validate_reports_missing_secrets_on_a_director(salt_call):

@@ -210,4 +210,40 @@ CASES = [
         lambda t: t["haproxy"]["frontends"].update({'x" accept': t["haproxy"]["frontends"].pop("http-l7")}),
         "haproxy.frontends: 'x\" accept' is not a name",
     ),
+    Case("no-nodes", _set("nodes", {}), "nodes: missing (the machines of the cluster; it is empty)"),
+    Case(
+        "node-without-interfaces",
+        _set("nodes.web1.interfaces", {}),
+        "nodes.web1.interfaces: missing (interface name -> network, address; it is empty)",
+    ),
+    Case(
+        "no-internal-vip",
+        lambda t: t["vips"].pop("internal"),
+        "vips.internal: missing (a VIP on the internal network",
+    ),
+    Case(
+        "unknown-node-key",
+        lambda t: t["nodes"]["web1"].update({"alias": ["www"]}),
+        "nodes.web1: 'alias' is not a known key (roles, aliases, priority, interfaces)",
+    ),
+    Case(
+        "unknown-interface-key",
+        lambda t: _iface(t, "web2").update({"hwaddr": "08:00:27:01:01:09"}),
+        "nodes.web2.interfaces.eth0: 'hwaddr' is not a known key (network, address, mac, dhcp)",
+    ),
+    Case(
+        "unknown-backend-key",
+        lambda t: t["haproxy"]["backends"]["web-http-l7"].update({"check": "/x"}),
+        "haproxy.backends.web-http-l7: 'check' is not a known key",
+    ),
+    Case(
+        "interface-network-a-list",
+        lambda t: _iface(t, "web3").update({"network": ["internal"]}),
+        "nodes.web3.interfaces.eth0.network: ['internal'] is not a network defined in 'networks'",
+    ),
+    Case(
+        "balance-unknown",
+        _set("haproxy.backends.web-http-l4.balance", "random;"),
+        "haproxy.backends.web-http-l4.balance: 'random;' is not one of roundrobin",
+    ),
 ]
