@@ -47,23 +47,51 @@ def __virtual__():
 
 
 def report(
-    vips: list[str], held: dict, vrrp: dict, backends: dict, ipvs: dict | None = None, firewall: dict | None = None
+    vips: list[str],
+    held: dict,
+    vrrp: dict,
+    backends: dict,
+    ipvs: dict | None = None,
+    firewall: dict | None = None,
+    expected: list[str] | None = None,
+    seen: dict | None = None,
 ) -> dict[str, Any]:
     """Health from the directors' answers: held {director: {vip: iface|None}},
     vrrp {director: {instance: {state}}}, backends {director: [server rows]},
     ipvs {director: ipvs.check's answer, or a string when IPVS is not there},
     firewall {director: firewall.dropped's answer, or a string when no
-    firewall is loaded (an error: the director faces the Internet bare)}."""
+    firewall is loaded (an error: the director faces the Internet bare)}.
+
+    ``expected``: the topology's directors; one that did not answer is an
+    error, and cannot say whether it holds a VIP. ``seen``: {vip: {"from":
+    node, "directors": [who answers ARP for it there]} or a string saying
+    why nobody outside the directors could look}. Split brain per VIP is
+    "yes" (two holders, by their word or on the wire), "no", or "unknown"
+    when a director is silent and no node outside the directors sees the
+    VIP's segment."""
     errors, warnings = [], []
-    holders = {vip: sorted(d for d, h in held.items() if isinstance(h, dict) and h.get(vip)) for vip in vips}
-    for vip, who in holders.items():
-        if not who:
+    silent = sorted(d for d in set(expected or []) | set(held) if not isinstance(held.get(d), dict))
+    seen = seen or {}
+    holders, split = {}, {}
+    for vip in vips:
+        said = {d for d, h in held.items() if isinstance(h, dict) and h.get(vip)}
+        view = seen.get(vip)
+        on_wire = set(view["directors"]) if isinstance(view, dict) else set()
+        holders[vip] = sorted(said | on_wire)
+        if len(holders[vip]) > 1:
+            split[vip] = "yes"
+            errors.append(f"split brain: {vip} is held by {', '.join(holders[vip])}")
+        elif silent and not isinstance(view, dict):
+            split[vip] = "unknown"
+            warnings.append(
+                f"split brain unknown for {vip}: {', '.join(silent)} did not answer "
+                f"and no node outside the directors could look ({view or 'not asked'})"
+            )
+        else:
+            split[vip] = "no"
+        if not holders[vip]:
             errors.append(f"outage: no director holds {vip}")
-        elif len(who) > 1:
-            errors.append(f"split brain: {vip} is held by {', '.join(who)}")
-    for director, answer in held.items():
-        if not isinstance(answer, dict):
-            errors.append(f"{director}: no answer ({answer})")
+    errors += [f"{d}: no answer ({held.get(d, 'silent: cut off, down, or its minion is')})" for d in silent]
     active = sorted({d for who in holders.values() for d in who})
     servers = []
     for director in active:
@@ -109,6 +137,8 @@ def report(
         "errors": errors,
         "warnings": warnings,
         "vips": holders,
+        "split_brain": split,
+        "seen": seen,
         "vrrp": {d: {k: v.get("state") for k, v in (s or {}).items()} for d, s in vrrp.items() if isinstance(s, dict)},
         "servers": servers,
         "ipvs": ipvs_report,
@@ -116,7 +146,9 @@ def report(
 
 
 def table(health: dict[str, Any]) -> str:
-    lines = ["VIP              held by", *(f"{vip:16} {', '.join(who) or '-'}" for vip, who in health["vips"].items())]
+    split = health.get("split_brain", {})
+    lines = ["VIP              held by           split brain"]
+    lines += [f"{vip:16} {', '.join(who) or '-':17} {split.get(vip, '-')}" for vip, who in health["vips"].items()]
     lines += ["", "director  VRRP"]
     lines += [
         f"{d:9} " + " ".join(f"{k}={v}" for k, v in sorted(states.items()))
@@ -135,6 +167,59 @@ def table(health: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _master_topology() -> dict:
+    """The topology as the master compiles it (not as a minion says it)."""
+    pillar = salt.pillar.get_pillar(__opts__, {}, "cluster-health", saltenv="base").compile_pillar()  # noqa: F821
+    topology = pillar.get("cluster")
+    return topology if isinstance(topology, Mapping) else {}
+
+
+def director_macs(grains: dict) -> dict[str, str]:
+    """MAC address -> director, from the directors' (cached) grains (pure)."""
+    out = {}
+    for director, data in grains.items():
+        for iface, mac in ((data or {}).get("hwaddr_interfaces") or {}).items():
+            if iface != "lo" and mac and mac != "00:00:00:00:00:00":
+                out[mac.lower()] = director
+    return out
+
+
+def _seen_from_outside(client: Any, topology: Mapping, vips: Mapping, directors: list[str], timeout: int) -> dict:
+    """Who answers ARP for each VIP, asked by a node that is no director on
+    the VIP's network (the nas first): evidence that does not depend on the
+    directors answering."""
+    cache = salt.cache.factory(__opts__)  # noqa: F821
+    grains = {d: cache.fetch("grains", d) for d in directors}
+    owners = director_macs(grains)
+    seen: dict[str, Any] = {}
+    nodes = topology.get("nodes") or {}
+    for network, addresses in vips.items():
+        lookouts = sorted(
+            (name for name, spec in nodes.items() if name not in directors and _on_network(spec, network)),
+            key=lambda name: ("nas" not in nodes[name].get("roles", []), name),
+        )
+        if not lookouts:
+            seen.update(dict.fromkeys(addresses, f"no node but the directors is on the {network} network"))
+            continue
+        answer = client.cmd(lookouts[0], "vip.arp_answers", [list(addresses)], tgt_type="list", timeout=timeout)
+        found = answer.get(lookouts[0]) if isinstance(answer, dict) else None
+        for address in addresses:
+            macs = found.get(address) if isinstance(found, dict) else None
+            if not isinstance(macs, list):
+                seen[address] = f"{lookouts[0]} could not look: {macs if isinstance(found, dict) else found}"
+                continue
+            who = sorted({owners.get(mac, f"unknown MAC {mac}") for mac in macs})
+            seen[address] = {"from": lookouts[0], "directors": who}
+    return seen
+
+
+def _on_network(spec: Any, network: str) -> bool:
+    interfaces = spec.get("interfaces") if isinstance(spec, Mapping) else None
+    return isinstance(interfaces, Mapping) and any(
+        isinstance(i, Mapping) and i.get("network") == network for i in interfaces.values()
+    )
+
+
 def health(timeout: int = 5):
     """Who holds each VIP, VRRP states, HAProxy backends; errors for outage and split brain."""
     client = salt.client.get_local_client(__opts__["conf_file"])  # noqa: F821
@@ -150,6 +235,9 @@ def health(timeout: int = 5):
 
     model = next((m for m in part("cluster.model").values() if isinstance(m, dict)), {})
     vips = [v for addrs in model.get("vips", {}).values() for v in addrs]
+    topology = _master_topology()
+    expected = sorted(n for n, spec in (topology.get("nodes") or {}).items() if "director" in spec.get("roles", []))
+    seen = _seen_from_outside(client, topology, model.get("vips", {}), expected, timeout)
     result = report(
         vips,
         part("vip.held"),
@@ -157,6 +245,8 @@ def health(timeout: int = 5):
         part("haproxy_runtime.servers"),
         part("ipvs.check"),
         part("firewall.dropped"),
+        expected=expected,
+        seen=seen,
     )
     if not directors:
         result["errors"].append("no director answered")
@@ -267,9 +357,16 @@ def _drop(tag: str, reason: str) -> dict:
     return {"dropped": reason}
 
 
-def dropped() -> dict:
-    """How many beacon events the reactor dropped, and the last ones with why."""
-    return salt.cache.factory(__opts__).fetch(DROPPED_BANK, DROPPED_KEY) or {"count": 0, "last": []}  # noqa: F821
+def dropped(clear: bool = False) -> dict:
+    """How many beacon events the reactor dropped, and the last ones with why.
+    ``clear=True`` starts the count again (cluster.health warns while it is
+    not zero)."""
+    cache = salt.cache.factory(__opts__)  # noqa: F821
+    with _dropped_lock:
+        record = cache.fetch(DROPPED_BANK, DROPPED_KEY) or {"count": 0, "last": []}
+        if clear:
+            cache.store(DROPPED_BANK, DROPPED_KEY, {"count": 0, "last": []})
+    return record
 
 
 def _ask(client: Any, node: str, fun: str, arg: list) -> Any:

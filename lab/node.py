@@ -18,6 +18,7 @@ from lab.util import alive, children, read_pid, run, safe_rmtree
 
 STATE = Path(os.environ.get("LAB_STATE", "/var/lib/ha-lab"))
 REPO_IN_NAS = "/srv/cluster"
+SECRETS_IN_MASTER = "/etc/salt/cluster-secrets/secrets.sls"
 # The checkout's build products, hidden from the master (start()).
 UNDEPLOYED = (".venv", "build")
 
@@ -145,6 +146,9 @@ def start(node: LabNode, rootfs: Path, log_path: Path) -> int:
         # file_ignore_regex filters names without pruning the walk. The
         # .venv's 19 000 files cost 2-3 s of every highstate (measured).
         cmd += [f"--tmpfs={REPO_IN_NAS}/{name}:ro" for name in UNDEPLOYED if (REPO / name).is_dir()]
+        # The checkout's secrets, where a master keeps them: a pillar root
+        # outside the file roots (etc/salt/master).
+        cmd += ["--bind-ro", f"{REPO / 'pillar' / 'secrets.sls'}:{SECRETS_IN_MASTER}"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # Each node's systemd gets a cgroup subtree of its own: nodes left in the
     # same cgroup create the same unit cgroups and trip over each other.

@@ -152,7 +152,7 @@ def master_conf(repo_master: dict, repo_path: str, interface: str) -> str:
     conf = {k: v for k, v in repo_master.items() if k != "root_dir"}
 
     def absolute(paths: list[str]) -> list[str]:
-        return [repo_path if p == "." else f"{repo_path}/{p}" for p in paths]
+        return [repo_path if p == "." else p if p.startswith("/") else f"{repo_path}/{p}" for p in paths]
 
     conf["file_roots"] = {env: absolute(p) for env, p in repo_master["file_roots"].items()}
     conf["pillar_roots"] = {env: absolute(p) for env, p in repo_master["pillar_roots"].items()}

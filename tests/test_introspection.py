@@ -133,6 +133,71 @@ def test_runner_split_brain_and_outage():
     assert "NOT HEALTHY" in runner.table(health)
 
 
+def test_runner_with_a_silent_director_cannot_say_no_split_brain_unseen():
+    """The master is cut: only the standby answers. Where a node outside the
+    directors saw the segment (the internal VIP, from the nas) the answer is
+    what it saw; elsewhere: unknown, and the silent director is an error."""
+    held = {"standby": dict.fromkeys(VIPS, "eth0")}
+    seen = {
+        "10.0.100.200": {"from": "nas", "directors": ["standby"]},
+        "192.168.1.200": "no node but the directors is on the external network",
+        "192.168.1.202": "no node but the directors is on the external network",
+    }
+    health = runner.report(
+        VIPS,
+        held,
+        {},
+        {"standby": _rows("haproxy-show-stat-servers.csv")},
+        None,
+        None,
+        expected=["master", "standby"],
+        seen=seen,
+    )
+    assert health["split_brain"] == {"192.168.1.200": "unknown", "192.168.1.202": "unknown", "10.0.100.200": "no"}
+    assert not health["healthy"] and any(e.startswith("master: no answer") for e in health["errors"])
+    assert any(w.startswith("split brain unknown for 192.168.1.200: master did not answer") for w in health["warnings"])
+    # Leaving the silent director out (as the runner once did) says "no" everywhere.
+    blind = runner.report(VIPS, held, {}, {"standby": _rows("haproxy-show-stat-servers.csv")})
+    assert set(blind["split_brain"].values()) == {"no"}
+
+
+def test_runner_sees_split_brain_on_the_wire_that_a_director_does_not_report():
+    held = {"standby": dict.fromkeys(VIPS, "eth0")}
+    seen = {"10.0.100.200": {"from": "nas", "directors": ["master", "standby"]}}
+    health = runner.report(
+        VIPS,
+        held,
+        {},
+        {"standby": _rows("haproxy-show-stat-servers.csv")},
+        None,
+        None,
+        expected=["master", "standby"],
+        seen=seen,
+    )
+    assert health["split_brain"]["10.0.100.200"] == "yes"
+    assert "split brain: 10.0.100.200 is held by master, standby" in health["errors"]
+
+
+def test_director_macs_from_cached_grains():
+    grains = {
+        "master": {"hwaddr_interfaces": {"lo": "00:00:00:00:00:00", "eth1": "02:AA:00:00:00:01"}},
+        "standby": {"hwaddr_interfaces": {"eth1": "02:aa:00:00:00:02"}},
+        "gone": None,
+    }
+    assert runner.director_macs(grains) == {"02:aa:00:00:00:01": "master", "02:aa:00:00:00:02": "standby"}
+
+
+def test_arp_request_and_reply_frames():
+    request = vip.arp_request("02:aa:00:00:00:09", "10.0.100.100", "10.0.100.200")
+    # Broadcast, ARP ethertype, who-has 10.0.100.200 tell 10.0.100.100 (as tcpdump -xx shows one).
+    assert request.hex() == ("ffffffffffff02aa000000090806000108000604000102aa000000090a0064640000000000000a0064c8")
+    reply = bytes.fromhex(
+        "02aa0000000902aa000000010806000108000604000202aa000000010a0064c802aa000000090a006464"
+    ) + bytes(18)  # padded to Ethernet's minimum frame
+    assert vip.parse_arp_reply(reply) == ("10.0.100.200", "02:aa:00:00:00:01")
+    assert vip.parse_arp_reply(request) is None  # a request is no answer
+
+
 def test_runner_reports_servers_that_are_not_up():
     held = {"standby": dict.fromkeys(VIPS, "eth0")}
     health = runner.report(VIPS, held, {}, {"standby": _rows("haproxy-show-stat-drain-maint.csv")})

@@ -74,7 +74,7 @@ def test_master_config_is_the_repo_config_with_absolute_roots():
     repo_master = yaml.safe_load((REPO / "etc" / "salt" / "master").read_text())
     conf = yaml.safe_load(provision.master_conf(repo_master, "/srv/cluster", "10.0.100.100"))
     assert conf["file_roots"] == {"base": ["/srv/cluster", "/srv/cluster/salt"]}
-    assert conf["pillar_roots"] == {"base": ["/srv/cluster/pillar"]}
+    assert conf["pillar_roots"] == {"base": ["/srv/cluster/pillar", "/etc/salt/cluster-secrets"]}
     assert conf["interface"] == "10.0.100.100" and conf["auto_accept"] is False
     assert "root_dir" not in conf
 

@@ -169,7 +169,9 @@ def test_repo_local_config_is_the_one_documented():
     master = yaml.safe_load((REPO / "etc" / "salt" / "master").read_text())
     for conf in (minion, master):
         assert conf["file_roots"] == {"base": [".", "salt"]}
-        assert conf["pillar_roots"] == {"base": ["pillar"]}
+    assert minion["pillar_roots"] == {"base": ["pillar"]}
+    # A master keeps the secrets outside every file root.
+    assert master["pillar_roots"] == {"base": ["pillar", "/etc/salt/cluster-secrets"]}
     assert master["auto_accept"] is False
 
 

@@ -1,0 +1,101 @@
+"""The control plane on the lab: who gets the secrets, what the job cache
+keeps, and what the reactor does with events a compromised minion forges.
+
+Runs on the shared lab (conftest.running_lab), through its real master.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO, SEED
+from labtools import MASTER_NODE, in_node, salt_json
+
+pytestmark = pytest.mark.usefixtures("running_lab")
+
+DIRECTORS = sorted(n for n, spec in SEED["nodes"].items() if "director" in spec["roles"])
+JOB_CACHE = "/var/cache/salt/master/jobs"
+
+
+def secrets() -> dict:
+    return yaml.safe_load((REPO / "pillar" / "secrets.sls").read_text())["cluster_secrets"]
+
+
+def salt_run_json(*args: str) -> object:
+    out = in_node(MASTER_NODE, "salt-run", "--out=json", *args).stdout
+    return json.loads(out[out.index("{") if "{" in out else 0 :])
+
+
+def test_secrets_reach_the_directors_pillar_only():
+    answers = salt_json("*", "pillar.item", "cluster_secrets")
+    assert set(answers) == set(SEED["nodes"]), sorted(answers)
+    holders = sorted(node for node, item in answers.items() if item.get("cluster_secrets"))
+    assert holders == DIRECTORS, answers
+
+
+def test_no_minion_fetches_the_secrets_file_from_the_file_server():
+    for node in ("web1", "master"):
+        served = salt_json(node, "cp.get_file_str", "salt://pillar/cluster.sls")[node]
+        assert isinstance(served, str) and "cluster:" in served  # the file server answers there
+        assert not salt_json(node, "cp.get_file_str", "salt://pillar/secrets.sls")[node]
+
+
+def test_the_job_cache_keeps_no_secret_after_secret_files_changed():
+    """The standby's haproxy.cfg and keepalived.conf, both carrying a secret,
+    are emptied and put back by a state run whose return the master caches."""
+    for path in ("/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf"):
+        in_node("standby", "sh", "-c", f"cp {path} {path}.keep && : > {path}")
+    try:
+        ret = salt_json("standby", "state.apply", "haproxy,keepalived")["standby"]
+    finally:
+        for path in ("/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf"):
+            in_node("standby", "sh", "-c", f"test -s {path} || cp {path}.keep {path}; rm -f {path}.keep")
+    changed = {v["__id__"]: v["changes"] for v in ret.values() if v["changes"]}
+    assert {"haproxy-config-file-managed", "keepalived-config-file-managed"} <= set(changed), ret
+    assert all(v["result"] for v in ret.values()), ret
+    live = in_node("standby", "cat", "/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf").stdout
+    password, vrrp = secrets()["haproxy_stats"]["password"], secrets()["vrrp_auth_pass"]
+    assert password in live and vrrp in live  # the files the job changed do carry them
+    cached = in_node(MASTER_NODE, "grep", "-rlF", "haproxy-config-file-managed", JOB_CACHE).stdout.split()
+    assert cached, "the job's return is not in the master's job cache"
+    for secret in (password, vrrp):
+        found = in_node(MASTER_NODE, "grep", "-rlF", "-e", secret, JOB_CACHE, check=False)
+        assert found.returncode == 1 and not found.stdout, found.stdout
+
+
+def test_a_web_minion_forging_events_runs_nothing_and_is_counted():
+    """web2's minion, compromised, sends a VRRP event of its own and, as
+    beacons send (a batch), a service event claiming to be the director with
+    a YAML state injected in its name: both dropped, logged, counted and
+    shown by cluster.health; nothing runs on any node."""
+    before = salt_run_json("cluster.dropped")["count"]
+    vrrp = {"id": "web2", "kind": "vrrp", "name": "INSTANCE-VI_E", "state": "MASTER", "previous": "BACKUP"}
+    injected = "haproxy\nreactor-injected:\n  local.cmd.run:\n    - tgt: '*'\n    - args:\n      - cmd: touch /tmp/x"
+    forged = {"id": "master", "kind": "service", "name": injected, "state": "failed", "previous": "active"}
+    batch = {"events": [{"tag": "salt/beacon/master/cluster_watch/service", "data": forged}]}
+    in_node("web2", "salt-call", "event.send", "salt/beacon/web2/cluster_watch/vrrp", f"data={json.dumps(vrrp)}")
+    in_node(
+        "web2",
+        "salt-call",
+        "event.send",
+        "salt/beacon/master/cluster_watch/service",
+        f"data={json.dumps(forged)}",
+        f"preload={json.dumps(batch)}",
+    )
+    deadline = time.monotonic() + 30
+    while (dropped := salt_run_json("cluster.dropped"))["count"] < before + 2:
+        assert time.monotonic() < deadline, dropped
+        time.sleep(1)
+    reasons = [entry["reason"] for entry in dropped["last"][-2:]]
+    assert "web2 is no director: VRRP events come from directors only" in reasons, reasons
+    assert any(r.startswith("name " + repr(injected[:60])) and "master watches" in r for r in reasons), reasons
+    log = in_node(MASTER_NODE, "tail", "-n", "200", "/var/log/salt/master").stdout
+    assert "cluster.react: dropped salt/beacon/web2/cluster_watch/vrrp: web2 is no director" in log
+    for node in ("master", "standby", "nas", "web1", "web2", "dns1"):
+        assert in_node(node, "test", "-e", "/tmp/x", check=False).returncode == 1, node
+    health = in_node(MASTER_NODE, "salt-run", "cluster.health", "timeout=20").stdout
+    assert "warning: the reactor dropped" in health, health
