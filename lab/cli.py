@@ -530,7 +530,14 @@ class Lab:
             return re.findall(r"Soy el servidor IP: ([0-9.]+)", out)
 
         def round_robin(label: str, url: str, opts: str) -> Check:
-            got = seen(fetch("client", f"for i in $(seq {2 * len(web)}); do curl -s -m 3 {opts} {url}; done"))
+            # HAProxy's dynamic roundrobin may take a while to give a server
+            # that came back (after a director's cut, say) its full share
+            # (HAProxy's manual, "balance roundrobin"): a few rounds to see it.
+            for _ in range(5):
+                got = seen(fetch("client", f"for i in $(seq {2 * len(web)}); do curl -s -m 3 {opts} {url}; done"))
+                if sorted(set(got)) == sorted(web):
+                    break
+                time.sleep(2)
             return (f"{label} via {vip}", sorted(set(got)) == sorted(web), " ".join(got) or "no answer")
 
         def sticky() -> Check:
