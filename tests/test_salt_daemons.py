@@ -459,7 +459,24 @@ def test_reactor_restarts_a_directors_daemon_without_draining(
     assert haproxy.status() == {(b, w): "UP" for b in BACKENDS for w in WEBS}
 
 
-def test_presence_lost_minion_is_drained_and_readied_when_back(salt_master, director, haproxy: HAProxy):
+def director_answers(event_listener, salt_master, after: float, node: str, timeout: float = 60) -> list[dict]:
+    """The director's returns of balancer.set_nodes about ``node`` since ``after``."""
+    pattern = [(salt_master.id, "salt/job/*/ret/master")]
+    deadline = time.monotonic() + timeout
+    while True:
+        events = event_listener.get_events(pattern, after_time=after)
+        got = [
+            e.data["return"]
+            for e in events
+            if e.data.get("fun") == "balancer.set_nodes" and node in (e.data.get("return") or {})
+        ]
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"no balancer.set_nodes about {node} since the trigger"
+        time.sleep(0.5)
+
+
+def test_presence_lost_minion_is_drained_and_readied_when_back(event_listener, salt_master, director, haproxy: HAProxy):
     """The repo's reactor/presence_changed.sls. A minion whose connection is gone
     while its server still passes the checks (a salt-master restart, a
     management network blip) stays in rotation: draining on that took the
@@ -475,14 +492,19 @@ def test_presence_lost_minion_is_drained_and_readied_when_back(salt_master, dire
     rounds = salt_master.config["loop_interval"]
     with web3.started(start_timeout=120):
         time.sleep(2 * rounds)  # seen present by the master
-    time.sleep(3 * rounds)  # three presence rounds without web3, its server up
+    gone = time.time()
+    # The presence reactor asked the director to drain web3 unless serving:
+    # it answered that web3 serves, and left it in rotation.
+    assert director_answers(event_listener, salt_master, gone, "web3")[0] == {"web3": {"serving": True}}
     assert haproxy.status() == {(b, w): "UP" for b in BACKENDS for w in WEBS}
     with web3.started(start_timeout=120):
         time.sleep(2 * rounds)
         haproxy.command("disable frontend app-web3")
         assert haproxy.wait(everywhere("web3", "DOWN"), timeout=10)[("web-http-l7", "web3")] == "DOWN"
-    stopped = time.monotonic()
-    time.sleep(3 * rounds)  # the presence reactor has drained it by now
+    stopped, stopped_at = time.monotonic(), time.time()
+    # Its minion gone and its server failing its checks: drained.
+    drained = director_answers(event_listener, salt_master, stopped_at, "web3")[0]["web3"]
+    assert drained["haproxy"] == dict.fromkeys(BACKENDS, "drain"), drained
     haproxy.command("enable frontend app-web3")
     after = haproxy.wait(everywhere("web3", "DRAIN"), timeout=20)
     assert after == {**everywhere("web3", "DRAIN"), **everywhere("web1", "UP"), **everywhere("web2", "UP")}
