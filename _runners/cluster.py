@@ -223,21 +223,26 @@ def _on_network(spec: Any, network: str) -> bool:
 def health(timeout: int = 5):
     """Who holds each VIP, VRRP states, HAProxy backends; errors for outage and split brain."""
     client = salt.client.get_local_client(__opts__["conf_file"])  # noqa: F821
-    funs = ["vip.held", "vip.vrrp_state", "haproxy_runtime.servers", "ipvs.check", "firewall.dropped", "cluster.model"]
+    # The directors and VIPs as the master compiles the topology: a minion's
+    # grains (roles) are its own word, and an impostor's answers count for nothing.
+    topology = _master_topology()
+    nodes = topology.get("nodes") if isinstance(topology.get("nodes"), Mapping) else {}
+    expected = sorted(n for n, spec in nodes.items() if "director" in (spec or {}).get("roles", []))
+    by_network = topology.get("vips") if isinstance(topology.get("vips"), Mapping) else {}
+    vips = [str(v) for addrs in by_network.values() for v in addrs]
+    funs = ["vip.held", "vip.vrrp_state", "haproxy_runtime.servers", "ipvs.check", "firewall.dropped"]
     # One job to every director: an unreachable one costs one timeout, not four.
-    answers = client.cmd(
-        "roles:director", funs, [[] for _ in funs], tgt_type="grain", timeout=timeout, gather_job_timeout=timeout
+    answers = (
+        client.cmd(expected, funs, [[] for _ in funs], tgt_type="list", timeout=timeout, gather_job_timeout=timeout)
+        if expected
+        else {}
     )
     directors = sorted(answers)
 
     def part(fun: str) -> dict:
         return {d: (a.get(fun) if isinstance(a, dict) else a) for d, a in answers.items()}
 
-    model = next((m for m in part("cluster.model").values() if isinstance(m, dict)), {})
-    vips = [v for addrs in model.get("vips", {}).values() for v in addrs]
-    topology = _master_topology()
-    expected = sorted(n for n, spec in (topology.get("nodes") or {}).items() if "director" in spec.get("roles", []))
-    seen = _seen_from_outside(client, topology, model.get("vips", {}), expected, timeout)
+    seen = _seen_from_outside(client, topology, by_network, expected, timeout)
     result = report(
         vips,
         part("vip.held"),
