@@ -6,9 +6,16 @@ BIN := $(VENV)/bin
 # checks the plain YAML (see .yamllint).
 SLS = $(shell git ls-files --cached --others --exclude-standard -- '*.sls')
 
-.PHONY: all test lint unit lab lab-down secrets venv clean
+.PHONY: all test lint unit lab lab-down secrets venv clean host-lab host-test
 
 all: test
+
+# The host's Debian packages (tools/host-packages), installed when missing.
+host-lab:
+	tools/setup-host lab
+
+host-test:
+	tools/setup-host test
 
 venv: $(VENV)/.installed
 
@@ -32,12 +39,12 @@ lint: venv
 unit: venv secrets
 	$(BIN)/pytest tests/test_topology.py
 
-test: lint secrets
+test: host-test lint secrets
 	$(BIN)/pytest
 
 # The whole cluster on this host: up (build the rootfs once, boot every node),
 # highstate through the master on nas, verify, and show the status table.
-lab: venv secrets
+lab: host-lab venv secrets
 	$(BIN)/python -m lab lab
 
 lab-down: venv
