@@ -418,3 +418,25 @@ def test_firewall_iptables_rendering_passes_iptables_restore(salt_call, node, tm
         assert '-A INPUT -i eth1 -s 10.0.100.50 -p 112 -m comment --comment "vrrp from the peer directors"' in text
     if node == "nas":
         assert "-m conntrack --ctstate DNAT" in text
+
+
+def _parts() -> list[tuple[str, str]]:
+    """(node, SLS) for every part of every formula of the highstate (top.sls),
+    each on one node whose role applies it; init and package files aside
+    (those require nothing)."""
+    top = yaml.safe_load((REPO / "top.sls").read_text())["base"]
+    out: dict[str, str] = {}
+    for node in ("master", "nas", "web1", "dns1"):
+        role = SEED["nodes"][node]["roles"][0]
+        for formula in (item.split(".")[0] for item in top[f"roles:{role}"] if isinstance(item, str)):
+            for path in sorted((REPO / "salt" / formula).glob("*.sls")):
+                if path.stem not in ("init", "package"):
+                    out.setdefault(f"{formula}.{path.stem}", node)
+    return sorted((node, sls) for sls, node in out.items())
+
+
+@pytest.mark.parametrize(("node", "sls"), _parts())
+def test_every_part_of_a_formula_applies_alone(salt_call, node, sls):
+    """It includes what it requires: its low data compiles with no missing requisite."""
+    code, result, stderr = salt_call("state.show_low_sls", sls, node=node)
+    assert code == 0 and isinstance(result, list), (result, stderr)

@@ -1,5 +1,10 @@
 {%- from "apache/map.jinja" import apache, model, node %}
 {%- set base = apache.tls_dir ~ "/" ~ node.fqdn %}
+include:
+  - apache.package
+  - apache.tls
+  - apache.service
+
 {#- Ports the directors' layer 7 backends use on this role. #}
 {%- set l7_ports = model.haproxy.backends.values() | selectattr('mode', 'equalto', 'http')
       | selectattr('role', 'in', node.roles) | map(attribute='port') | unique | sort | list %}

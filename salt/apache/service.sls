@@ -1,5 +1,8 @@
 {%- from "apache/map.jinja" import apache %}
 
+include:
+  - apache.config
+
 # A graceful reload: running requests finish on the old configuration.
 apache-service-running:
   service.running:

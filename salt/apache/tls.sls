@@ -1,6 +1,9 @@
 {%- from "apache/map.jinja" import apache, node %}
 {%- set base = apache.tls_dir ~ "/" ~ node.fqdn %}
 
+include:
+  - apache.package
+
 apache-tls-private-key:
   x509.private_key_managed:
     - name: {{ base }}.key

@@ -1,5 +1,8 @@
 {%- from "bind/map.jinja" import bind, model %}
 
+include:
+  - bind.package
+
 bind-config-zone-directory:
   file.directory:
     - name: {{ bind.zone_dir }}

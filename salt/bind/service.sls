@@ -1,5 +1,8 @@
 {%- from "bind/map.jinja" import bind, model %}
 
+include:
+  - bind.config
+
 # Reload (rndc reload) picks up changed zones and configuration without
 # dropping the server's cache or its sockets.
 bind-service-running:

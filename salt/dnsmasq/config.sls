@@ -1,5 +1,9 @@
 {%- from "dnsmasq/map.jinja" import dnsmasq, model, node %}
 
+include:
+  - dnsmasq.package
+  - dnsmasq.service
+
 # The main configuration: checked by dnsmasq itself before it replaces the
 # live file. Changes here need a restart.
 dnsmasq-config-file-managed:

@@ -1,5 +1,8 @@
 {%- from "dnsmasq/map.jinja" import dnsmasq %}
 
+include:
+  - dnsmasq.config
+
 dnsmasq-service-running:
   service.running:
     - name: {{ dnsmasq.service }}

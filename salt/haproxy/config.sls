@@ -1,5 +1,8 @@
 {%- from "haproxy/map.jinja" import haproxy, stats_auth %}
 
+include:
+  - haproxy.package
+
 # The standby binds the VIPs too, before it holds them, so a failover needs no
 # HAProxy restart.
 haproxy-config-nonlocal-bind:

@@ -1,5 +1,8 @@
 {%- from "haproxy/map.jinja" import haproxy %}
 
+include:
+  - haproxy.config
+
 # Debian runs HAProxy in master-worker mode: reload starts new workers on the
 # new configuration while the old ones finish their connections.
 haproxy-service-running:

@@ -1,5 +1,9 @@
 {%- from "keepalived/map.jinja" import keepalived, auth_pass, ipvs_enabled, process_events, model, node %}
 
+include:
+  - keepalived.package
+  - keepalived.service
+
 {%- if not ipvs_enabled and model.ipvs.virtual_servers %}
 
 keepalived-config-ipvs-unavailable:

@@ -1,5 +1,8 @@
 {%- from "keepalived/map.jinja" import keepalived, ipvs_enabled %}
 
+include:
+  - keepalived.config
+
 # Not enabled: keepalived wants it (keepalived-config-haproxy-watch-wanted).
 # That drop-in is written before the watcher and so before keepalived starts:
 # keepalived's start then reloads systemd once, for it (systemd loads the new
