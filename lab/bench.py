@@ -17,8 +17,8 @@ From the `client` node, with the seed's tools (ab from apache2-utils, dnsperf):
 
 Every point is bounded by a request count and a time limit. Results go to
 DIR/results.json (the schema in bench/report.py), then DIR/report.md and the
-plots. The quick run takes about a minute; the full one is documented in the
-README with its duration.
+plots. The quick run takes about a minute; the full one is documented in
+docs/operations.md with its duration.
 """
 
 from __future__ import annotations

@@ -373,7 +373,7 @@ class Lab:
         """Once more on the minions whose first highstate failed (reported above,
         with the failed units' journals). A unit that died at its very first
         start starts again (the project's CI once saw HAProxy do so on the
-        standby: its watchdog, README "HAProxy's size"); a real fault fails
+        standby: its watchdog, docs/lab.md "HAProxy's size"); a real fault fails
         again, and the lab stops. The line it prints is what the test session
         warns about."""
         failed = sorted(m for m, s in summary.items() if s["failed"])
