@@ -270,6 +270,22 @@ def test_haproxy_backend_options_come_from_the_pillar(salt_call, tmp_path: Path,
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_haproxy_config_holds_the_stats_password_only_as_a_hash(salt_call, secrets_pillar: Path, tmp_path: Path):
+    """The rendered haproxy.cfg (whose diffs a plan and the job cache show)
+    has the SHA-512 crypt hash of the secret, never the secret."""
+    import crypt
+
+    secret = yaml.safe_load(secrets_pillar.read_text())["cluster_secrets"]["haproxy_stats"]
+    password = secret["password"]
+    lines, check = render_haproxy(salt_call, {}, tmp_path)
+    assert check.returncode == 0, check.stderr
+    assert not any(password in line for line in lines)
+    (user_line,) = [line for line in lines if line.startswith(f"user {secret['user']} password ")]
+    hashed = user_line.split()[-1]
+    assert hashed.startswith("$6$") and crypt.crypt(password, hashed) == hashed
+    assert "stats http-request auth realm HAProxy\\ statistics unless { http_auth(stats-users) }" in lines
+
+
 def test_haproxy_checker_refuses_an_unknown_retry_on_value(salt_call, tmp_path: Path):
     _, check = render_haproxy(salt_call, {"retry_on": ["conn-failure", "on-tuesdays"]}, tmp_path)
     assert check.returncode != 0 and "on-tuesdays" in check.stdout + check.stderr

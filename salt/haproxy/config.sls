@@ -19,8 +19,6 @@ haproxy-config-file-managed:
     - mode: "0640"
     - group: haproxy
     - check_cmd: haproxy -c -q -f
-    # It carries a secret: no diff in the state's return (job cache, terminal).
-    - show_changes: false
     - context:
         settings: {{ haproxy | json }}
         stats_auth: {{ stats_auth | json }}
