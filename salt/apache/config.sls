@@ -3,7 +3,6 @@
 include:
   - apache.package
   - apache.tls
-  - apache.service
 
 {#- Ports the directors' layer 7 backends use on this role. #}
 {%- set l7_ports = model.haproxy.backends.values() | selectattr('mode', 'equalto', 'http')
@@ -24,8 +23,6 @@ apache-config-module-{{ module }}:
     - confdir: {{ apache.confdir }}
     - require:
       - pkg: apache-package-installed
-    - watch_in:
-      - service: apache-service-running
 {%- endfor %}
 
 # Each site is checked by `apache2ctl -t` on a copy of the configuration with

@@ -18,3 +18,6 @@ apache-service-running:
       - apache_conf: apache-config-site-cluster-l7-enabled
       - x509: apache-tls-certificate
       - file: apache-config-mpm-prefork
+{%- for module in apache.modules %}
+      - apache_conf: apache-config-module-{{ module }}
+{%- endfor %}

@@ -2,7 +2,6 @@
 
 include:
   - dnsmasq.package
-  - dnsmasq.service
 
 # The main configuration: checked by dnsmasq itself before it replaces the
 # live file. Changes here need a restart.

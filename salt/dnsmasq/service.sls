@@ -9,6 +9,10 @@ dnsmasq-service-running:
     - enable: true
     - watch:
       - file: dnsmasq-config-file-managed
+    # It starts with its static leases: a node asking before they are there
+    # would get a pool address.
+    - require:
+      - file: dnsmasq-config-hosts-managed
 
 dnsmasq-service-reload-leases:
   cmd.run:

@@ -2,7 +2,6 @@
 
 include:
   - keepalived.package
-  - keepalived.service
 
 {%- if not ipvs_enabled and model.ipvs.virtual_servers %}
 
@@ -49,6 +48,19 @@ keepalived-config-haproxy-watch-wanted:
         # Managed by Salt (keepalived formula).
         [Unit]
         Wants={{ keepalived.watch_service }}.service
+
+# Not enabled: keepalived wants it (keepalived-config-haproxy-watch-wanted).
+# That drop-in is written before the watcher and so before keepalived starts:
+# keepalived's start then reloads systemd once, for it (systemd loads the new
+# watcher unit when it is first started).
+keepalived-service-haproxy-watch-running:
+  service.running:
+    - name: {{ keepalived.watch_service }}
+    - require:
+      - file: keepalived-config-haproxy-watch-wanted
+    - watch:
+      - file: keepalived-config-haproxy-watch-script
+      - file: keepalived-config-haproxy-watch-unit
 
 # Checked by keepalived itself (inside this node, where the interfaces exist)
 # before it replaces the live file.

@@ -3,19 +3,6 @@
 include:
   - keepalived.config
 
-# Not enabled: keepalived wants it (keepalived-config-haproxy-watch-wanted).
-# That drop-in is written before the watcher and so before keepalived starts:
-# keepalived's start then reloads systemd once, for it (systemd loads the new
-# watcher unit when it is first started).
-keepalived-service-haproxy-watch-running:
-  service.running:
-    - name: {{ keepalived.watch_service }}
-    - require:
-      - file: keepalived-config-haproxy-watch-wanted
-    - watch:
-      - file: keepalived-config-haproxy-watch-script
-      - file: keepalived-config-haproxy-watch-unit
-
 # keepalived re-reads its configuration on SIGHUP (systemctl reload): VRRP
 # instances that did not change keep their state and their VIPs. A reload
 # also restarts the notify FIFO's reader, so a new one takes over.
