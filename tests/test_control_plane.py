@@ -20,6 +20,8 @@ pytestmark = pytest.mark.usefixtures("running_lab")
 
 DIRECTORS = sorted(n for n, spec in SEED["nodes"].items() if "director" in spec["roles"])
 JOB_CACHE = "/var/cache/salt/master/jobs"
+# The files a secret shapes: the stats password's hash, the VRRP key's include, the key.
+SECRET_FILES = ("/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf", "/etc/keepalived/cluster-auth.conf")
 
 
 def secrets() -> dict:
@@ -46,22 +48,27 @@ def test_no_minion_fetches_the_secrets_file_from_the_file_server():
 
 
 def test_the_job_cache_keeps_no_secret_after_secret_files_changed():
-    """The standby's haproxy.cfg and keepalived.conf, carrying a secret (the
-    stats password as its hash), are emptied and put back by a state run
-    whose return the master caches."""
-    for path in ("/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf"):
+    """The standby's haproxy.cfg (the stats password's hash), keepalived.conf
+    and the VRRP key's file are emptied and put back by a state run whose
+    return the master caches; the first two with their diffs (a plan shows
+    them), the key's without."""
+    for path in SECRET_FILES:
         in_node("standby", "sh", "-c", f"cp {path} {path}.keep && : > {path}")
     try:
         ret = salt_json("standby", "state.apply", "haproxy,keepalived")["standby"]
     finally:
-        for path in ("/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf"):
+        for path in SECRET_FILES:
             in_node("standby", "sh", "-c", f"test -s {path} || cp {path}.keep {path}; rm -f {path}.keep")
     changed = {v["__id__"]: v["changes"] for v in ret.values() if v["changes"]}
-    assert {"haproxy-config-file-managed", "keepalived-config-file-managed"} <= set(changed), ret
+    assert {"haproxy-config-file-managed", "keepalived-config-file-managed", "keepalived-config-auth-managed"} <= set(
+        changed
+    ), ret
+    assert changed["keepalived-config-auth-managed"] == {"diff": "<show_changes=False>"}, changed
+    assert "diff" in changed["haproxy-config-file-managed"], changed
     assert all(v["result"] for v in ret.values()), ret
     password, vrrp = secrets()["haproxy_stats"]["password"], secrets()["vrrp_auth_pass"]
-    # keepalived.conf carries the key itself; haproxy.cfg the password's hash only.
-    assert vrrp in in_node("standby", "cat", "/etc/keepalived/keepalived.conf").stdout
+    # The key's own file carries it; haproxy.cfg the password's hash only.
+    assert in_node("standby", "cat", "/etc/keepalived/cluster-auth.conf").stdout == f"auth_pass {vrrp}\n"
     hashed = in_node("standby", "sh", "-c", "grep -o '[$]6[$][^ ]*' /etc/haproxy/haproxy.cfg").stdout.strip()
     assert crypt.crypt(password, hashed) == hashed
     cached = in_node(MASTER_NODE, "grep", "-rlF", "haproxy-config-file-managed", JOB_CACHE).stdout.split()

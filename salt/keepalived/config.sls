@@ -62,6 +62,18 @@ keepalived-service-haproxy-watch-running:
       - file: keepalived-config-haproxy-watch-script
       - file: keepalived-config-haproxy-watch-unit
 
+# The VRRP key, in a file of its own that the configuration includes: it
+# carries a secret, so no diff of it reaches a state's return (job cache,
+# terminal, a plan).
+keepalived-config-auth-managed:
+  file.managed:
+    - name: {{ keepalived.auth_file }}
+    - mode: "0600"
+    - show_changes: false
+    - contents: {{ ('auth_pass ' ~ auth_pass) | json }}
+    - require:
+      - pkg: keepalived-package-installed
+
 # Checked by keepalived itself (inside this node, where the interfaces exist)
 # before it replaces the live file.
 keepalived-config-file-managed:
@@ -71,15 +83,13 @@ keepalived-config-file-managed:
     - template: jinja
     - mode: "0600"
     - check_cmd: keepalived --config-test --use-file
-    # It carries a secret: no diff in the state's return (job cache, terminal).
-    - show_changes: false
     - context:
         settings: {{ keepalived | json }}
-        auth_pass: {{ auth_pass | json }}
         ipvs_enabled: {{ ipvs_enabled }}
         process_events: {{ process_events }}
     - require:
       - pkg: keepalived-package-installed
+      - file: keepalived-config-auth-managed
       - file: keepalived-config-notify-script
       # The track files exist before keepalived reads them: it would create
       # missing ones as failing (init_file 1), FAULT on every director.

@@ -13,6 +13,7 @@ keepalived-service-running:
     - reload: true
     - watch:
       - file: keepalived-config-file-managed
+      - file: keepalived-config-auth-managed
       - file: keepalived-config-notify-script
 {%- if ipvs_enabled %}
 {%- for name, value in keepalived.ipvs_sysctl | dictsort %}
