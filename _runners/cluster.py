@@ -167,11 +167,20 @@ def table(health: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _master_topology() -> dict:
-    """The topology as the master compiles it (not as a minion says it)."""
-    pillar = salt.pillar.get_pillar(__opts__, {}, "cluster-health", saltenv="base").compile_pillar()  # noqa: F821
+def _master_pillar(minion: str) -> Mapping:
+    """A minion's pillar as the master compiles it (by ID; not as a minion says it)."""
+    return salt.pillar.get_pillar(__opts__, {}, minion, saltenv="base").compile_pillar()  # noqa: F821
+
+
+def _topology(pillar: Mapping) -> Mapping:
     topology = pillar.get("cluster")
     return topology if isinstance(topology, Mapping) else {}
+
+
+def _directors(topology: Mapping) -> list[str]:
+    """The topology's directors."""
+    nodes = topology.get("nodes") if isinstance(topology.get("nodes"), Mapping) else {}
+    return sorted(n for n, spec in nodes.items() if "director" in ((spec or {}).get("roles") or []))
 
 
 def director_macs(grains: dict) -> dict[str, str]:
@@ -225,9 +234,8 @@ def health(timeout: int = 5):
     client = salt.client.get_local_client(__opts__["conf_file"])  # noqa: F821
     # The directors and VIPs as the master compiles the topology: a minion's
     # grains (roles) are its own word, and an impostor's answers count for nothing.
-    topology = _master_topology()
-    nodes = topology.get("nodes") if isinstance(topology.get("nodes"), Mapping) else {}
-    expected = sorted(n for n, spec in nodes.items() if "director" in (spec or {}).get("roles", []))
+    topology = _topology(_master_pillar("cluster-health"))
+    expected = _directors(topology)
     by_network = topology.get("vips") if isinstance(topology.get("vips"), Mapping) else {}
     vips = [str(v) for addrs in by_network.values() for v in addrs]
     funs = ["vip.held", "vip.vrrp_state", "haproxy_runtime.servers", "ipvs.check", "firewall.dropped"]
@@ -399,13 +407,13 @@ def react(tag: str, data: dict):
         return _drop(tag, "event data is not a mapping")
     parts = str(tag).split("/")
     node = parts[2] if len(parts) > 2 else ""
-    pillar = salt.pillar.get_pillar(__opts__, {}, node, saltenv="base").compile_pillar()  # noqa: F821
-    topology = pillar.get("cluster") or {}
+    pillar = _master_pillar(node)
+    topology = _topology(pillar)
     try:
         claim = screen(tag, data, topology, _watch_config(pillar))
     except Dropped as why:
         return _drop(tag, str(why))
-    directors = sorted(n for n, spec in topology["nodes"].items() if "director" in (spec.get("roles") or []))
+    directors = _directors(topology)
     client = salt.client.get_local_client(__opts__["conf_file"])  # noqa: F821
     if claim["kind"] == "vrrp":
         states = _ask(client, node, "vip.vrrp_state", [])

@@ -133,47 +133,36 @@ def test_runner_split_brain_and_outage():
     assert "NOT HEALTHY" in runner.table(health)
 
 
+STANDBY_HOLDS = {"standby": dict.fromkeys(VIPS, "eth0")}
+
+
+def master_silent(seen: dict) -> dict:
+    """The report of a cut master: only the standby answers (holding every VIP)."""
+    rows = {"standby": _rows("haproxy-show-stat-servers.csv")}
+    return runner.report(VIPS, STANDBY_HOLDS, {}, rows, None, None, expected=["master", "standby"], seen=seen)
+
+
 def test_runner_with_a_silent_director_cannot_say_no_split_brain_unseen():
     """The master is cut: only the standby answers. Where a node outside the
     directors saw the segment (the internal VIP, from the nas) the answer is
     what it saw; elsewhere: unknown, and the silent director is an error."""
-    held = {"standby": dict.fromkeys(VIPS, "eth0")}
     seen = {
         "10.0.100.200": {"from": "nas", "directors": ["standby"]},
         "192.168.1.200": "no node but the directors is on the external network",
         "192.168.1.202": "no node but the directors is on the external network",
     }
-    health = runner.report(
-        VIPS,
-        held,
-        {},
-        {"standby": _rows("haproxy-show-stat-servers.csv")},
-        None,
-        None,
-        expected=["master", "standby"],
-        seen=seen,
-    )
+    health = master_silent(seen)
     assert health["split_brain"] == {"192.168.1.200": "unknown", "192.168.1.202": "unknown", "10.0.100.200": "no"}
     assert not health["healthy"] and any(e.startswith("master: no answer") for e in health["errors"])
     assert any(w.startswith("split brain unknown for 192.168.1.200: master did not answer") for w in health["warnings"])
     # Leaving the silent director out (as the runner once did) says "no" everywhere.
-    blind = runner.report(VIPS, held, {}, {"standby": _rows("haproxy-show-stat-servers.csv")})
+    blind = runner.report(VIPS, STANDBY_HOLDS, {}, {"standby": _rows("haproxy-show-stat-servers.csv")})
     assert set(blind["split_brain"].values()) == {"no"}
 
 
 def test_runner_sees_split_brain_on_the_wire_that_a_director_does_not_report():
-    held = {"standby": dict.fromkeys(VIPS, "eth0")}
     seen = {"10.0.100.200": {"from": "nas", "directors": ["master", "standby"]}}
-    health = runner.report(
-        VIPS,
-        held,
-        {},
-        {"standby": _rows("haproxy-show-stat-servers.csv")},
-        None,
-        None,
-        expected=["master", "standby"],
-        seen=seen,
-    )
+    health = master_silent(seen)
     assert health["split_brain"]["10.0.100.200"] == "yes"
     assert "split brain: 10.0.100.200 is held by master, standby" in health["errors"]
 
