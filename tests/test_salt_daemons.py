@@ -193,8 +193,12 @@ def director(salt_master, haproxy: HAProxy, director_node: Node):
 
 
 @pytest.fixture(scope="module")
-def web2(salt_master, director, web2_node: Node):
-    """The minion `web2` (roles: web; its own loopback address, see the presence test)."""
+def web2(event_listener, salt_master, director, web2_node: Node):
+    """The minion `web2` (roles: web; its own loopback address, see the presence
+    test). Yielded once the master's presence round has seen it and the presence
+    reactor has readied it on the director: that ready would otherwise race with
+    the tests' own drains."""
+    started = time.time()
     overrides = {
         "loop_interval": 1,
         "source_address": "127.0.0.2",
@@ -205,6 +209,7 @@ def web2(salt_master, director, web2_node: Node):
     with factory.started(start_timeout=120):
         sync = salt_master.salt_cli(timeout=120).run("saltutil.sync_all", minion_tgt="web2")
         assert sync.returncode == 0, sync
+        director_answers(event_listener, salt_master, started, "web2")
         yield factory
 
 
@@ -301,14 +306,23 @@ def beacon_event(salt, sender: str, about: str, **data) -> None:
     assert ret.returncode == 0 and ret.data is True, ret
 
 
-def reactions(event_listener, salt_master, after: float, count: int = 1, timeout: float = 30) -> list[dict]:
+def reactions(
+    event_listener, salt_master, after: float, count: int = 1, timeout: float = 30, name: str | None = None
+) -> list[dict]:
     """The returns of the cluster.react runner jobs since ``after`` (the
-    positive signal that the reactor received an event and decided)."""
+    positive signal that the reactor received an event and decided); with
+    ``name``, only those about events of that service or instance (the test
+    minions' own beacons watch the host too)."""
     pattern = [(salt_master.id, "salt/run/*/ret")]
     deadline = time.monotonic() + timeout
     while True:
         events = event_listener.get_events(pattern, after_time=after)
-        got = [e.data["return"] for e in events if e.data.get("fun") == "runner.cluster.react"]
+        got = [
+            e.data["return"]
+            for e in events
+            if e.data.get("fun") == "runner.cluster.react"
+            and (name is None or any(a.get("data", {}).get("name") == name for a in e.data.get("fun_args") or []))
+        ]
         if len(got) >= count:
             return got
         assert time.monotonic() < deadline, f"{len(got)} of {count} reactions: {got}"
@@ -377,7 +391,7 @@ def test_a_claim_its_node_does_not_confirm_is_dropped_and_counted(
     before = salt_run.run("cluster.dropped").data["count"]
     since, start = newest_job(salt_run), time.time()
     beacon_event(salt, "master", "web2", **APACHE, state="failed", previous="active")
-    (answer,) = reactions(event_listener, salt_master, start)
+    (answer,) = reactions(event_listener, salt_master, start, name="apache2")
     assert answer["dropped"].startswith("not confirmed: web2 says apache2 running is True"), answer
     assert [fun for fun, _, _ in published(salt_run, since)] == ["service.status"]  # the question to web2
     assert haproxy.status() == {(b, w): "UP" for b in BACKENDS for w in WEBS}
@@ -450,7 +464,7 @@ def test_reactor_restarts_a_directors_daemon_without_draining(
     director_node.set_service("haproxy", "failed")
     start = time.time()
     beacon_event(salt, "master", "master", kind="service", name="haproxy", state="failed", previous="active")
-    (answer,) = reactions(event_listener, salt_master, start)
+    (answer,) = reactions(event_listener, salt_master, start, name="haproxy")
     assert set(answer) == {"node", "service", "start"}, answer
     deadline = time.monotonic() + 30
     while director_node.service("haproxy") != "active":
