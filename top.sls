@@ -1,28 +1,14 @@
-# Highstate: minions are targeted by their `roles` grain (nas, director, web,
-# dns), which must match their node's roles in pillar/cluster.sls. Every SLS
-# renders `cluster.model`, so an invalid topology stops the whole run before
-# any state executes.
+{#- Highstate: minions are targeted by their `roles` grain (nas, director,
+    web, dns), which must match their node's roles in pillar/cluster.sls.
+    Each role's formulas come from the catalogue of roles. Every SLS renders
+    `cluster.model`, so an invalid topology stops the whole run before any
+    state executes. #}
+{%- import_yaml "pillar/catalogue.sls" as catalogue %}
 base:
-  'roles:nas':
+{%- for role, spec in catalogue.catalogue.roles | dictsort %}
+  'roles:{{ role }}':
     - match: grain
-    - common
-    - firewall
-    - nfs.server
-  'roles:director':
-    - match: grain
-    - common
-    - firewall
-    - gateway
-    - dnsmasq
-    - keepalived
-    - haproxy
-  'roles:web':
-    - match: grain
-    - common
-    - firewall
-    - apache
-  'roles:dns':
-    - match: grain
-    - common
-    - firewall
-    - bind
+{%-   for formula in spec.formulas %}
+    - {{ formula }}
+{%-   endfor %}
+{%- endfor %}

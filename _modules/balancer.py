@@ -23,13 +23,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-try:
-    from salt.exceptions import CommandExecutionError
-except ImportError:  # pragma: no cover - outside Salt
-
-    class CommandExecutionError(Exception):  # type: ignore[no-redef]
-        pass
-
+from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "balancer"
 __load__ = ["set_nodes", "retired", "drain_retired", "wait_in_rotation"]

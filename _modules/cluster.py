@@ -21,6 +21,7 @@ CLI examples::
 
 from __future__ import annotations
 
+import copy
 import datetime
 import hashlib
 import ipaddress
@@ -31,18 +32,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
-
-try:  # Salt is absent when tests or the lab import the pure functions.
-    from salt.exceptions import CommandExecutionError
-except ImportError:  # pragma: no cover - exercised outside Salt only
-
-    class CommandExecutionError(Exception):  # type: ignore[no-redef]
-        """Stand-in for Salt's exception when Salt is not installed."""
-
+from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "cluster"
 # Only these are Salt functions; the pure helpers stay importable for tests and the lab.
-__load__ = ["validate", "model", "node"]
+__load__ = ["validate", "model", "node", "zone_serial", "settings"]
 
 ROLES = ("nas", "director", "web", "dns")
 SECTIONS = ("domain", "networks", "vips", "nodes", "vrrp", "haproxy", "ipvs", "nfs", "dns")
@@ -702,18 +696,12 @@ def _check_secrets(ck: _Checker, secrets: Any) -> None:
 # ---------------------------------------------------------------------------
 
 
-def derive(
-    topology: Mapping, previous_zones: Mapping[str, str] | None = None, today: datetime.date | None = None
-) -> dict:
-    """The model of a valid topology. Raises TopologyError otherwise.
-
-    ``previous_zones`` maps zone names to the text of their current zone files
-    (when a node has them) so serials change only when records change.
-    """
+def derive(topology: Mapping) -> dict:
+    """The model of a valid topology (topology in, views out; nothing else
+    read). Raises TopologyError otherwise."""
     problems = check(topology)
     if problems:
         raise TopologyError(problems)
-    today = today or datetime.date.today()
     domain = topology["domain"].rstrip(".")
     networks = {name: _network_view(name, spec) for name, spec in sorted(topology["networks"].items())}
     vips = {
@@ -730,7 +718,7 @@ def derive(
         "roles": roles,
         "hosts": hosts_entries(nodes, domain),
         "dhcp": dhcp_view(networks, nodes, vips),
-        "dns": dns_view(topology.get("dns") or {}, networks, nodes, domain, previous_zones or {}, today),
+        "dns": dns_view(topology.get("dns") or {}, networks, nodes, domain),
         "vrrp": vrrp_view(topology.get("vrrp") or {}, networks, nodes, vips),
         "haproxy": haproxy_view(topology.get("haproxy") or {}, nodes),
         "ipvs": ipvs_view(topology.get("ipvs") or {}, nodes),
@@ -855,13 +843,9 @@ def records_digest(ns: list, records: list) -> str:
 _SERIAL_MARK = re.compile(r"^; cluster-zone digest=(?P<digest>[0-9a-f]+) serial=(?P<serial>\d+)\s*$", re.M)
 
 
-def zone_header(digest: str, serial: int) -> str:
-    """The comment a zone file starts with, read back by ``previous_serial``."""
-    return f"; cluster-zone digest={digest} serial={serial}"
-
-
 def previous_serial(zone_text: str | None) -> tuple[str, int] | None:
-    """(digest, serial) recorded in an existing zone file, if any."""
+    """(digest, serial) recorded in an existing zone file's first line (as
+    salt/bind/files/zone.jinja writes it), if any."""
     match = _SERIAL_MARK.search(zone_text or "")
     return (match["digest"], int(match["serial"])) if match else None
 
@@ -881,22 +865,18 @@ def next_serial(digest: str, previous: tuple[str, int] | None, today: datetime.d
     return max(base + 1, old_serial + 1)
 
 
-def dns_view(
-    spec: Mapping, networks: Mapping, nodes: Mapping, domain: str, previous_zones: Mapping, today: datetime.date
-) -> dict:
+def dns_view(spec: Mapping, networks: Mapping, nodes: Mapping, domain: str) -> dict:
+    """The zones (their serials are the bind formula's: ``zone_serial``),
+    forwarders and recursion ACL."""
     ns, forward, reverse = _zone_records(networks, nodes, domain)
     zones = []
     for name, records in ((domain, forward), (networks["internal"]["reverse_zone"], reverse)):
-        digest = records_digest(ns, records)
-        serial = next_serial(digest, previous_serial(previous_zones.get(name)), today)
         zones.append(
             {
                 "name": name,
                 "ns": ns,
                 "records": records,
-                "digest": digest,
-                "serial": serial,
-                "header": zone_header(digest, serial),
+                "digest": records_digest(ns, records),
                 "soa": {"mname": ns[0] if ns else f"{domain}.", "rname": f"hostmaster.{domain}.", **SOA_TIMERS},
                 "ttl": spec.get("ttl", SOA_TIMERS["minimum"]),
             }
@@ -1201,20 +1181,6 @@ def _pillar_directors(topology: Any) -> set[str]:
     }
 
 
-def _previous_zones(model_zone_dir: str | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    if not model_zone_dir or not os.path.isdir(model_zone_dir):
-        return out
-    for filename in os.listdir(model_zone_dir):
-        if filename.startswith("db."):
-            try:
-                with open(os.path.join(model_zone_dir, filename), encoding="utf-8") as handle:
-                    out[filename[3:]] = handle.read(4096)
-            except OSError:
-                continue
-    return out
-
-
 def validate(secrets: bool | None = None) -> bool | list[str]:
     """
     Check the cluster topology in the pillar and report every problem at once.
@@ -1246,22 +1212,70 @@ def validate(secrets: bool | None = None) -> bool | list[str]:
     return True
 
 
-def model(zone_dir: str = "/var/lib/bind/cluster") -> dict:
+def model() -> dict:
     """
     The derived model of the cluster topology in the pillar.
 
     Raises an error listing every problem when the topology is invalid, so an
-    SLS that renders the model fails before any state runs.
-
-    zone_dir
-        Where this node keeps its zone files (``db.<zone>``); their recorded
-        digests keep serials unchanged while the records are the same.
+    SLS that renders the model fails before any state runs. Derived once per
+    topology within a run (every formula of a highstate renders it).
 
     CLI example::
 
         salt-call cluster.model
     """
-    return derive(_topology(), _previous_zones(zone_dir))
+    topology = _topology()
+    key = "cluster.model:" + hashlib.sha256(json.dumps(topology, sort_keys=True, default=str).encode()).hexdigest()
+    if key not in __context__:  # noqa: F821
+        __context__[key] = derive(topology)  # noqa: F821
+    return copy.deepcopy(__context__[key])  # noqa: F821
+
+
+def zone_serial(path: str, digest: str) -> int:
+    """
+    The serial for the zone file at ``path`` whose records have ``digest``:
+    the serial the file records while its digest is the same, else a new one
+    (YYYYMMDDnn, greater than the old). The bind formula asks it per zone.
+
+    CLI example::
+
+        salt-call cluster.zone_serial /var/lib/bind/cluster/db.lab.local 0123abcd
+    """
+    text = None
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(4096)
+    return next_serial(digest, previous_serial(text), datetime.date.today())
+
+
+def settings(formula: str, defaults: Mapping) -> dict:
+    """
+    A formula's settings: its ``defaults`` (defaults.yaml), its entry in the
+    catalogue of roles (pillar ``catalogue:formulas``) over them, then the
+    pillar key of the formula's name over that.
+
+    CLI example::
+
+        salt-call cluster.settings haproxy '{}'
+    """
+    formulas = (__pillar__.get("catalogue") or {}).get("formulas")  # noqa: F821
+    if not isinstance(formulas, Mapping):
+        raise CommandExecutionError(
+            "pillar catalogue:formulas is missing: pillar/top.sls gives pillar/catalogue.sls to every minion"
+        )
+    return merged(merged(defaults, formulas.get(formula) or {}), __pillar__.get(formula) or {})  # noqa: F821
+
+
+def merged(base: Mapping, over: Mapping) -> dict:
+    """``over`` merged into a copy of ``base``: mappings key by key, anything else replaced (pure)."""
+    out = dict(copy.deepcopy(base))
+    for key, value in over.items():
+        out[key] = (
+            merged(out[key], value)
+            if isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+            else copy.deepcopy(value)
+        )
+    return out
 
 
 def roles_mismatch(node_name: str, topology_roles: list[str], grain_roles: Any) -> str | None:
@@ -1276,7 +1290,7 @@ def roles_mismatch(node_name: str, topology_roles: list[str], grain_roles: Any) 
     return None
 
 
-def node(name: str | None = None, zone_dir: str = "/var/lib/bind/cluster") -> dict:
+def node(name: str | None = None) -> dict:
     """
     One node's view of the model (default: this minion, whose ``roles`` grain
     must then match the topology).
@@ -1285,7 +1299,7 @@ def node(name: str | None = None, zone_dir: str = "/var/lib/bind/cluster") -> di
 
         salt-call cluster.node web1
     """
-    view = node_view(model(zone_dir), name or __grains__["id"])  # noqa: F821
+    view = node_view(model(), name or __grains__["id"])  # noqa: F821
     if name is None:
         problem = roles_mismatch(view["name"], view["roles"], __grains__.get("roles"))  # noqa: F821
         if problem:

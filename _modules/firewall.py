@@ -21,13 +21,7 @@ import shutil
 import subprocess
 from typing import Any
 
-try:
-    from salt.exceptions import CommandExecutionError
-except ImportError:  # pragma: no cover - outside Salt
-
-    class CommandExecutionError(Exception):  # type: ignore[no-redef]
-        pass
-
+from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "firewall"
 __load__ = ["counters", "dropped"]

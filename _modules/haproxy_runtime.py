@@ -18,19 +18,13 @@ import os
 import socket
 from typing import Any
 
-try:
-    from salt.exceptions import CommandExecutionError
-except ImportError:  # pragma: no cover - outside Salt
-
-    class CommandExecutionError(Exception):  # type: ignore[no-redef]
-        pass
-
+from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "haproxy_runtime"
 __load__ = ["servers", "set_state", "set_server_everywhere", "command", "socket_path"]
 
-SOCKET = "/run/haproxy/admin.sock"
 STATES = ("ready", "drain", "maint")
+CATALOGUE_KEY = "catalogue:formulas:haproxy:socket"
 
 
 def __virtual__():
@@ -67,10 +61,12 @@ def parse_stat(text: str) -> list[dict[str, Any]]:
 
 def socket_path(sock: str | None = None) -> str:
     """The admin socket: ``sock`` if given, else the minion option
-    ``haproxy_runtime.socket`` (config.get), else HAProxy's Debian default."""
-    if sock:
-        return sock
-    return __salt__["config.get"]("haproxy_runtime.socket", SOCKET)  # noqa: F821
+    ``haproxy_runtime.socket`` (config.get), else the catalogue's
+    (pillar ``catalogue:formulas:haproxy:socket``)."""
+    found = sock or __salt__["config.get"]("haproxy_runtime.socket") or __salt__["config.get"](CATALOGUE_KEY)  # noqa: F821
+    if not found:
+        raise CommandExecutionError(f"no admin socket: pillar {CATALOGUE_KEY} is missing (pillar/catalogue.sls)")
+    return found
 
 
 def command(cmd: str, sock: str | None = None, timeout: float = 3) -> str:

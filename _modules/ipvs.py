@@ -25,13 +25,7 @@ import shutil
 import subprocess
 from typing import Any
 
-try:
-    from salt.exceptions import CommandExecutionError
-except ImportError:  # pragma: no cover - outside Salt
-
-    class CommandExecutionError(Exception):  # type: ignore[no-redef]
-        pass
-
+from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "ipvs"
 __load__ = ["services", "check", "set_weight", "node_plan", "set_node"]

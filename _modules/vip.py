@@ -28,10 +28,10 @@ import subprocess
 import time
 from typing import Any
 
+from salt.exceptions import CommandExecutionError
+
 __virtualname__ = "vip"
 __load__ = ["held", "vrrp_state", "answers", "arp_answers"]
-
-STATE_DIR = "/run/keepalived-cluster"
 
 
 def __virtual__():
@@ -74,11 +74,20 @@ def held() -> dict[str, str | None]:
     return {vip: present.get(vip) for vip in configured_vips(model)}
 
 
+def _catalogue(formula: str, key: str) -> str:
+    """A runtime path from the catalogue of roles (pillar/catalogue.sls)."""
+    value = __salt__["config.get"](f"catalogue:formulas:{formula}:{key}")  # noqa: F821
+    if not value:
+        raise CommandExecutionError(f"pillar catalogue:formulas:{formula}:{key} is missing (pillar/catalogue.sls)")
+    return value
+
+
 def vrrp_state(state_dir: str | None = None) -> dict[str, Any]:
     """keepalived's instances and sync groups -> their last notified state
     (files of keepalived's notify script in ``state_dir``; by default the
-    minion option ``vip.state_dir``, else /run/keepalived-cluster)."""
-    state_dir = state_dir or __opts__.get("vip.state_dir", STATE_DIR)  # noqa: F821
+    minion option ``vip.state_dir``, else the catalogue's keepalived
+    ``state_dir``)."""
+    state_dir = state_dir or __opts__.get("vip.state_dir") or _catalogue("keepalived", "state_dir")  # noqa: F821
     out: dict[str, Any] = {}
     if not os.path.isdir(state_dir):
         return out

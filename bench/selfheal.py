@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lab import events  # noqa: E402
+from lab import catalogue, events  # noqa: E402
 from lab.topology import load  # noqa: E402
 
 
@@ -32,17 +32,20 @@ def lab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     )
 
 
-# What each kind of node runs, and how the client sees it in rotation.
-THREE = "for i in 1 2 3; do {}; done"
-PROFILES = {
-    "web": ("apache2", THREE.format("curl -s -m 2 http://192.168.1.200/"), "Soy el servidor IP: {address}<"),
-    "dns": ("named", THREE.format("dig +short +time=1 +tries=1 @192.168.1.200 CH TXT id.server"), '"{node}"'),
-}
+def profile(node: str, address: str, model: dict) -> tuple[str, str, str]:
+    """The node's service (the catalogue's), a client-side probe through the
+    external VIP, and what the probe prints while the node is in rotation."""
+    role = model["nodes"][node]["roles"][0]
+    vip = model["vips"]["external"][0]
+    if role == "web":
+        probe, expected = f"curl -s -m 2 http://{vip}/", f"{catalogue.server_prefix()}{address}<"
+    else:
+        probe, expected = f"dig +short +time=1 +tries=1 @{vip} CH TXT id.server", f'"{node}"'
+    return catalogue.service_of(role), f"for i in 1 2 3; do {probe}; done", expected
 
 
-def one_round(node: str, address: str) -> dict[str, float]:
-    service, probe, expected = PROFILES[node.rstrip("0123456789")]
-    expected = expected.format(address=address, node=node)
+def one_round(node: str, address: str, model: dict) -> dict[str, float]:
+    service, probe, expected = profile(node, address, model)
     listener = events.listen(f"salt/beacon/{node}/cluster_watch/service", count=1, timeout=30)
     time.sleep(4)  # the listener is subscribed
     started, wall_start = time.monotonic(), time.time()
@@ -83,10 +86,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--node", default="web2", help="a web or DNS server (default web2)")
     args = parser.parse_args()
-    address = next(lease["address"] for lease in load()[1]["dhcp"]["leases"] if lease["hostname"] == args.node)
+    model = load()[1]
+    address = model["nodes"][args.node]["address"]
     rows = []
     for index in range(args.rounds):
-        figures = one_round(args.node, address)
+        figures = one_round(args.node, address, model)
         rows.append(figures)
         print(
             f"round {index + 1}: "

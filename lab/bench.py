@@ -38,7 +38,7 @@ from pathlib import Path
 
 import yaml
 
-from lab import net, node
+from lab import catalogue, net, node
 from lab.topology import CLIENT_ADDRESS, OPERATOR, REPO, UPSTREAM_NAMES, LabNode
 from lab.util import log
 
@@ -397,6 +397,7 @@ class Probe:
     ) -> None:
         script = (REPO / "lab" / "probe.py").read_text()
         argv = ["python3", "-c", script, "3600", str(interval), vip, str(l7_port), name, str(timeout)]
+        argv += [catalogue.server_prefix()]
         self.proc = subprocess.Popen(
             node.exec_argv(CLIENT, argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
@@ -411,7 +412,7 @@ def answering(cluster: Cluster, requests: int) -> set[str]:
     """The web servers (names) that answered ``requests`` page loads through the VIP."""
     script = f"for i in $(seq {requests}); do curl -s -m 2 http://{cluster.vip}/; done"
     out = node.execute(CLIENT, ["sh", "-c", script], timeout=60).stdout
-    return {w for w in cluster.role("web") if f"Soy el servidor IP: {cluster.address(w)}<" in out}
+    return {w for w in cluster.role("web") if f"{catalogue.server_prefix()}{cluster.address(w)}<" in out}
 
 
 def serving(cluster: Cluster) -> bool:
@@ -612,7 +613,7 @@ def stats_screenshot(cluster: Cluster, out_dir: Path) -> Path | None:
     png = out_dir / "haproxy-stats.png"
     png.unlink(missing_ok=True)
     leader_name = cluster.model["vrrp"]["leader"]
-    sock = yaml.safe_load((REPO / "salt" / "haproxy" / "defaults.yaml").read_text())["haproxy"]["socket"]
+    sock = catalogue.runtime("haproxy", "socket")
     down: list[str] | None = None
 
     def all_up() -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from lab import bench, events, kernel, keys, net, node, provision, rootfs, uml, umlkernel
+from lab import bench, catalogue, events, kernel, keys, net, node, provision, rootfs, uml, umlkernel
 from lab.topology import REPO, LabNode, load, place_on_kernels
 from lab.util import log, run, salt_returns
 
@@ -118,7 +118,7 @@ class Lab:
         if lab_node.platform == "uml":
             for path, target in uml.links_for(lab_node).items():
                 node.symlink(root, path, target)
-        services = sorted({unit for role in lab_node.roles for unit in rootfs.ROLE_SERVICES.get(role, [])})
+        services = sorted({unit for role in lab_node.roles for unit in catalogue.services(role)})
         if services:
             # As apt leaves them: enabled (links per each unit's [Install], offline).
             run(["systemctl", f"--root={root}", "enable", "--quiet", *services])
@@ -527,7 +527,7 @@ class Lab:
             return node.execute(node_name, ["sh", "-c", script], timeout=60).stdout
 
         def seen(out: str) -> list[str]:
-            return re.findall(r"Soy el servidor IP: ([0-9.]+)", out)
+            return re.findall(re.escape(catalogue.server_prefix()) + r"([0-9.]+)", out)
 
         def round_robin(label: str, url: str, opts: str) -> Check:
             # HAProxy's dynamic roundrobin may take a while to give a server

@@ -12,12 +12,12 @@ Only when neither works is a feature unavailable, and the reason says why.
 from __future__ import annotations
 
 import os
-import platform
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from lab import umlkernel
+from lab.topology import repo_module
 
 # Debian's package on the host (apt-get install user-mode-linux).
 UML_PACKAGE = ("/usr/bin/linux", Path("/usr/lib/uml/modules"))
@@ -45,28 +45,16 @@ class FeaturePath:
         return f"{self.path} ({self.reason})" if self.reason else self.path
 
 
-def _filesystems() -> set[str]:
-    try:
-        return {line.split()[-1] for line in Path("/proc/filesystems").read_text().splitlines() if line.strip()}
-    except OSError:
-        return set()
-
-
-def _host_modules_dir() -> Path:
-    return Path("/lib/modules") / platform.release()
-
-
 def host_has(feature: str) -> bool:
-    """The host kernel has it built in, loaded, or as an installed module it can load."""
-    modular = Path("/proc/modules").exists() and shutil.which("modprobe") is not None
+    """The host kernel has it built in, loaded, or as an installed module it
+    can load: what the minions' `cluster_kernel` grain would say on it."""
+    found = repo_module("_grains/cluster_kernel.py").features(
+        container=True, proc_connector=lambda: False, nftables=lambda: False
+    )
     if feature == "ipvs":
-        return Path("/proc/net/ip_vs").exists() or (
-            modular and (_host_modules_dir() / "kernel/net/netfilter/ipvs/ip_vs.ko").exists()
-        )
+        return found["ipvs"]
     if feature == "nfs":
-        filesystems = _filesystems()
-        built_in = "nfsd" in filesystems and bool({"nfs", "nfs4"} & filesystems)
-        return built_in or (modular and (_host_modules_dir() / "kernel/fs/nfsd").is_dir())
+        return found["nfs_server"] and found["nfs_client"]
     raise ValueError(f"unknown kernel feature {feature!r}")
 
 

@@ -1,6 +1,6 @@
 """The drills' client-side probe, run inside the `client` node (standard library only).
 
-    python3 probe.py DURATION INTERVAL VIP L7_PORT NAME [TIMEOUT]
+    python3 probe.py DURATION INTERVAL VIP L7_PORT NAME TIMEOUT PREFIX
 
 Every INTERVAL seconds, for DURATION seconds or until its stdin closes, it sends one DNS query
 for NAME's A record to VIP:53 and one HTTP GET, in turn to http://VIP/ (kind
@@ -32,7 +32,9 @@ import threading
 import time
 
 TIMEOUT = 1.0
-SERVER_IP = re.compile(rb"Soy el servidor IP: ([0-9.]+)<")
+# What the page prints before the answering server's address is PREFIX (the
+# catalogue's pages:server_address_prefix).
+SERVER_IP = re.compile(rb"^$")
 
 
 def failure(exc: Exception) -> str:
@@ -85,7 +87,7 @@ def dns_once(vip: str, name: str) -> tuple[bool, None, str | None]:
 
 
 def main() -> None:
-    global TIMEOUT
+    global TIMEOUT, SERVER_IP
     duration, interval, vip, l7_port, name = (
         float(sys.argv[1]),
         float(sys.argv[2]),
@@ -93,8 +95,8 @@ def main() -> None:
         int(sys.argv[4]),
         sys.argv[5],
     )
-    if len(sys.argv) > 6:
-        TIMEOUT = float(sys.argv[6])
+    TIMEOUT = float(sys.argv[6])
+    SERVER_IP = re.compile(re.escape(sys.argv[7].encode()) + rb"([0-9.]+)<")
     results: list[list] = []
     lock = threading.Lock()
 

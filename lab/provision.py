@@ -177,7 +177,7 @@ def lab_pillar() -> str:
 
 def upstream_dns_unit(address: str) -> str:
     """The "Internet" resolver: answers a few public-looking names, nothing else."""
-    records = " ".join(f"--address=/{name}/{ip}" for name, ip in sorted(UPSTREAM_NAMES.items()))
+    records = " ".join(f"--address=/{name}/{address}" for name in sorted(UPSTREAM_NAMES))
     return (
         "[Unit]\nDescription=Lab upstream DNS (the cluster's forwarders ask here)\nAfter=network-online.target\n"
         "Wants=network-online.target\n\n[Service]\n"

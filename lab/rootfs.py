@@ -8,7 +8,8 @@ holds every package the formulas install, so that `pkg.installed` is a no-op on
 nodes that have no route to a registry, and Salt 3008 from PyPI in /opt/salt.
 Services are installed disabled; a node starts with its roles' services
 enabled, as apt leaves them on a server that installed those packages
-(ROLE_SERVICES).
+(`lab.catalogue.services`: under a user-mode kernel each `systemctl enable`
+reloads systemd, 4 CPU-s a service, so the highstate should find them so).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from lab import catalogue
 from lab.util import log, mounts_under, run, safe_rmtree
 
 SUITE = "bookworm"
@@ -29,10 +31,9 @@ MIRROR = "http://deb.debian.org/debian"
 SALT_REQUIREMENT = "salt==3008.4"
 CACHE = Path(os.environ.get("LAB_CACHE", "/var/cache/ha-lab"))
 
-# Base system, then the daemons and tools of every role (and of the lab-only
-# client and upstream nodes).
-PACKAGES = [
-    # system
+# Base system, then every role's packages (the catalogue of roles), then
+# the tools of the lab-only client and upstream nodes.
+SYSTEM_PACKAGES = [
     "systemd",
     "systemd-sysv",
     "udev",  # user-mode kernel nodes: names their NICs (.link files); networkd waits for it there
@@ -47,37 +48,15 @@ PACKAGES = [
     "openssl",
     "python3",
     "python3-venv",
-    # roles (keep in step with salt/*/defaults.yaml)
-    "nfs-kernel-server",
-    "nfs-common",
-    "keepalived",
-    "haproxy",
-    "dnsmasq",
-    "ipvsadm",
-    "iptables",
-    "nftables",
-    "apache2",
-    "libapache2-mod-php",
-    "php-cli",
-    "ssl-cert",
-    "bind9",
-    "bind9-dnsutils",
-    # client-side tools for verification and benchmarks
-    "curl",
-    "apache2-utils",
-    "dnsperf",
 ]
+LAB_TOOLS = ["curl", "apache2-utils", "dnsperf"]
+PACKAGES = list(dict.fromkeys([*SYSTEM_PACKAGES, *catalogue.packages(), *LAB_TOOLS]))
 
-# Installed but not started at boot (a node enables its roles' services).
+# Installed but not started at boot (a node enables its roles' services):
+# the formulas' services and what else their packages enable.
 DISABLED_UNITS = [
-    "nftables",
-    "apache2",
+    *catalogue.units(),
     "apache-htcacheclean",
-    "named",
-    "dnsmasq",
-    "haproxy",
-    "keepalived",
-    "nfs-server",
     "nfs-kernel-server",
     "ipvsadm",
     "rpcbind.service",
@@ -90,17 +69,6 @@ DISABLED_UNITS = [
     "fstrim.timer",
     "dpkg-db-backup.timer",
 ]
-# Each role's services, as a Debian server that installed the role's packages
-# has them: enabled (apt's postinst enables them). A node's are enabled when it
-# is first booted (lab.cli), so that the highstate finds them so: under a
-# user-mode kernel each `systemctl enable` reloads systemd, 4 CPU-s a service.
-# Keep in step with the formulas' `service` (tests/test_lab_units.py checks).
-ROLE_SERVICES = {
-    "nas": ["nfs-server"],
-    "director": ["dnsmasq", "keepalived", "haproxy"],
-    "web": ["apache2"],
-    "dns": ["named"],
-}
 MASKED_UNITS = ["e2scrub_reap.service", "systemd-timesyncd.service", "getty@tty1.service"]
 
 

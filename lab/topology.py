@@ -33,19 +33,32 @@ MASTER_CONTAINER = "salt"
 # the lab (the topology's jumbo frames apply where every node can do them).
 UML_MAX_MTU = 1500
 
-# Public-looking names the upstream node answers for (its own small zone).
-UPSTREAM_NAMES = {"www.example.org": "192.168.1.1", "mirror.example.net": "192.168.1.1"}
+# Public-looking names the upstream node answers for (its own small zone),
+# each with its own address (the topology's external gateway).
+UPSTREAM_NAMES = ("www.example.org", "mirror.example.net")
+
+
+def repo_module(path: str) -> ModuleType:
+    """One of the repo's Salt modules (``_modules/cluster.py``, a grain ...),
+    imported as a plain module: their pure functions serve the lab too."""
+    name = Path(path).stem
+    if name not in _LOADED:
+        spec = importlib.util.spec_from_file_location(name, REPO / path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        hook = sys.excepthook
+        spec.loader.exec_module(module)
+        sys.excepthook = hook  # importing salt installs its own hook; the lab reports its own errors
+        _LOADED[name] = module
+    return _LOADED[name]
+
+
+_LOADED: dict[str, ModuleType] = {}
 
 
 def cluster_module() -> ModuleType:
     """The repo's `cluster` execution module, imported as a plain module."""
-    spec = importlib.util.spec_from_file_location("cluster", REPO / "_modules" / "cluster.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    hook = sys.excepthook
-    spec.loader.exec_module(module)
-    sys.excepthook = hook  # importing salt installs its own hook; the lab reports its own errors
-    return module
+    return repo_module("_modules/cluster.py")
 
 
 @dataclass

@@ -80,7 +80,13 @@ class SaltCall:
         (path / "secrets.sls").write_text(secrets if secrets is not None else self.secrets.read_text())
         return path
 
-    def config(self, node: str | None = None, roles: list[str] | None = None, pillar: Path | None = None) -> Path:
+    def config(
+        self,
+        node: str | None = None,
+        roles: list[str] | None = None,
+        pillar: Path | None = None,
+        grains: dict | None = None,
+    ) -> Path:
         """A salt-call configuration directory: the repo's, as ``node``."""
         self.count += 1
         conf = self.root / f"conf{self.count}"
@@ -89,7 +95,10 @@ class SaltCall:
         override: dict = {"root_dir": str(conf / "root")}
         if node is not None:
             override["id"] = node
-            override["grains"] = {"roles": roles if roles is not None else SEED["nodes"][node]["roles"]}
+            override["grains"] = {
+                "roles": roles if roles is not None else SEED["nodes"][node]["roles"],
+                **(grains or {}),
+            }
         override["pillar_roots"] = {"base": [str(pillar or self.pillar())]}
         (conf / "minion.d" / "test.conf").write_text(yaml.safe_dump(override))
         return conf
@@ -100,9 +109,10 @@ class SaltCall:
         node: str | None = None,
         roles: list[str] | None = None,
         pillar: Path | None = None,
+        grains: dict | None = None,
     ) -> tuple[int, object, str]:
         """Run salt-call; return (exit code, the parsed 'local' return, stderr)."""
-        conf = self.config(node, roles, pillar)
+        conf = self.config(node, roles, pillar, grains)
         proc = subprocess.run(
             [SALT_CALL, "-c", str(conf), "--local", "--out=json", *args],
             cwd=REPO,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from conftest import REPO
+from lab import catalogue
 from lab.util import salt_returns
 
 
@@ -29,7 +30,9 @@ def in_node(node: str, *argv: str, check: bool = True, timeout: float = 60) -> s
     return lab("exec", node, "--", *argv, timeout=timeout, check=check)
 
 
-SERVER = re.compile(r"Soy el servidor IP: ([0-9.]+)")
+# What the index page prints before the answering server's address.
+PREFIX = catalogue.server_prefix()
+SERVER = re.compile(re.escape(PREFIX) + r"([0-9.]+)")
 
 
 def servers(url: str, count: int, *extra: str) -> list[str]:
@@ -42,12 +45,16 @@ def wait_until_serving(timeout: float = 90) -> None:
     """After a highstate, HAProxy needs a few checks to see every web server up."""
     import time
 
+    from lab.topology import load
+
+    model = load()[1]
+    vip = model["vips"]["external"][0]
+    web = [model["nodes"][name]["address"] for name in model["roles"]["web"]]
     deadline = time.monotonic() + timeout
     while True:
-        out = in_node(
-            "client", "sh", "-c", "for i in 1 2 3 4 5 6; do curl -s -m 2 http://192.168.1.200/; done", check=False
-        ).stdout
-        if all(f"Soy el servidor IP: 10.0.100.{i}<" in out for i in (2, 3, 4)):
+        script = f"for i in $(seq {2 * len(web)}); do curl -s -m 2 http://{vip}/; done"
+        out = in_node("client", "sh", "-c", script, check=False).stdout
+        if all(f"{PREFIX}{address}<" in out for address in web):
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"the web servers did not all come into rotation:\n{out}")

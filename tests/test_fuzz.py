@@ -84,7 +84,7 @@ def test_whatever_validation_accepts_derives_for_every_node():
             continue
         accepted += 1
         try:
-            model = cluster.derive(topology, {})
+            model = cluster.derive(topology)
             for name in model["nodes"]:
                 cluster.node_view(model, name)
         except Exception as exc:

@@ -381,28 +381,6 @@ def test_salt_returns_merges_one_json_object_per_minion():
     assert salt_returns("No minions matched the target.") == {}
 
 
-def test_role_services_are_the_formulas_services():
-    """The services a lab node starts with enabled (rootfs.ROLE_SERVICES) are
-    those its roles' formulas run (top.sls, salt/*/defaults.yaml `service`)."""
-    from lab import rootfs
-
-    top = yaml.safe_load((REPO / "top.sls").read_text())["base"]
-    expected = {}
-    for target, entries in top.items():
-        role = target.removeprefix("roles:")
-        # Debian's nftables package leaves its service disabled (the firewall
-        # formula enables it), so no node starts with it.
-        formulas = [e.split(".")[0] for e in entries if isinstance(e, str) and e != "firewall"]
-        services = []
-        for formula in formulas:
-            defaults = REPO / "salt" / formula / "defaults.yaml"
-            settings = yaml.safe_load(defaults.read_text())[formula] if defaults.exists() else {}
-            if "service" in settings:
-                services.append(settings["service"])
-        expected[role] = sorted(services)
-    assert {role: sorted(units) for role, units in rootfs.ROLE_SERVICES.items()} == expected
-
-
 def test_the_master_starts_with_the_repos_runners_and_modules(tmp_path):
     files = {
         "_runners/cluster.py": "# runner\n",

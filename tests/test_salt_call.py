@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 import subprocess
@@ -123,16 +124,80 @@ def test_highstate_renders_for_every_node(salt_call, node):
     assert isinstance(result, dict), result
     assert "common-hosts-file-managed" in result
     assert result["common-hostname-file-managed"]["file"][1] == {"contents": node}
-    pkgs = result["common-package-installed"]["pkg"][0]["pkgs"]
+    pkgs = {p for args in state_args(result, "pkg.installed") for p in args.get("pkgs", [])}
     role = SEED["nodes"][node]["roles"][0]
     expected = {"nas": "nfs-kernel-server", "director": "keepalived", "web": "apache2", "dns": "bind9"}[role]
-    assert expected in pkgs
+    assert {expected, "iproute2"} <= pkgs
     for state_id in ROLE_STATES[role]:
         assert state_id in result, f"{node}: {state_id} missing"
     # Every managed daemon configuration is checked by the daemon before it goes live.
     for state_id in CHECKED_CONFIGS.get(role, []):
         args = {k: v for item in result[state_id]["file"] if isinstance(item, dict) for k, v in item.items()}
         assert args.get("check_cmd"), f"{node}: {state_id} has no check_cmd"
+
+
+def state_args(highstate: dict, function: str) -> list[dict]:
+    """The arguments of every ``function`` state (e.g. ``service.running``) of a highstate."""
+    module, fun = function.split(".")
+    out = []
+    for state_id, body in highstate.items():
+        calls = body.get(module) if isinstance(body, dict) else None
+        if calls and fun in calls:
+            args = {k: v for item in calls if isinstance(item, dict) for k, v in item.items()}
+            out.append({"name": state_id, **args})
+    return out
+
+
+@pytest.mark.parametrize("node", ["nas", "master", "web1", "dns1"])
+def test_the_catalogues_services_are_those_the_highstate_runs(salt_call, node):
+    """A node's services in the catalogue of roles (what the lab starts enabled
+    and the beacon watches) are the daemons its highstate keeps running, apart
+    from the units the formulas write themselves and the oneshot firewall."""
+    from lab import catalogue
+
+    # A kernel that can serve NFS (the nas's formula leaves nfs-server alone elsewhere).
+    code, result, stderr = salt_call("state.show_highstate", node=node, grains={"cluster_kernel": {"nfs_server": True}})
+    assert code == 0, stderr
+    running = {args["name"] for args in state_args(result, "service.running")}
+    written = {
+        Path(args["name"]).name.removesuffix(".service")
+        for args in state_args(result, "file.managed")
+        if str(args["name"]).startswith("/etc/systemd/system/") and str(args["name"]).endswith(".service")
+    }
+    role = SEED["nodes"][node]["roles"][0]
+    expected = {"nas": {"nfs-server"}, "director": {"dnsmasq", "keepalived", "haproxy"}}
+    expected |= {"web": {"apache2"}, "dns": {"named"}}
+    assert set(catalogue.services(role)) == expected[role]
+    assert running - written - {"nftables"} == expected[role]
+
+
+@pytest.mark.parametrize(
+    ("node", "watch"),
+    [
+        (
+            "master",
+            [{"interval": 1}, {"services": ["dnsmasq", "keepalived", "haproxy"]}, {"haproxy": True}, {"vrrp": True}],
+        ),
+        ("web1", [{"interval": 1}, {"services": ["apache2"]}, {"backend": True}]),
+        ("dns1", [{"interval": 1}, {"services": ["named"]}, {"backend": True}]),
+        ("nas", None),
+    ],
+)
+def test_beacons_come_from_the_catalogue_for_the_nodes_roles(salt_call, node, watch):
+    code, result, stderr = salt_call("pillar.raw", node=node)
+    assert code == 0, stderr
+    assert (result.get("beacons") or {}).get("cluster_watch") == watch
+    assert ("mine_functions" in result) == (node == "master")
+    assert result["catalogue"]["formulas"]["haproxy"]["socket"] == "/run/haproxy/admin.sock"
+
+
+def test_a_node_with_two_roles_watches_the_services_of_both(salt_call):
+    topology = copy.deepcopy(SEED)
+    topology["nodes"]["web1"]["roles"] = ["web", "dns"]
+    pillar = salt_call.pillar(topology)
+    code, result, stderr = salt_call("pillar.raw", "beacons", node="web1", roles=["web", "dns"], pillar=pillar)
+    assert code == 0, stderr
+    assert result["cluster_watch"] == [{"interval": 1}, {"services": ["apache2", "named"]}, {"backend": True}]
 
 
 @pytest.mark.parametrize("node", ["web1", "standby"])
@@ -191,17 +256,6 @@ def test_documented_command_from_repo_root():
     )
     assert proc.returncode == 0, proc.stderr
     assert '"local": true' in proc.stdout
-
-
-@pytest.mark.parametrize(("node", "watched"), [("web1", ["apache2"]), ("dns2", ["named"]), ("nas", None)])
-def test_beacons_come_from_the_role_pillar(salt_call, node, watched):
-    code, result, stderr = salt_call("pillar.raw", "beacons", node=node)
-    assert code == 0, stderr
-    if watched is None:
-        assert not result
-    else:
-        conf = {k: v for item in result["cluster_watch"] for k, v in item.items()}
-        assert conf["services"] == watched and conf["interval"] == 1
 
 
 # One line: salt-call reads key=value arguments up to the end of the line.
@@ -437,14 +491,15 @@ def test_firewall_iptables_rendering_passes_iptables_restore(salt_call, node, tm
 
 
 def _parts() -> list[tuple[str, str]]:
-    """(node, SLS) for every part of every formula of the highstate (top.sls),
-    each on one node whose role applies it; init and package files aside
-    (those require nothing)."""
-    top = yaml.safe_load((REPO / "top.sls").read_text())["base"]
+    """(node, SLS) for every part of every formula of the highstate (each
+    role's formulas in the catalogue), each on one node whose role applies
+    it; init and package files aside (those require nothing)."""
+    from lab import catalogue
+
     out: dict[str, str] = {}
     for node in ("master", "nas", "web1", "dns1"):
         role = SEED["nodes"][node]["roles"][0]
-        for formula in (item.split(".")[0] for item in top[f"roles:{role}"] if isinstance(item, str)):
+        for formula in (item.split(".")[0] for item in catalogue.formulas(role)):
             for path in sorted((REPO / "salt" / formula).glob("*.sls")):
                 if path.stem not in ("init", "package"):
                     out.setdefault(f"{formula}.{path.stem}", node)

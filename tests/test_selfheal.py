@@ -11,7 +11,7 @@ import pytest
 from lab import events
 from lab.bench import held_vips, holds_vip, wait_for
 from lab.topology import load
-from labtools import MASTER_NODE, in_node, lab, salt_json
+from labtools import MASTER_NODE, PREFIX, in_node, lab, salt_json
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -26,7 +26,7 @@ def health() -> dict:
 
 def in_rotation(address: str) -> bool:
     out = in_node("client", "sh", "-c", "for i in 1 2 3; do curl -s -m 2 http://192.168.1.200/; done").stdout
-    return f"Soy el servidor IP: {address}<" in out
+    return f"{PREFIX}{address}<" in out
 
 
 def test_health_runner_table_and_json():

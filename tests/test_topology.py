@@ -5,9 +5,11 @@ from __future__ import annotations
 import copy
 import datetime
 
+import jinja2
 import pytest
 
 import cluster
+from conftest import REPO
 from topology_cases import CASES
 
 TODAY = datetime.date(2026, 11, 27)
@@ -57,7 +59,7 @@ def test_secrets_are_checked_but_never_echoed(topology):
 
 
 def test_hosts_entries_cover_every_node_with_aliases(topology):
-    model = cluster.derive(topology, today=TODAY)
+    model = cluster.derive(topology)
     lines = {e["address"]: e["names"] for e in model["hosts"]}
     assert lines["10.0.100.1"] == ["master.lab.local", "master", "cluster1", "lb1"]
     assert lines["10.0.100.100"] == ["nas.lab.local", "nas"]
@@ -66,7 +68,7 @@ def test_hosts_entries_cover_every_node_with_aliases(topology):
 
 
 def test_dhcp_leases_are_the_seed_static_leases(topology):
-    dhcp = cluster.derive(topology, today=TODAY)["dhcp"]
+    dhcp = cluster.derive(topology)["dhcp"]
     assert [(lease["mac"], lease["address"]) for lease in dhcp["leases"]] == [
         (f"08:00:27:01:01:0{i}", f"10.0.100.{i}") for i in range(2, 8)
     ]
@@ -76,7 +78,7 @@ def test_dhcp_leases_are_the_seed_static_leases(topology):
 
 
 def test_zones_hold_a_cname_ns_and_ptr(topology):
-    dns = cluster.derive(topology, today=TODAY)["dns"]
+    dns = cluster.derive(topology)["dns"]
     forward, reverse = dns["zones"]
     assert forward["name"] == "lab.local" and reverse["name"] == "100.0.10.in-addr.arpa"
     assert forward["ns"] == ["dns1.lab.local.", "dns2.lab.local.", "dns3.lab.local."]
@@ -89,19 +91,27 @@ def test_zones_hold_a_cname_ns_and_ptr(topology):
     assert dns["allow_recursion"] == ["10.0.100.0/24"]
 
 
+def zone_file(zone: dict, serial: int) -> str:
+    """The zone file the bind formula writes (its real template)."""
+    source = (REPO / "salt" / "bind" / "files" / "zone.jinja").read_text()
+    return jinja2.Template(source).render(zone=zone, serial=serial)
+
+
 def test_serial_changes_only_when_records_change(topology):
-    first = cluster.derive(topology, today=TODAY)["dns"]["zones"][0]
-    assert first["serial"] == 2026112701
-    previous = {"lab.local": first["header"] + "\n$TTL 38400\n"}
+    first = cluster.derive(topology)["dns"]["zones"][0]
+    serial = cluster.next_serial(first["digest"], None, TODAY)
+    assert serial == 2026112701
+    previous = cluster.previous_serial(zone_file(first, serial))
+    assert previous == (first["digest"], serial)
     later = datetime.date(2026, 12, 3)
-    same = cluster.derive(topology, previous, today=later)["dns"]["zones"][0]
-    assert same["serial"] == first["serial"]
+    assert cluster.next_serial(cluster.derive(topology)["dns"]["zones"][0]["digest"], previous, later) == serial
     topology["nodes"]["web1"]["aliases"].append("www")
-    changed = cluster.derive(topology, previous, today=later)["dns"]["zones"][0]
-    assert changed["serial"] == 2026120301
+    changed = cluster.derive(topology)["dns"]["zones"][0]
+    assert changed["digest"] != first["digest"]
+    assert cluster.next_serial(changed["digest"], previous, later) == 2026120301
     # Two changes on one day still move forward.
-    again = cluster.next_serial("other", ("x", changed["serial"]), later)
-    assert again == changed["serial"] + 1
+    again = cluster.next_serial("other", ("x", 2026120301), later)
+    assert again == 2026120301 + 1
 
 
 def test_serial_never_goes_back_when_clock_is_behind():
@@ -109,7 +119,7 @@ def test_serial_never_goes_back_when_clock_is_behind():
 
 
 def test_vrrp_master_is_the_highest_priority(topology):
-    vrrp = cluster.derive(topology, today=TODAY)["vrrp"]
+    vrrp = cluster.derive(topology)["vrrp"]
     assert vrrp["leader"] == "master"
     master, standby = vrrp["directors"]["master"], vrrp["directors"]["standby"]
     assert [i["state"] for i in master["instances"]] == ["MASTER", "MASTER"]
@@ -126,11 +136,11 @@ def test_vrrp_master_is_the_highest_priority(topology):
     assert (ext["unicast_src"], ext["unicast_peers"]) == ("10.0.100.1", ["10.0.100.50"])
     assert standby["instances"][1]["vips"] == ["10.0.100.200/32"]
     topology["nodes"]["standby"]["priority"] = 200
-    assert cluster.derive(topology, today=TODAY)["vrrp"]["leader"] == "standby"
+    assert cluster.derive(topology)["vrrp"]["leader"] == "standby"
 
 
 def test_haproxy_backends_follow_the_roles(topology):
-    haproxy = cluster.derive(topology, today=TODAY)["haproxy"]
+    haproxy = cluster.derive(topology)["haproxy"]
     l7 = haproxy["backends"]["web-http-l7"]
     assert [(s["name"], s["address"], s["port"]) for s in l7["servers"]] == [
         ("web1", "10.0.100.2", 8080),
@@ -150,7 +160,7 @@ def test_adding_a_web_node_reaches_every_view(topology):
             "eth0": {"network": "internal", "address": "10.0.100.8", "mac": "08:00:27:01:01:08", "dhcp": True}
         },
     }
-    model = cluster.derive(topology, today=TODAY)
+    model = cluster.derive(topology)
     assert "web4" in [s["name"] for s in model["haproxy"]["backends"]["web-http-l4"]["servers"]]
     web_vs = next(v for v in model["ipvs"]["virtual_servers"] if v["name"] == "web")
     assert "10.0.100.8" in [r["address"] for r in web_vs["real_servers"]]
@@ -160,7 +170,7 @@ def test_adding_a_web_node_reaches_every_view(topology):
 
 
 def test_ipvs_virtual_servers(topology):
-    ipvs = cluster.derive(topology, today=TODAY)["ipvs"]["virtual_servers"]
+    ipvs = cluster.derive(topology)["ipvs"]["virtual_servers"]
     dns = next(v for v in ipvs if v["name"] == "dns")
     assert (dns["vip"], dns["port"], dns["protocol"], dns["scheduler"], dns["forwarding"]) == (
         "192.168.1.200",
@@ -173,7 +183,7 @@ def test_ipvs_virtual_servers(topology):
 
 
 def test_nfs_export_and_mounts(topology):
-    nfs = cluster.derive(topology, today=TODAY)["nfs"]
+    nfs = cluster.derive(topology)["nfs"]
     assert nfs["device"] == "10.0.100.100:/srv/nfs/www"
     # The web nodes' own addresses, not the network (its DHCP pool serves anyone).
     assert nfs["export_to"] == ["10.0.100.2", "10.0.100.3", "10.0.100.4"]
@@ -182,7 +192,7 @@ def test_nfs_export_and_mounts(topology):
 
 
 def test_node_view(topology):
-    model = cluster.derive(topology, today=TODAY)
+    model = cluster.derive(topology)
     web1 = cluster.node_view(model, "web1")
     assert web1["gateway"] == "10.0.100.200" and web1["nfs_mount"]["docroot"] == "/nfs/www"
     master = cluster.node_view(model, "master")

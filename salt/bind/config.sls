@@ -13,17 +13,21 @@ bind-config-zone-directory:
     - require:
       - pkg: bind-package-installed
 {%- for zone in model.dns.zones %}
+{%-   set path = bind.zone_dir ~ '/db.' ~ zone.name %}
+{#-   The serial moves on only when the records change (their digest). #}
+{%-   set serial = salt['cluster.zone_serial'](path, zone.digest) %}
 
 # named-checkzone validates each zone before it replaces the live file.
 bind-config-zone-{{ zone.name }}:
   file.managed:
-    - name: {{ bind.zone_dir }}/db.{{ zone.name }}
+    - name: {{ path }}
     - source: salt://bind/files/zone.jinja
     - template: jinja
     - mode: "0644"
     - check_cmd: named-checkzone -q {{ zone.name }}
     - context:
         zone: {{ zone | json }}
+        serial: {{ serial }}
     - require:
       - file: bind-config-zone-directory
 {%- endfor %}

@@ -1,12 +1,8 @@
-{%- from "common/map.jinja" import common, node %}
-{%- set wanted = namespace(pkgs=common.packages.all) %}
-{%- for role in node.roles %}
-{%-   set wanted.pkgs = wanted.pkgs + common.packages.get(role, []) %}
-{%- endfor %}
+{%- from "common/map.jinja" import common %}
 
 common-package-installed:
   pkg.installed:
-    - pkgs: {{ wanted.pkgs | unique | list | json }}
+    - pkgs: {{ common.packages | json }}
     # Nodes may have no route to a package registry: installing what is
     # already present must not refresh the index.
     - refresh: false

@@ -2,5 +2,5 @@
 
 dnsmasq-package-installed:
   pkg.installed:
-    - name: {{ dnsmasq.package }}
+    - pkgs: {{ dnsmasq.packages | json }}
     - refresh: false

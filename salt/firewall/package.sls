@@ -2,5 +2,5 @@
 
 firewall-package-installed:
   pkg.installed:
-    - name: {{ unit.package }}
+    - pkgs: {{ unit.packages | json }}
     - refresh: false

@@ -2,5 +2,5 @@
 
 haproxy-package-installed:
   pkg.installed:
-    - name: {{ haproxy.package }}
+    - pkgs: {{ haproxy.packages | json }}
     - refresh: false

@@ -2,5 +2,5 @@
 
 keepalived-package-installed:
   pkg.installed:
-    - pkgs: [{{ keepalived.package }}, ipvsadm]
+    - pkgs: {{ keepalived.packages | json }}
     - refresh: false

@@ -9,7 +9,7 @@ include:
 
 nfs-server-package-installed:
   pkg.installed:
-    - pkgs: {{ nfs.server_packages | json }}
+    - pkgs: {{ nfs.packages | json }}
     - refresh: false
 
 nfs-server-export-directory:

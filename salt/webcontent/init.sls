@@ -1,6 +1,6 @@
 {%- import_yaml "webcontent/defaults.yaml" as defaults %}
 {%- import "cluster/map.jinja" as cluster %}
-{%- set content = salt['pillar.get']('webcontent', defaults.webcontent, merge=True) %}
+{%- set content = salt['cluster.settings']('webcontent', defaults.webcontent) %}
 {%- set nfs = cluster.model.nfs %}
 {%- set node = cluster.node %}
 {#- On the NAS the pages go into the export; on a web server that cannot
@@ -22,6 +22,7 @@ webcontent-page-{{ page }}:
     - mode: "0644"
     - context:
         pi_max_n: {{ content.pi_max_n }}
+        server_address_prefix: {{ content.server_address_prefix | json }}
     - require:
       - file: webcontent-directory
 {%- endfor %}
