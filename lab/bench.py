@@ -39,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from lab import catalogue, net, node
+from lab.checks import servers_seen
 from lab.topology import CLIENT_ADDRESS, OPERATOR, REPO, UPSTREAM_NAMES, LabNode
 from lab.util import log
 
@@ -412,7 +413,8 @@ def answering(cluster: Cluster, requests: int) -> set[str]:
     """The web servers (names) that answered ``requests`` page loads through the VIP."""
     script = f"for i in $(seq {requests}); do curl -s -m 2 http://{cluster.vip}/; done"
     out = node.execute(CLIENT, ["sh", "-c", script], timeout=60).stdout
-    return {w for w in cluster.role("web") if f"{catalogue.server_prefix()}{cluster.address(w)}<" in out}
+    seen = set(servers_seen(out))
+    return {w for w in cluster.role("web") if cluster.address(w) in seen}
 
 
 def serving(cluster: Cluster) -> bool:

@@ -146,7 +146,7 @@ def running_lab() -> Iterator[subprocess.CompletedProcess]:
     """
     if os.geteuid() != 0:
         pytest.fail("the lab tests need root (namespaces, mounts, containers)")
-    from lab.cli import RETRY_NOTE
+    from lab.salt_control import RETRY_NOTE
     from labtools import lab, wait_until_serving
 
     built = lab("lab", timeout=2400)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 
 from conftest import REPO
 from lab import catalogue
+from lab.checks import servers_seen
 from lab.util import salt_returns
 
 
@@ -32,13 +32,12 @@ def in_node(node: str, *argv: str, check: bool = True, timeout: float = 60) -> s
 
 # What the index page prints before the answering server's address.
 PREFIX = catalogue.server_prefix()
-SERVER = re.compile(re.escape(PREFIX) + r"([0-9.]+)")
 
 
 def servers(url: str, count: int, *extra: str) -> list[str]:
     """The web servers (addresses) that answered ``count`` GETs of ``url`` from the client."""
     out = in_node("client", "sh", "-c", f"for i in $(seq {count}); do curl -s -m 5 {' '.join(extra)} {url}; done")
-    return SERVER.findall(out.stdout)
+    return servers_seen(out.stdout)
 
 
 def wait_until_serving(timeout: float = 90) -> None:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from labtools import LAB_NODES, SERVER, in_node, lab, salt_json, servers, wait_until_serving
+from labtools import LAB_NODES, in_node, lab, salt_json, servers, servers_seen, wait_until_serving
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -58,7 +58,7 @@ def test_layer7_sticks_to_one_server_and_shows_the_client():
         "-c",
         "rm -f /tmp/jar; for i in 1 2 3 4; do curl -s -m 5 -b /tmp/jar -c /tmp/jar http://192.168.1.200:8000/; done",
     ).stdout
-    assert len(set(SERVER.findall(out))) == 1 and len(SERVER.findall(out)) == 4
+    assert len(set(servers_seen(out))) == 1 and len(servers_seen(out)) == 4
     assert "Forwarded-For: 192.168.1.10" in out and "Cliente IP: 192.168.1.10" in out
     assert "[SERVERID] =&gt; web" in out
 

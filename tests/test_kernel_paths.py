@@ -20,7 +20,7 @@ import pytest
 from conftest import SEED
 from lab import kernel
 from lab.topology import CLIENT_ADDRESS as CLIENT
-from labtools import MASTER_NODE, SERVER, in_node, lab, salt_json
+from labtools import MASTER_NODE, in_node, lab, salt_json, servers_seen
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -113,7 +113,7 @@ def test_http_through_ipvs_nat_shows_the_clients_own_address():
     script = "for i in 1 2 3 4 5 6; do curl -s -m 5 http://192.168.1.202/; done"
     pages = in_node("client", "sh", "-c", script).stdout
     assert pages.count("Cliente IP: 192.168.1.10<") == 6, pages
-    served = set(SERVER.findall(pages))
+    served = set(servers_seen(pages))
     assert served == {"10.0.100.2", "10.0.100.3", "10.0.100.4"}
 
 

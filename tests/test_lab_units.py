@@ -279,7 +279,7 @@ def test_connected_minions_are_the_publish_port_peers_matched_by_address():
 
 
 def test_a_highstate_answer_is_summarized_with_the_units_of_failed_service_states():
-    from lab.cli import summarize
+    from lab.salt_control import summarize
 
     answer = {
         "standby": {
@@ -312,11 +312,11 @@ def test_a_highstate_answer_is_summarized_with_the_units_of_failed_service_state
 
 
 def test_a_failed_first_highstate_is_applied_once_more_on_the_failed_minions_only(monkeypatch):
-    from lab import cli
+    from lab import cli, salt_control
 
     lab = cli.Lab.__new__(cli.Lab)  # no topology or kernel probing: only the retry's logic
     printed: list[str] = []
-    monkeypatch.setattr(cli, "log", lambda who, text: printed.append(f"{who} {text}"))
+    monkeypatch.setattr(salt_control, "log", lambda who, text: printed.append(f"{who} {text}"))
     monkeypatch.setattr(lab, "_log_journal", lambda name, unit: printed.append(f"journal {name} {unit}"))
     calls: list[tuple[str, ...]] = []
     answers = [{"standby": {"states": 27, "failed": 0, "changed": 1, "errors": [], "units": []}}]
@@ -328,7 +328,7 @@ def test_a_failed_first_highstate_is_applied_once_more_on_the_failed_minions_onl
     assert not lab._report(first) and "journal standby haproxy" in printed
     assert lab._apply_failed_again(first)
     assert calls == [("-L", "standby")]
-    assert f"salt {cli.RETRY_NOTE} on standby" in printed
+    assert f"salt {salt_control.RETRY_NOTE} on standby" in printed
     # A fault that stays: the second run fails too, and so does the lab.
     answers.append({"standby": first["standby"]})
     assert not lab._apply_failed_again(first)
