@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("cut", "heal"):
         p = sub.add_parser(name)
         p.add_argument("node")
-    p_bench = sub.add_parser("bench", help="benchmarks and failure drills from the client node (lab/bench.py)")
+    p_bench = sub.add_parser("bench", help="benchmarks and failure drills from the client node (lab/bench/)")
     p_bench.add_argument("--quick", action="store_true", help="a short bounded run (about a minute)")
     p_bench.add_argument("--out", type=Path, default=REPO / "build" / "bench", help="results, plots and report")
     p_bench.add_argument(
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _exec(target: str, argv: list[str]) -> int:
     """Run ``argv`` in the node ``target``, its output and exit code passed through."""
-    if node.uml_address(target):
+    if node.backend(target) is node.USER_MODE:
         # Another kernel: no nsenter; the node's exec agent runs it (stdin is passed along).
         stdin = "" if sys.stdin.isatty() else sys.stdin.read()
         proc = node.execute(target, argv, timeout=float(os.environ.get("LAB_EXEC_TIMEOUT", 600)), stdin=stdin)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Protocol
 
 from lab import uml
 from lab.topology import REPO, LabNode
@@ -52,14 +53,9 @@ def nspawn_pid(name: str) -> int | None:
 
 
 def leader_pid(name: str) -> int | None:
-    """The container's PID 1 (systemd), a child of the nspawn process; for a
-    user-mode node, its kernel's host process. None when it is not running."""
-    if uml_address(name):
-        return uml.pid(node_dir(name))
-    pid = nspawn_pid(name)
-    if pid is None:
-        return None
-    return next((child for child in children(pid) if alive(child)), None)
+    """The node's first process on the host (a container's systemd, a
+    user-mode kernel's host process); None when it is not running."""
+    return backend(name).leader_pid(name)
 
 
 def is_mounted(path: Path) -> bool:
@@ -106,70 +102,11 @@ def symlink(root: Path, rel: str, target: str) -> None:
 
 def start(node: LabNode, rootfs: Path, log_path: Path) -> int:
     """Boot the node (no-op when it runs) from its overlay on rootfs (mount());
-    returns the nspawn (or UML kernel) PID."""
+    returns the PID of its backend's process (nspawn, or the UML kernel)."""
     if node.platform == "uml":
         uml_marker(node.name).write_text(json.dumps({"agent": node.mgmt_address}))
-        return uml.start(node, node_dir(node.name), merged(node.name), rootfs, log_path)
-    pid = nspawn_pid(node.name)
-    if pid:
-        return pid
-    cmd = [
-        "systemd-nspawn",
-        "--boot",
-        "--keep-unit",
-        "--register=no",
-        "--quiet",
-        "--directory",
-        str(merged(node.name)),
-        "--machine",
-        node.name,
-        "--hostname",
-        node.name,
-        "--network-namespace-path",
-        f"/run/netns/{node.netns}",
-        "--capability",
-        "CAP_NET_ADMIN,CAP_NET_RAW,CAP_SYS_ADMIN,CAP_SYS_MODULE",
-        "--console",
-        "passive",
-        "--resolv-conf",
-        "off",
-        "--timezone",
-        "off",
-        "--link-journal",
-        "no",
-    ]
-    if node.runs_master:
-        cmd += ["--bind-ro", f"{REPO}:{REPO_IN_NAS}"]
-        # The master sees a checkout as deployed, without this one's build
-        # products: Salt's roots fileserver walks every file under a file root
-        # (the repo root is one) whenever its file list is 20 s old, and
-        # file_ignore_regex filters names without pruning the walk. The
-        # .venv's 19 000 files cost 2-3 s of every highstate (measured).
-        cmd += [f"--tmpfs={REPO_IN_NAS}/{name}:ro" for name in UNDEPLOYED if (REPO / name).is_dir()]
-        # The checkout's secrets, where a master keeps them: a pillar root
-        # outside the file roots (etc/salt/master).
-        cmd += ["--bind-ro", f"{REPO / 'pillar' / 'secrets.sls'}:{SECRETS_IN_MASTER}"]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    # Each node's systemd gets a cgroup subtree of its own: nodes left in the
-    # same cgroup create the same unit cgroups and trip over each other.
-    groups = cgroup_dirs(node.name)
-    for group in groups:
-        group.mkdir(parents=True, exist_ok=True)
-    join = "".join(f'echo $$ > "{group}/cgroup.procs" && ' for group in groups)
-    cmd = ["sh", "-c", f'{join}exec "$@"', "nspawn", *cmd]
-    with open(log_path, "ab") as log_file:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-            start_new_session=True,
-            # The node owns its network namespace: let it set net.* sysctls
-            # (ip_forward, ip_nonlocal_bind) as a real host would.
-            env={**os.environ, "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"},
-        )
-    pid_file(node.name).write_text(str(proc.pid))
-    return proc.pid
+        return USER_MODE.start(node, rootfs, log_path)
+    return CONTAINER.start(node, rootfs, log_path)
 
 
 CGROUP_ROOTS = ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified")
@@ -244,11 +181,7 @@ def exec_argv(name: str, argv: list[str]) -> list[str]:
 def execute(
     name: str, argv: list[str], timeout: float = 120, check: bool = False, stdin: str = ""
 ) -> subprocess.CompletedProcess:
-    address = uml_address(name)
-    if address:
-        proc = uml.execute(name, address, argv, timeout=timeout, stdin=stdin)
-    else:
-        proc = subprocess.run(exec_argv(name, argv), input=stdin, capture_output=True, text=True, timeout=timeout)
+    proc = backend(name).execute(name, argv, timeout, stdin)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{name}: {' '.join(argv)} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
     return proc
@@ -276,25 +209,8 @@ def wait_booted(name: str, timeout: float = 60) -> str:
 
 
 def stop(name: str, timeout: float = 20) -> None:
-    """Stop the node by PID: SIGTERM to nspawn (clean container shutdown), then SIGKILL.
-    A user-mode node's kernel processes are killed (lab/uml.py)."""
-    if uml_address(name):
-        uml.stop(node_dir(name))
-        return
-    pid = nspawn_pid(name)
-    if pid is not None:
-        leader = leader_pid(name)
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for victim in (leader, pid):
-            if victim and alive(victim):
-                os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    pid_file(name).unlink(missing_ok=True)
+    """Stop the node by PID (its backend's way)."""
+    backend(name).stop(name, timeout)
 
 
 def unmount(name: str) -> None:
@@ -312,39 +228,12 @@ def unmount(name: str) -> None:
 
 def memory_kb(name: str) -> int:
     """Proportional set size (PSS) of every process of the node."""
-    if uml_address(name):
-        return uml.memory_kb(node_dir(name))
-    leader = leader_pid(name)
-    if leader is None:
-        return 0
-    pids = [leader]
-    total = 0
-    seen = set()
-    while pids:
-        pid = pids.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        pids.extend(children(pid))
-    return total
+    return backend(name).memory_kb(name)
 
 
 def cpu_seconds(name: str) -> float:
-    """CPU time the host has spent on the node so far (its cgroup's usage; for a
-    user-mode node, its kernel's processes)."""
-    if uml_address(name):
-        return uml.cpu_seconds(node_dir(name))
-    for group in cgroup_dirs(name):
-        with contextlib.suppress(OSError, StopIteration, ValueError):
-            lines = (group / "cpu.stat").read_text().splitlines()
-            return int(next(line.split()[1] for line in lines if line.startswith("usage_usec "))) / 1e6
-    return 0.0
+    """CPU time the host has spent on the node so far."""
+    return backend(name).cpu_seconds(name)
 
 
 def state_file() -> Path:
@@ -361,3 +250,171 @@ def load_state() -> dict:
         return json.loads(state_file().read_text())
     except FileNotFoundError:
         return {}
+
+
+# ---------------------------------------------------------------------------
+# Node backends: one interface, two kinds of node
+# ---------------------------------------------------------------------------
+
+
+class Backend(Protocol):
+    """How a kind of node is started, entered, measured and stopped."""
+
+    def start(self, node: LabNode, rootfs: Path, log_path: Path) -> int: ...
+    def leader_pid(self, name: str) -> int | None: ...
+    def execute(self, name: str, argv: list[str], timeout: float, stdin: str) -> subprocess.CompletedProcess: ...
+    def stop(self, name: str, timeout: float) -> None: ...
+    def memory_kb(self, name: str) -> int: ...
+    def cpu_seconds(self, name: str) -> float: ...
+
+
+class Container:
+    """A systemd-nspawn container in the node's network namespace, on the host's kernel."""
+
+    def start(self, node: LabNode, rootfs: Path, log_path: Path) -> int:
+        pid = nspawn_pid(node.name)
+        if pid:
+            return pid
+        cmd = [
+            "systemd-nspawn",
+            "--boot",
+            "--keep-unit",
+            "--register=no",
+            "--quiet",
+            "--directory",
+            str(merged(node.name)),
+            "--machine",
+            node.name,
+            "--hostname",
+            node.name,
+            "--network-namespace-path",
+            f"/run/netns/{node.netns}",
+            "--capability",
+            "CAP_NET_ADMIN,CAP_NET_RAW,CAP_SYS_ADMIN,CAP_SYS_MODULE",
+            "--console",
+            "passive",
+            "--resolv-conf",
+            "off",
+            "--timezone",
+            "off",
+            "--link-journal",
+            "no",
+        ]
+        if node.runs_master:
+            cmd += ["--bind-ro", f"{REPO}:{REPO_IN_NAS}"]
+            # The master sees a checkout as deployed, without this one's build
+            # products: Salt's roots fileserver walks every file under a file root
+            # (the repo root is one) whenever its file list is 20 s old, and
+            # file_ignore_regex filters names without pruning the walk. The
+            # .venv's 19 000 files cost 2-3 s of every highstate (measured).
+            cmd += [f"--tmpfs={REPO_IN_NAS}/{name}:ro" for name in UNDEPLOYED if (REPO / name).is_dir()]
+            # The checkout's secrets, where a master keeps them: a pillar root
+            # outside the file roots (etc/salt/master).
+            cmd += ["--bind-ro", f"{REPO / 'pillar' / 'secrets.sls'}:{SECRETS_IN_MASTER}"]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        # Each node's systemd gets a cgroup subtree of its own: nodes left in the
+        # same cgroup create the same unit cgroups and trip over each other.
+        groups = cgroup_dirs(node.name)
+        for group in groups:
+            group.mkdir(parents=True, exist_ok=True)
+        join = "".join(f'echo $$ > "{group}/cgroup.procs" && ' for group in groups)
+        cmd = ["sh", "-c", f'{join}exec "$@"', "nspawn", *cmd]
+        with open(log_path, "ab") as log_file:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                start_new_session=True,
+                # The node owns its network namespace: let it set net.* sysctls
+                # (ip_forward, ip_nonlocal_bind) as a real host would.
+                env={**os.environ, "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"},
+            )
+        pid_file(node.name).write_text(str(proc.pid))
+        return proc.pid
+
+    def leader_pid(self, name: str) -> int | None:
+        """The container's PID 1 (systemd), a child of the nspawn process."""
+        pid = nspawn_pid(name)
+        if pid is None:
+            return None
+        return next((child for child in children(pid) if alive(child)), None)
+
+    def execute(self, name: str, argv: list[str], timeout: float, stdin: str) -> subprocess.CompletedProcess:
+        return subprocess.run(exec_argv(name, argv), input=stdin, capture_output=True, text=True, timeout=timeout)
+
+    def stop(self, name: str, timeout: float) -> None:
+        """SIGTERM to nspawn (a clean container shutdown), then SIGKILL."""
+        pid = nspawn_pid(name)
+        if pid is not None:
+            leader = self.leader_pid(name)
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for victim in (leader, pid):
+                if victim and alive(victim):
+                    os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        pid_file(name).unlink(missing_ok=True)
+
+    def memory_kb(self, name: str) -> int:
+        leader = self.leader_pid(name)
+        if leader is None:
+            return 0
+        pids = [leader]
+        total = 0
+        seen = set()
+        while pids:
+            pid = pids.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            try:
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+            except (FileNotFoundError, ProcessLookupError, PermissionError):
+                continue
+            pids.extend(children(pid))
+        return total
+
+    def cpu_seconds(self, name: str) -> float:
+        """Its cgroup's usage."""
+        for group in cgroup_dirs(name):
+            with contextlib.suppress(OSError, StopIteration, ValueError):
+                lines = (group / "cpu.stat").read_text().splitlines()
+                return int(next(line.split()[1] for line in lines if line.startswith("usage_usec "))) / 1e6
+        return 0.0
+
+
+class UserMode:
+    """A user-mode kernel (lab/uml.py), entered through its exec agent."""
+
+    def start(self, node: LabNode, rootfs: Path, log_path: Path) -> int:
+        return uml.start(node, node_dir(node.name), merged(node.name), rootfs, log_path)
+
+    def leader_pid(self, name: str) -> int | None:
+        return uml.pid(node_dir(name))
+
+    def execute(self, name: str, argv: list[str], timeout: float, stdin: str) -> subprocess.CompletedProcess:
+        return uml.execute(name, uml_address(name) or "", argv, timeout=timeout, stdin=stdin)
+
+    def stop(self, name: str, timeout: float) -> None:
+        uml.stop(node_dir(name))
+
+    def memory_kb(self, name: str) -> int:
+        return uml.memory_kb(node_dir(name))
+
+    def cpu_seconds(self, name: str) -> float:
+        return uml.cpu_seconds(node_dir(name))
+
+
+CONTAINER, USER_MODE = Container(), UserMode()
+
+
+def backend(name: str) -> Backend:
+    """The node's backend: user-mode while its marker says so (start() writes it)."""
+    return USER_MODE if uml_address(name) else CONTAINER

@@ -1,4 +1,4 @@
-"""lab/bench.py's pure parts: parsers on real ab and dnsperf output (captured
+"""lab/bench's pure parts: parsers on real ab and dnsperf output (captured
 on the lab), how outages are told from probe records, and what it derives
 from the topology."""
 

@@ -1,15 +1,10 @@
-"""bench/report.py on made-up results: the figures it derives, and the files it writes."""
+"""lab/bench/report.py on made-up results: the figures it derives, and the files it writes."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "bench"))
-
-import report
+from lab.bench import report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -1,6 +1,6 @@
 """Benchmark of the one-host lab (prints figures; not a test).
 
-    .venv/bin/python bench/lab_boot.py [--cold] [--compare] [--compare-uml]
+    .venv/bin/python -m lab.bench.boot [--cold] [--compare] [--compare-uml]
 
 --cold removes the cached rootfs first, to time the one-off build. The script
 then times what `make lab` does on a warm cache, without its verify step:
@@ -25,9 +25,6 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lab import node, rootfs
 from lab.cli import Lab

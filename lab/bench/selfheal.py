@@ -1,6 +1,6 @@
 """Benchmark of the self-healing loop on the lab (prints figures; not a test).
 
-    .venv/bin/python bench/selfheal.py [--rounds 3] [--node web2|dns2|...]
+    .venv/bin/python -m lab.bench.selfheal [--rounds 3] [--node web2|dns2|...]
 
 Needs a running lab (`python -m lab up && python -m lab apply`). Each round
 stops the node's service (apache2 on a web server, named on a DNS
@@ -17,19 +17,14 @@ import datetime
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from lab import catalogue, events  # noqa: E402
-from lab.topology import load  # noqa: E402
+from lab import catalogue, events
+from lab import node as nodes
+from lab.topology import load
 
 
-def lab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "lab", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
-    )
+def run_in(name: str, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return nodes.execute(name, list(argv), timeout=timeout)
 
 
 def profile(node: str, address: str, model: dict) -> tuple[str, str, str]:
@@ -49,22 +44,19 @@ def one_round(node: str, address: str, model: dict) -> dict[str, float]:
     listener = events.listen(f"salt/beacon/{node}/cluster_watch/service", count=1, timeout=30)
     time.sleep(4)  # the listener is subscribed
     started, wall_start = time.monotonic(), time.time()
-    lab("exec", node, "--", "systemctl", "stop", service)
+    run_in(node, "systemctl", "stop", service)
     figures: dict[str, float] = {"stop_returned": time.monotonic() - started}
     while time.monotonic() - started < 30:
-        if (
-            "restarted" not in figures
-            and lab("exec", node, "--", "systemctl", "is-active", service).stdout.strip() == "active"
-        ):
+        if "restarted" not in figures and run_in(node, "systemctl", "is-active", service).stdout.strip() == "active":
             figures["restarted"] = time.monotonic() - started
-        if "restarted" in figures and expected in lab("exec", "client", "--", "sh", "-c", probe).stdout:
+        if "restarted" in figures and expected in run_in("client", "sh", "-c", probe).stdout:
             figures["in_rotation"] = time.monotonic() - started
             break
         time.sleep(0.1)
     # When the service became active again, as the node's systemd recorded it
     # (the polling above only bounds it, each look costing a lab exec).
     show = ["systemctl", "show", "-P", "ActiveEnterTimestamp", "--timestamp=us+utc", service]
-    active = lab("exec", node, "--", *show).stdout.strip()
+    active = run_in(node, *show).stdout.strip()
     if "restarted" in figures and active:
         at = datetime.datetime.strptime(active, "%a %Y-%m-%d %H:%M:%S.%f UTC").replace(tzinfo=datetime.UTC)
         figures["restarted"] = at.timestamp() - wall_start

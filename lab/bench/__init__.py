@@ -16,7 +16,7 @@ From the `client` node, with the seed's tools (ab from apache2-utils, dnsperf):
   through the VIP every 10 ms, retried once on failure).
 
 Every point is bounded by a request count and a time limit. Results go to
-DIR/results.json (the schema in bench/report.py), then DIR/report.md and the
+DIR/results.json (the schema in lab/bench/report.py), then DIR/report.md and the
 plots. The quick run takes about a minute; the full one is documented in
 docs/operations.md with its duration.
 """
@@ -28,7 +28,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.parse
 from collections import Counter
@@ -39,6 +38,7 @@ from pathlib import Path
 import yaml
 
 from lab import catalogue, net, node
+from lab.bench import report
 from lab.checks import servers_seen
 from lab.topology import CLIENT_ADDRESS, OPERATOR, REPO, UPSTREAM_NAMES, LabNode
 from lab.util import log
@@ -663,8 +663,6 @@ def run_bench(cluster: Cluster, quick: bool, out_dir: Path, drills: list[str] | 
     results["meta"]["stats_screenshot"] = shot.name if shot else None
     results["meta"]["duration_s"] = round(time.monotonic() - started, 1)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    subprocess.run(
-        [sys.executable, str(REPO / "bench" / "report.py"), str(out_dir / "results.json"), str(out_dir)], check=True
-    )
+    report.main([str(out_dir / "results.json"), str(out_dir)])
     log("bench", f"done in {results['meta']['duration_s']} s: {out_dir}/report.md")
     return results

@@ -1,6 +1,6 @@
 """Turn benchmark results (JSON) into plots and a Markdown report.
 
-    .venv/bin/python bench/report.py results.json OUT_DIR
+    .venv/bin/python -m lab.bench.report results.json OUT_DIR
 
 The results are what the lab's benchmark records (issue 7); this module only
 reads them, so it is tested on made-up results. Shape::
