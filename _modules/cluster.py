@@ -1046,18 +1046,9 @@ def _listener_rules(node: Mapping, networks: Mapping, listeners: list[tuple[str,
     return rules
 
 
-def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, haproxy: Mapping, ipvs: Mapping, nfs: Any) -> dict:
-    """Each node's host firewall: what it accepts (input) and routes (forward).
-
-    Everything not listed is dropped, and so is everything from the external
-    network but the services the topology publishes on the VIPs. Replies to
-    what a node sends (and ICMP errors about it) are accepted by the firewall
-    formula's fixed part, as is loopback.
-    """
-    internal_cidr = networks["internal"]["cidr"]
+def _published(vips: Mapping, haproxy: Mapping, ipvs: Mapping) -> list[tuple[str, str, str, int, str]]:
+    """Every service on a VIP: (purpose, network, VIP, port, protocol)."""
     vip_network = {vip: netname for netname, addrs in vips.items() for vip in addrs}
-    directors = sorted((n["address"] for n in nodes.values() if "director" in n["roles"]), key=ipaddress.IPv4Address)
-    everyone = sorted((n["address"] for n in nodes.values()), key=ipaddress.IPv4Address)
     listeners = [
         (f"haproxy frontend {f['name']}", vip_network[f["vip"]], f["vip"], f["port"], "tcp")
         for f in haproxy["frontends"].values()
@@ -1069,6 +1060,59 @@ def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, haproxy: Map
         (f"ipvs {vs['name']}", vip_network[vs["vip"]], vs["vip"], vs["port"], vs["protocol"])
         for vs in ipvs["virtual_servers"]
     ]
+    return listeners
+
+
+def _director_rules(
+    node: Mapping, networks: Mapping, directors: list[str], listeners: list
+) -> tuple[list[dict], list[dict]]:
+    """A director's input (VRRP from its peers, DHCP, the DNS forwarder, the
+    published services) and forward (the NAT gateway) rules."""
+    inside, internal_cidr = node["by_network"]["internal"], networks["internal"]["cidr"]
+    inputs, forward = [], []
+    peers = [a for a in directors if a != node["address"]]
+    if peers:
+        inputs.append(_fw_rule("vrrp from the peer directors", "vrrp", iif=inside, saddr=peers))
+    inputs.append(_fw_rule("dhcp server", "udp", [DHCP_PORTS["server"]], iif=inside))
+    for protocol in PROTOCOLS:
+        inputs.append(_fw_rule(f"dns forwarder ({protocol})", protocol, [53], iif=inside, saddr=[internal_cidr]))
+    inputs += _listener_rules(node, networks, listeners)
+    outside = node["by_network"].get("external")
+    if outside:
+        forward.append(_fw_rule("gateway: the internal network out", iif=inside, oif=outside, saddr=[internal_cidr]))
+    return inputs, forward
+
+
+def _server_rules(node: Mapping, directors: list[str], vips: Mapping, haproxy: Mapping, ipvs: Mapping) -> list[dict]:
+    """A real server's public ports (IPVS NAT keeps the client's address, so
+    from anyone) and HAProxy's backend ports (from the directors only)."""
+    inside, inputs = node["by_network"]["internal"], []
+    public: dict[str, set[int]] = {"tcp": set(), "udp": set()}
+    for vs in ipvs["virtual_servers"]:
+        public[vs["protocol"]].update(rs["port"] for rs in vs["real_servers"] if rs["name"] == node["name"])
+    proxied = {b["port"] for b in haproxy["backends"].values() if b["role"] in node["roles"]} - public["tcp"]
+    for protocol in PROTOCOLS:
+        if public[protocol]:
+            inputs.append(_fw_rule(f"public service ({protocol})", protocol, public[protocol], iif=inside))
+    if proxied:
+        # HAProxy connects from a director's own address (or an internal VIP).
+        sources = directors + list(vips.get("internal", []))
+        inputs.append(_fw_rule("haproxy backends, from the directors", "tcp", proxied, iif=inside, saddr=sources))
+    return inputs
+
+
+def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, haproxy: Mapping, ipvs: Mapping, nfs: Any) -> dict:
+    """Each node's host firewall: what it accepts (input) and routes (forward).
+
+    Everything not listed is dropped, and so is everything from the external
+    network but the services the topology publishes on the VIPs. Replies to
+    what a node sends (and ICMP errors about it) are accepted by the firewall
+    formula's fixed part, as is loopback.
+    """
+    internal_cidr = networks["internal"]["cidr"]
+    directors = sorted((n["address"] for n in nodes.values() if "director" in n["roles"]), key=ipaddress.IPv4Address)
+    everyone = sorted((n["address"] for n in nodes.values()), key=ipaddress.IPv4Address)
+    listeners = _published(vips, haproxy, ipvs)
     out = {}
     for name, node in nodes.items():
         inside = node["by_network"]["internal"]
@@ -1078,20 +1122,8 @@ def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, haproxy: Map
         if any(iface["dhcp"] for iface in node["interfaces"].values()):
             inputs.append(_fw_rule("dhcp answers", "udp", [DHCP_PORTS["client"]], iif=inside, saddr=directors))
         if "director" in roles:
-            peers = [a for a in directors if a != node["address"]]
-            if peers:
-                inputs.append(_fw_rule("vrrp from the peer directors", "vrrp", iif=inside, saddr=peers))
-            inputs.append(_fw_rule("dhcp server", "udp", [DHCP_PORTS["server"]], iif=inside))
-            for protocol in PROTOCOLS:
-                inputs.append(
-                    _fw_rule(f"dns forwarder ({protocol})", protocol, [53], iif=inside, saddr=[internal_cidr])
-                )
-            inputs += _listener_rules(node, networks, listeners)
-            outside = node["by_network"].get("external")
-            if outside:
-                forward.append(
-                    _fw_rule("gateway: the internal network out", iif=inside, oif=outside, saddr=[internal_cidr])
-                )
+            director_inputs, forward = _director_rules(node, networks, directors, listeners)
+            inputs += director_inputs
         if "nas" in roles and nfs:
             inputs.append(_fw_rule("nfs to its clients", "tcp", [NFS_PORT], iif=inside, saddr=nfs["export_to"]))
         if "nas" in roles:
@@ -1100,19 +1132,7 @@ def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, haproxy: Map
             salt = {"protocol": "tcp", "ports": SALT_PORTS, "iif": inside, "saddr": everyone}
             inputs.append(_fw_rule("salt master from the minions", **salt))
             forward.append(_fw_rule("salt master from the minions, forwarded", ct="dnat", **salt))
-        # Real servers: IPVS NAT keeps the client's address, so from anyone;
-        # HAProxy connects from the directors' own addresses.
-        public: dict[str, set[int]] = {"tcp": set(), "udp": set()}
-        for vs in ipvs["virtual_servers"]:
-            public[vs["protocol"]].update(rs["port"] for rs in vs["real_servers"] if rs["name"] == name)
-        proxied = {b["port"] for b in haproxy["backends"].values() if b["role"] in roles} - public["tcp"]
-        for protocol in PROTOCOLS:
-            if public[protocol]:
-                inputs.append(_fw_rule(f"public service ({protocol})", protocol, public[protocol], iif=inside))
-        if proxied:
-            # HAProxy connects from a director's own address (or an internal VIP).
-            sources = directors + list(vips.get("internal", []))
-            inputs.append(_fw_rule("haproxy backends, from the directors", "tcp", proxied, iif=inside, saddr=sources))
+        inputs += _server_rules(node, directors, vips, haproxy, ipvs)
         out[name] = {"input": inputs, "forward": forward}
     return out
 

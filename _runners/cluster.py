@@ -72,6 +72,38 @@ def report(
     errors, warnings = [], []
     silent = sorted(d for d in set(expected or []) | set(held) if not isinstance(held.get(d), dict))
     seen = seen or {}
+    holders, split = _holders(vips, held, seen, silent, errors, warnings)
+    errors += [f"{d}: no answer ({held.get(d, 'silent: cut off, down, or its minion is')})" for d in silent]
+    active = sorted({d for who in holders.values() for d in who})
+    servers = _servers_report(active, backends, errors, warnings)
+    ipvs_report = {
+        director: _ipvs_report(director, (ipvs or {}).get(director), errors, warnings) for director in active
+    }
+    dropped = {}
+    for director, answer in sorted((firewall or {}).items()):
+        if isinstance(answer, dict):
+            dropped[director] = answer
+        else:
+            errors.append(f"{director}: no host firewall loaded ({answer})")
+    return {
+        "healthy": not errors,
+        "firewall_dropped": dropped,
+        "errors": errors,
+        "warnings": warnings,
+        "vips": holders,
+        "split_brain": split,
+        "seen": seen,
+        "vrrp": {d: {k: v.get("state") for k, v in (s or {}).items()} for d, s in vrrp.items() if isinstance(s, dict)},
+        "servers": servers,
+        "ipvs": ipvs_report,
+    }
+
+
+def _holders(
+    vips: list[str], held: dict, seen: dict, silent: list[str], errors: list[str], warnings: list[str]
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Who holds each VIP (by the directors' word and on the wire), and
+    whether that is a split brain: yes, no or unknown."""
     holders, split = {}, {}
     for vip in vips:
         said = {d for d, h in held.items() if isinstance(h, dict) and h.get(vip)}
@@ -91,8 +123,11 @@ def report(
             split[vip] = "no"
         if not holders[vip]:
             errors.append(f"outage: no director holds {vip}")
-    errors += [f"{d}: no answer ({held.get(d, 'silent: cut off, down, or its minion is')})" for d in silent]
-    active = sorted({d for who in holders.values() for d in who})
+    return holders, split
+
+
+def _servers_report(active: list[str], backends: dict, errors: list[str], warnings: list[str]) -> list[dict]:
+    """Every HAProxy server row of the active directors; a backend with no server up is an error."""
     servers = []
     for director in active:
         rows = backends.get(director)
@@ -106,43 +141,24 @@ def report(
         for backend in sorted({r["backend"] for r in rows}):
             if not any(r["up"] for r in rows if r["backend"] == backend):
                 errors.append(f"{backend}: no server up on {director}")
-    ipvs_report = {}
-    for director in active:
-        diff = (ipvs or {}).get(director)
-        if not isinstance(diff, dict):
-            ipvs_report[director] = f"not checked: {diff}" if diff else "not checked"
-            continue
-        ipvs_report[director] = "matches the topology" if diff["matches"] else "differs from the topology"
-        errors += [f"IPVS on {director}: virtual service {k} is missing" for k in diff["missing_services"]]
-        errors += [f"IPVS on {director}: unexpected virtual service {k}" for k in diff["extra_services"]]
-        warnings += [
-            f"IPVS on {director}: {d['service']} lacks {d['node']} ({d['real_server']}: failed its check or not added)"
-            for d in diff["missing_real_servers"]
-        ]
-        warnings += [
-            f"IPVS on {director}: {d['service']} has unexpected {d['real_server']}" for d in diff["extra_real_servers"]
-        ]
-        warnings += [
-            f"IPVS on {director}: {d['service']} -> {d['real_server']} has weight 0" for d in diff["zero_weight"]
-        ]
-    dropped = {}
-    for director, answer in sorted((firewall or {}).items()):
-        if isinstance(answer, dict):
-            dropped[director] = answer
-        else:
-            errors.append(f"{director}: no host firewall loaded ({answer})")
-    return {
-        "healthy": not errors,
-        "firewall_dropped": dropped,
-        "errors": errors,
-        "warnings": warnings,
-        "vips": holders,
-        "split_brain": split,
-        "seen": seen,
-        "vrrp": {d: {k: v.get("state") for k, v in (s or {}).items()} for d, s in vrrp.items() if isinstance(s, dict)},
-        "servers": servers,
-        "ipvs": ipvs_report,
-    }
+    return servers
+
+
+def _ipvs_report(director: str, diff: Any, errors: list[str], warnings: list[str]) -> str:
+    """One director's IPVS table against the topology (ipvs.check's answer)."""
+    if not isinstance(diff, dict):
+        return f"not checked: {diff}" if diff else "not checked"
+    errors += [f"IPVS on {director}: virtual service {k} is missing" for k in diff["missing_services"]]
+    errors += [f"IPVS on {director}: unexpected virtual service {k}" for k in diff["extra_services"]]
+    warnings += [
+        f"IPVS on {director}: {d['service']} lacks {d['node']} ({d['real_server']}: failed its check or not added)"
+        for d in diff["missing_real_servers"]
+    ]
+    warnings += [
+        f"IPVS on {director}: {d['service']} has unexpected {d['real_server']}" for d in diff["extra_real_servers"]
+    ]
+    warnings += [f"IPVS on {director}: {d['service']} -> {d['real_server']} has weight 0" for d in diff["zero_weight"]]
+    return "matches the topology" if diff["matches"] else "differs from the topology"
 
 
 def table(health: dict[str, Any]) -> str:

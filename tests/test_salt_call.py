@@ -260,7 +260,7 @@ def test_documented_command_from_repo_root():
 
 # One line: salt-call reads key=value arguments up to the end of the line.
 HAPROXY_CONFIG = (
-    '{%- from "haproxy/map.jinja" import haproxy as settings, stats_auth %}'
+    '{%- set tplroot = "haproxy" %}{%- from "haproxy/map.jinja" import haproxy as settings, stats_auth with context %}'
     '{% include "haproxy/files/haproxy.cfg.jinja" %}'
 )
 
@@ -346,7 +346,8 @@ def test_haproxy_checker_refuses_an_unknown_retry_on_value(salt_call, tmp_path: 
 
 
 PREFORK_CONFIG = (
-    '{%- from "apache/map.jinja" import apache %}{%- set settings = apache.mpm_prefork %}'
+    '{%- set tplroot = "apache" %}{%- from "apache/map.jinja" import apache with context %}'
+    "{%- set settings = apache.mpm_prefork %}"
     '{% include "apache/files/mpm_prefork.conf.jinja" %}'
 )
 
@@ -367,7 +368,7 @@ def test_apache_prefork_counts_come_from_the_pillar(salt_call, overrides, expect
 
 
 WATCH_UNIT = (
-    '{%- from "keepalived/map.jinja" import keepalived as settings %}'
+    '{%- set tplroot = "keepalived" %}{%- from "keepalived/map.jinja" import keepalived as settings with context %}'
     '{% include "keepalived/files/haproxy-watch.service.jinja" %}'
 )
 
@@ -389,7 +390,8 @@ def test_keepalived_watcher_asks_haproxy_where_the_haproxy_formula_answers(salt_
 
 
 FIREWALL = (
-    '{%- from "firewall/map.jinja" import firewall as settings %}{% include "firewall/files/nftables.conf.jinja" %}'
+    '{%- set tplroot = "firewall" %}{%- from "firewall/map.jinja" import firewall as settings with context %}'
+    '{% include "firewall/files/nftables.conf.jinja" %}'
 )
 
 
@@ -468,7 +470,8 @@ def test_a_bad_management_interface_is_refused_by_name(salt_call):
 
 
 IPTABLES = (
-    '{%- from "firewall/map.jinja" import firewall as settings %}{% include "firewall/files/iptables.v4.jinja" %}'
+    '{%- set tplroot = "firewall" %}{%- from "firewall/map.jinja" import firewall as settings with context %}'
+    '{% include "firewall/files/iptables.v4.jinja" %}'
 )
 
 

@@ -129,6 +129,21 @@ def markdown(results: dict, images: list[str]) -> str:
     http = results.get("http", [])
     lines = ["# Cluster benchmark", ""]
     lines += _meta_lines(results.get("meta", {}))
+    lines += _http_section(http)
+    lines += _cost_section(http)
+    lines += _targets_section(results.get("drills", []))
+    lines += _dns_section(results.get("dns", []))
+    lines += _drills_section(results.get("drills", []))
+    lines += _seed_comparison(http)
+    lines += [f"![{name}]({name})" for name in images]
+    shot = results.get("meta", {}).get("stats_screenshot")
+    if shot:
+        lines += ["", "## HAProxy statistics (master director, headless Chromium in the lab)", "", f"![{shot}]({shot})"]
+    return "\n".join(lines) + "\n"
+
+
+def _http_section(http: list[dict]) -> list[str]:
+    lines = []
     for page in sorted({r["page"] for r in http}):
         lines += [f"## HTTP, {page} page", ""]
         rows = sorted((r for r in http if r["page"] == page), key=lambda r: (r["path"], r["concurrency"]))
@@ -149,86 +164,87 @@ def markdown(results: dict, images: list[str]) -> str:
             ],
         )
         lines.append("")
+    return lines
+
+
+def _cost_section(http: list[dict]) -> list[str]:
     cost = balancer_cost(http)
-    if cost:
-        lines += ["## Balancer cost (date page)", ""]
-        lines += _table(
-            ["path", "at c", "share of direct", "target", "met"],
+    if not cost:
+        return []
+    lines = ["## Balancer cost (date page)", ""]
+    lines += _table(
+        ["path", "at c", "share of direct", "target", "met"],
+        [
             [
-                [
-                    PATH_LABELS.get(path, path),
-                    str(v["concurrency"]),
-                    f"{v['share']:.0%}",
-                    "-" if v["target"] is None else f">= {v['target']:.0%}",
-                    "-" if v["meets"] is None else ("yes" if v["meets"] else "no"),
-                ]
-                for path, v in sorted(cost.items())
-            ],
-        )
-        lines.append("")
-    targets = failover_targets(results.get("drills", []))
-    if targets:
-        lines += ["## Failover targets", ""]
-        lines += _table(
-            ["target", "measured", "met"],
-            [[t["target"], t["value"], "yes" if t["meets"] else "no"] for t in targets],
-        )
-        lines.append("")
-    if results.get("dns"):
-        lines += ["## DNS (dnsperf)", ""]
-        lines += _table(
-            ["target", "clients", "queries/s", "lost", "avg ms"],
-            [
-                [r["target"], str(r["clients"]), f"{r['qps']:.0f}", str(r["lost"]), f"{r['avg_ms']:.2f}"]
-                for r in sorted(results["dns"], key=lambda r: (r["target"], r["clients"]))
-            ],
-        )
-        lines.append("")
-    if results.get("drills"):
-        lines += [
-            "## Failure drills (probes through the VIP every 10 ms: HTTP :80 layer 4, :8000 layer 7, DNS)",
-            "",
-            "Failed: an error, or no answer within 5 s. The outage also counts answers later than 1 s.",
-            "",
-        ]
-        lines += _table(
-            [
-                "drill",
-                "HTTP outage s",
-                "failed",
-                "failed, retrying once",
-                "L7 outage s",
-                "L7 failed",
-                "DNS outage s",
-                "back to normal s",
-                "what failed",
-            ],
-            [
-                [
-                    d["name"],
-                    f"{d['outage_s']:.2f}",
-                    str(d["failed"]),
-                    str(d["failed_retry_once"]),
-                    "-" if d.get("l7_outage_s") is None else f"{d['l7_outage_s']:.2f}",
-                    str(d.get("l7_failed", "-")),
-                    "-" if d.get("dns_outage_s") is None else f"{d['dns_outage_s']:.2f}",
-                    "not within the wait" if d.get("recovery_s") is None else f"{d['recovery_s']:.1f}",
-                    _failure_kinds(d),
-                ]
-                for d in results["drills"]
-            ],
-        )
-        lines.append("")
-        for d in results["drills"]:
-            if d.get("detected_s") is not None:
-                taken = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(d["detected_s"].items(), key=lambda kv: kv[1]))
-                lines += [f"{d['name']}: the director took the server out of {taken or 'nothing before the heal'}.", ""]
-    lines += _seed_comparison(http)
-    lines += [f"![{name}]({name})" for name in images]
-    shot = results.get("meta", {}).get("stats_screenshot")
-    if shot:
-        lines += ["", "## HAProxy statistics (master director, headless Chromium in the lab)", "", f"![{shot}]({shot})"]
-    return "\n".join(lines) + "\n"
+                PATH_LABELS.get(path, path),
+                str(v["concurrency"]),
+                f"{v['share']:.0%}",
+                "-" if v["target"] is None else f">= {v['target']:.0%}",
+                "-" if v["meets"] is None else ("yes" if v["meets"] else "no"),
+            ]
+            for path, v in sorted(cost.items())
+        ],
+    )
+    return [*lines, ""]
+
+
+def _targets_section(drills: list[dict]) -> list[str]:
+    targets = failover_targets(drills)
+    if not targets:
+        return []
+    lines = ["## Failover targets", ""]
+    lines += _table(
+        ["target", "measured", "met"], [[t["target"], t["value"], "yes" if t["meets"] else "no"] for t in targets]
+    )
+    return [*lines, ""]
+
+
+def _dns_section(dns: list[dict]) -> list[str]:
+    if not dns:
+        return []
+    lines = ["## DNS (dnsperf)", ""]
+    lines += _table(
+        ["target", "clients", "queries/s", "lost", "avg ms"],
+        [
+            [r["target"], str(r["clients"]), f"{r['qps']:.0f}", str(r["lost"]), f"{r['avg_ms']:.2f}"]
+            for r in sorted(dns, key=lambda r: (r["target"], r["clients"]))
+        ],
+    )
+    return [*lines, ""]
+
+
+def _drills_section(drills: list[dict]) -> list[str]:
+    if not drills:
+        return []
+    lines = [
+        "## Failure drills (probes through the VIP every 10 ms: HTTP :80 layer 4, :8000 layer 7, DNS)",
+        "",
+        "Failed: an error, or no answer within 5 s. The outage also counts answers later than 1 s.",
+        "",
+    ]
+    header = ["drill", "HTTP outage s", "failed", "failed, retrying once", "L7 outage s", "L7 failed"]
+    header += ["DNS outage s", "back to normal s", "what failed"]
+    lines += _table(header, [_drill_row(d) for d in drills])
+    lines.append("")
+    for d in drills:
+        if d.get("detected_s") is not None:
+            taken = ", ".join(f"{k} {v:.2f} s" for k, v in sorted(d["detected_s"].items(), key=lambda kv: kv[1]))
+            lines += [f"{d['name']}: the director took the server out of {taken or 'nothing before the heal'}.", ""]
+    return lines
+
+
+def _drill_row(d: dict) -> list[str]:
+    return [
+        d["name"],
+        f"{d['outage_s']:.2f}",
+        str(d["failed"]),
+        str(d["failed_retry_once"]),
+        "-" if d.get("l7_outage_s") is None else f"{d['l7_outage_s']:.2f}",
+        str(d.get("l7_failed", "-")),
+        "-" if d.get("dns_outage_s") is None else f"{d['dns_outage_s']:.2f}",
+        "not within the wait" if d.get("recovery_s") is None else f"{d['recovery_s']:.1f}",
+        _failure_kinds(d),
+    ]
 
 
 def _failure_kinds(drill: dict) -> str:

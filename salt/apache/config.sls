@@ -1,16 +1,17 @@
-{%- from "apache/map.jinja" import apache, model, node %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import apache, model, node with context %}
 {%- set base = apache.tls_dir ~ "/" ~ node.fqdn %}
 include:
-  - apache.package
-  - apache.tls
+  - {{ tplroot }}.package
+  - {{ tplroot }}.tls
 
 {#- Ports the directors' layer 7 backends use on this role. #}
 {%- set l7_ports = model.haproxy.backends.values() | selectattr('mode', 'equalto', 'http')
       | selectattr('role', 'in', node.roles) | map(attribute='port') | unique | sort | list %}
 {%- set sites = {
-      "000-default": "salt://apache/files/site-http.conf.jinja",
-      "default-ssl": "salt://apache/files/site-https.conf.jinja",
-      "cluster-l7": "salt://apache/files/site-l7.conf.jinja",
+      "000-default": "salt://" ~ tplroot ~ "/files/site-http.conf.jinja",
+      "default-ssl": "salt://" ~ tplroot ~ "/files/site-https.conf.jinja",
+      "cluster-l7": "salt://" ~ tplroot ~ "/files/site-l7.conf.jinja",
     } %}
 
 {%- for module in apache.modules %}
@@ -58,7 +59,7 @@ apache-config-site-{{ site }}-enabled:
 apache-config-mpm-prefork:
   file.managed:
     - name: {{ apache.confdir }}/mods-available/mpm_prefork.conf
-    - source: salt://apache/files/mpm_prefork.conf.jinja
+    - source: salt://{{ tplroot }}/files/mpm_prefork.conf.jinja
     - template: jinja
     - check_cmd: {{ apache.check_script }} mods-available/mpm_prefork.conf
     - context:

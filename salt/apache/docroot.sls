@@ -1,4 +1,5 @@
-{%- from "apache/map.jinja" import apache, model, nfs_client %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import apache, model, nfs_client with context %}
 {%- set nfs = model.nfs %}
 {%- if nfs_client %}
 

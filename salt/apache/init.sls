@@ -1,8 +1,9 @@
+{%- set tplroot = tpldir.split('/')[0] %}
 # Apache + PHP on the web servers: the shared docroot, remote IPs from the
 # directors only, a self-signed certificate per node, HTTP and HTTPS vhosts.
 include:
-  - apache.package
-  - apache.tls
-  - apache.docroot
-  - apache.config
-  - apache.service
+  - {{ tplroot }}.package
+  - {{ tplroot }}.tls
+  - {{ tplroot }}.docroot
+  - {{ tplroot }}.config
+  - {{ tplroot }}.service

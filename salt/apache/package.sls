@@ -1,4 +1,5 @@
-{%- from "apache/map.jinja" import apache %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import apache with context %}
 
 apache-package-installed:
   pkg.installed:
@@ -8,5 +9,5 @@ apache-package-installed:
 apache-package-check-script:
   file.managed:
     - name: {{ apache.check_script }}
-    - source: salt://apache/files/check-candidate.sh
+    - source: salt://{{ tplroot }}/files/check-candidate.sh
     - mode: "0755"

@@ -1,7 +1,8 @@
-{%- from "apache/map.jinja" import apache %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import apache with context %}
 
 include:
-  - apache.config
+  - {{ tplroot }}.config
 
 # A graceful reload: running requests finish on the old configuration.
 apache-service-running:

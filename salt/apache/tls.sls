@@ -1,8 +1,9 @@
-{%- from "apache/map.jinja" import apache, node %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import apache, node with context %}
 {%- set base = apache.tls_dir ~ "/" ~ node.fqdn %}
 
 include:
-  - apache.package
+  - {{ tplroot }}.package
 
 apache-tls-private-key:
   x509.private_key_managed:

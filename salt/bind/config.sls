@@ -1,7 +1,8 @@
-{%- from "bind/map.jinja" import bind, model %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import bind, model with context %}
 
 include:
-  - bind.package
+  - {{ tplroot }}.package
 
 bind-config-zone-directory:
   file.directory:
@@ -21,7 +22,7 @@ bind-config-zone-directory:
 bind-config-zone-{{ zone.name }}:
   file.managed:
     - name: {{ path }}
-    - source: salt://bind/files/zone.jinja
+    - source: salt://{{ tplroot }}/files/zone.jinja
     - template: jinja
     - mode: "0644"
     - check_cmd: named-checkzone -q {{ zone.name }}
@@ -35,7 +36,7 @@ bind-config-zone-{{ zone.name }}:
 bind-config-options:
   file.managed:
     - name: {{ bind.options_file }}
-    - source: salt://bind/files/named.conf.options.jinja
+    - source: salt://{{ tplroot }}/files/named.conf.options.jinja
     - template: jinja
     - mode: "0644"
     - group: bind
@@ -48,7 +49,7 @@ bind-config-options:
 bind-config-local:
   file.managed:
     - name: {{ bind.local_file }}
-    - source: salt://bind/files/named.conf.local.jinja
+    - source: salt://{{ tplroot }}/files/named.conf.local.jinja
     - template: jinja
     - mode: "0644"
     - group: bind

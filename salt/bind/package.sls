@@ -1,4 +1,5 @@
-{%- from "bind/map.jinja" import bind %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import bind with context %}
 
 bind-package-installed:
   pkg.installed:

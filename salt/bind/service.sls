@@ -1,7 +1,8 @@
-{%- from "bind/map.jinja" import bind, model %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import bind, model with context %}
 
 include:
-  - bind.config
+  - {{ tplroot }}.config
 
 # Reload (rndc reload) picks up changed zones and configuration without
 # dropping the server's cache or its sockets.

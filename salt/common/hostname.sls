@@ -1,4 +1,5 @@
-{%- from "common/map.jinja" import common, node %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import common, node with context %}
 
 common-hostname-file-managed:
   file.managed:

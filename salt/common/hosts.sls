@@ -1,8 +1,9 @@
-{%- from "common/map.jinja" import common %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import common with context %}
 
 common-hosts-file-managed:
   file.managed:
     - name: {{ common.hosts_file }}
-    - source: salt://common/files/hosts.jinja
+    - source: salt://{{ tplroot }}/files/hosts.jinja
     - template: jinja
     - mode: "0644"

@@ -1,6 +1,7 @@
+{%- set tplroot = tpldir.split('/')[0] %}
 # Base of every node: the role's packages, the host name and /etc/hosts, all
 # from the cluster model.
 include:
-  - common.package
-  - common.hostname
-  - common.hosts
+  - {{ tplroot }}.package
+  - {{ tplroot }}.hostname
+  - {{ tplroot }}.hosts

@@ -1,4 +1,5 @@
-{%- from "common/map.jinja" import common %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import common with context %}
 
 common-package-installed:
   pkg.installed:

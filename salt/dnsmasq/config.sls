@@ -1,14 +1,15 @@
-{%- from "dnsmasq/map.jinja" import dnsmasq, model, node %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import dnsmasq, model, node with context %}
 
 include:
-  - dnsmasq.package
+  - {{ tplroot }}.package
 
 # The main configuration: checked by dnsmasq itself before it replaces the
 # live file. Changes here need a restart.
 dnsmasq-config-file-managed:
   file.managed:
     - name: {{ dnsmasq.config }}
-    - source: salt://dnsmasq/files/cluster.conf.jinja
+    - source: salt://{{ tplroot }}/files/cluster.conf.jinja
     - template: jinja
     - mode: "0644"
     - check_cmd: dnsmasq --test -C
@@ -23,7 +24,7 @@ dnsmasq-config-file-managed:
 dnsmasq-config-hosts-managed:
   file.managed:
     - name: {{ dnsmasq.hosts_file }}
-    - source: salt://dnsmasq/files/dhcp-hosts.jinja
+    - source: salt://{{ tplroot }}/files/dhcp-hosts.jinja
     - template: jinja
     - mode: "0644"
     - makedirs: true

@@ -1,6 +1,7 @@
+{%- set tplroot = tpldir.split('/')[0] %}
 # DHCP (static leases by MAC) and a DNS forwarder for the internal network, on
 # the directors.
 include:
-  - dnsmasq.package
-  - dnsmasq.config
-  - dnsmasq.service
+  - {{ tplroot }}.package
+  - {{ tplroot }}.config
+  - {{ tplroot }}.service

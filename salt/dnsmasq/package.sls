@@ -1,4 +1,5 @@
-{%- from "dnsmasq/map.jinja" import dnsmasq %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import dnsmasq with context %}
 
 dnsmasq-package-installed:
   pkg.installed:

@@ -1,7 +1,8 @@
-{%- from "dnsmasq/map.jinja" import dnsmasq %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import dnsmasq with context %}
 
 include:
-  - dnsmasq.config
+  - {{ tplroot }}.config
 
 dnsmasq-service-running:
   service.running:

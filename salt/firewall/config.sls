@@ -1,6 +1,7 @@
-{%- from "firewall/map.jinja" import firewall, backend, unit %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import firewall, backend, unit with context %}
 include:
-  - firewall.package
+  - {{ tplroot }}.package
 {%- if backend == 'nftables' %}
 
 # `nft -c` checks the candidate against this node's kernel before it replaces
@@ -8,7 +9,7 @@ include:
 firewall-config-file-managed:
   file.managed:
     - name: {{ firewall.config }}
-    - source: salt://firewall/files/nftables.conf.jinja
+    - source: salt://{{ tplroot }}/files/nftables.conf.jinja
     - template: jinja
     - mode: "0755"
     - check_cmd: nft -c -f
@@ -29,7 +30,7 @@ firewall-config-unavailable:
 firewall-config-file-managed:
   file.managed:
     - name: {{ unit.config }}
-    - source: salt://firewall/files/iptables.v4.jinja
+    - source: salt://{{ tplroot }}/files/iptables.v4.jinja
     - template: jinja
     - makedirs: true
     - mode: "0640"
@@ -42,7 +43,7 @@ firewall-config-file-managed:
 firewall-config-file-v6-managed:
   file.managed:
     - name: {{ unit.config_v6 }}
-    - source: salt://firewall/files/iptables.v6.jinja
+    - source: salt://{{ tplroot }}/files/iptables.v6.jinja
     - makedirs: true
     - mode: "0640"
     - check_cmd: ip6tables-restore --test
@@ -52,7 +53,7 @@ firewall-config-file-v6-managed:
 firewall-config-unit-managed:
   file.managed:
     - name: /etc/systemd/system/{{ unit.service }}.service
-    - source: salt://firewall/files/iptables.service.jinja
+    - source: salt://{{ tplroot }}/files/iptables.service.jinja
     - template: jinja
     - context:
         settings: {{ unit | json }}

@@ -1,4 +1,5 @@
-{%- from "firewall/map.jinja" import unit %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import unit with context %}
 
 firewall-package-installed:
   pkg.installed:

@@ -1,6 +1,7 @@
-{%- from "firewall/map.jinja" import firewall, backend, unit %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import firewall, backend, unit with context %}
 include:
-  - firewall.config
+  - {{ tplroot }}.config
 
 # A reload loads the files again: the rules are replaced in one transaction
 # and established connections (tracked) go on.

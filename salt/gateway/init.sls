@@ -1,4 +1,5 @@
-{%- from "gateway/map.jinja" import gateway, model, node %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import gateway, model, node with context %}
 {%- set outside = node.by_network['external'] %}
 {%- set inside_net = model.networks.internal.cidr %}
 # The directors route the internal network out through the external one. The

@@ -1,7 +1,8 @@
-{%- from "haproxy/map.jinja" import haproxy, stats_auth %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import haproxy, stats_auth with context %}
 
 include:
-  - haproxy.package
+  - {{ tplroot }}.package
 
 # The standby binds the VIPs too, before it holds them, so a failover needs no
 # HAProxy restart.
@@ -14,7 +15,7 @@ haproxy-config-nonlocal-bind:
 haproxy-config-file-managed:
   file.managed:
     - name: {{ haproxy.config }}
-    - source: salt://haproxy/files/haproxy.cfg.jinja
+    - source: salt://{{ tplroot }}/files/haproxy.cfg.jinja
     - template: jinja
     - mode: "0640"
     - group: haproxy
@@ -30,13 +31,13 @@ haproxy-config-file-managed:
 haproxy-config-save-state-script:
   file.managed:
     - name: {{ haproxy.save_state_script }}
-    - source: salt://haproxy/files/save-server-state.py
+    - source: salt://{{ tplroot }}/files/save-server-state.py
     - mode: "0755"
 
 haproxy-config-reload-keeps-state:
   file.managed:
     - name: {{ haproxy.reload_dropin }}
-    - source: salt://haproxy/files/keep-server-state.conf.jinja
+    - source: salt://{{ tplroot }}/files/keep-server-state.conf.jinja
     - template: jinja
     - makedirs: true
     - context:

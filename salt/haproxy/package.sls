@@ -1,4 +1,5 @@
-{%- from "haproxy/map.jinja" import haproxy %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import haproxy with context %}
 
 haproxy-package-installed:
   pkg.installed:

@@ -1,7 +1,8 @@
-{%- from "haproxy/map.jinja" import haproxy %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import haproxy with context %}
 
 include:
-  - haproxy.config
+  - {{ tplroot }}.config
 
 # Debian runs HAProxy in master-worker mode: reload starts new workers on the
 # new configuration while the old ones finish their connections.

@@ -1,7 +1,8 @@
-{%- from "keepalived/map.jinja" import keepalived, auth_pass, ipvs_enabled, process_events, model, node %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import keepalived, auth_pass, ipvs_enabled, process_events, model, node with context %}
 
 include:
-  - keepalived.package
+  - {{ tplroot }}.package
 
 {%- if not ipvs_enabled and model.ipvs.virtual_servers %}
 
@@ -16,7 +17,7 @@ keepalived-config-ipvs-unavailable:
 keepalived-config-notify-script:
   file.managed:
     - name: {{ keepalived.notify_script }}
-    - source: salt://keepalived/files/notify.sh.jinja
+    - source: salt://{{ tplroot }}/files/notify.sh.jinja
     - template: jinja
     - mode: "0755"
     - context:
@@ -27,13 +28,13 @@ keepalived-config-notify-script:
 keepalived-config-haproxy-watch-script:
   file.managed:
     - name: {{ keepalived.watch_script }}
-    - source: salt://keepalived/files/haproxy-watch.py
+    - source: salt://{{ tplroot }}/files/haproxy-watch.py
     - mode: "0755"
 
 keepalived-config-haproxy-watch-unit:
   file.managed:
     - name: /etc/systemd/system/{{ keepalived.watch_service }}.service
-    - source: salt://keepalived/files/haproxy-watch.service.jinja
+    - source: salt://{{ tplroot }}/files/haproxy-watch.service.jinja
     - template: jinja
     - context:
         settings: {{ keepalived | json }}
@@ -79,7 +80,7 @@ keepalived-config-auth-managed:
 keepalived-config-file-managed:
   file.managed:
     - name: {{ keepalived.config }}
-    - source: salt://keepalived/files/keepalived.conf.jinja
+    - source: salt://{{ tplroot }}/files/keepalived.conf.jinja
     - template: jinja
     - mode: "0600"
     - check_cmd: keepalived --config-test --use-file

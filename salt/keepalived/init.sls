@@ -1,5 +1,6 @@
+{%- set tplroot = tpldir.split('/')[0] %}
 # VRRP (floating VIPs in a sync group) and IPVS virtual servers, on the directors.
 include:
-  - keepalived.package
-  - keepalived.config
-  - keepalived.service
+  - {{ tplroot }}.package
+  - {{ tplroot }}.config
+  - {{ tplroot }}.service

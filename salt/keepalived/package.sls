@@ -1,4 +1,5 @@
-{%- from "keepalived/map.jinja" import keepalived %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import keepalived with context %}
 
 keepalived-package-installed:
   pkg.installed:

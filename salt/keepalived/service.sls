@@ -1,7 +1,8 @@
-{%- from "keepalived/map.jinja" import keepalived, ipvs_enabled %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import keepalived, ipvs_enabled with context %}
 
 include:
-  - keepalived.config
+  - {{ tplroot }}.config
 
 # keepalived re-reads its configuration on SIGHUP (systemctl reload): VRRP
 # instances that did not change keep their state and their VIPs. A reload

@@ -1,4 +1,5 @@
-{%- from "nfs/map.jinja" import nfs, model, nfs_server %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import nfs, model, nfs_server with context %}
 {%- set share = model.nfs %}
 # The NAS exports the shared docroot to the NFS client nodes' addresses only
 # (not the internal network, whose DHCP pool serves anyone). root_squash: a

@@ -1,4 +1,5 @@
-{%- import_yaml "webcontent/defaults.yaml" as defaults %}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- import_yaml tplroot ~ "/defaults.yaml" as defaults %}
 {%- import "cluster/map.jinja" as cluster %}
 {%- set content = salt['cluster.settings']('webcontent', defaults.webcontent) %}
 {%- set nfs = cluster.model.nfs %}
@@ -17,7 +18,7 @@ webcontent-directory:
 webcontent-page-{{ page }}:
   file.managed:
     - name: {{ target }}/{{ page }}
-    - source: salt://webcontent/files/{{ page }}.jinja
+    - source: salt://{{ tplroot }}/files/{{ page }}.jinja
     - template: jinja
     - mode: "0644"
     - context:
