@@ -107,7 +107,8 @@ class Bringup(SaltControl):
         with ThreadPoolExecutor(max_workers=1) as pool:
             fetch = None
             if any(n.platform == "uml" for n in self.nodes.values()) and not kernel.package_kernel_forced():
-                # Debian 13's user-mode kernel, fetched once (else Debian 12's), while a rootfs builds.
+                # Debian 13's user-mode kernel, installed once in the lab's
+                # cache (else Debian 12's), while a rootfs builds.
                 fetch = pool.submit(umlkernel.ensure)
             root_fs = rootfs.build()
             if fetch is not None:

@@ -4,7 +4,7 @@ The seed's IPVS (directors) and NFS (nas server, web clients) paths need kernel
 features. Where the host kernel has them the nodes use it directly (nspawn
 containers share the host kernel). Where it does not, the nodes that need them
 boot Debian's User-Mode Linux kernel instead (package user-mode-linux), which
-ships both as modules: Debian 13's when the lab could fetch it (lab/umlkernel.py:
+ships both as modules: Debian 13's when the lab could install it (lab/umlkernel.py:
 it needs about half the host CPU of Debian 12's), else the host's package.
 Only when neither works is a feature unavailable, and the reason says why.
 """
@@ -20,7 +20,7 @@ from lab import umlkernel
 from lab.topology import repo_module
 
 # Debian's package on the host (apt-get install user-mode-linux).
-UML_PACKAGE = ("/usr/bin/linux", Path("/usr/lib/uml/modules"))
+UML_PACKAGE = (["/usr/bin/linux"], Path("/usr/lib/uml/modules"))
 HOST = "host kernel"
 UML = "user-mode kernel"
 
@@ -63,18 +63,18 @@ def package_kernel_forced() -> bool:
     return os.environ.get("LAB_UML", "auto") == "package"
 
 
-def uml_kernel() -> tuple[str, Path]:
-    """The user-mode kernel's binary and modules directory: Debian 13's from the
-    lab's cache when there, else the host's package."""
-    fetched = None if package_kernel_forced() else umlkernel.cached()
-    if fetched is not None:
-        return umlkernel.uml_binary(fetched), umlkernel.uml_modules(fetched)
+def uml_kernel() -> tuple[list[str], Path]:
+    """How to run the user-mode kernel (argv up to the binary) and its modules
+    directory: Debian 13's from the lab's cache when there, else the host's package."""
+    installed = None if package_kernel_forced() else umlkernel.cached()
+    if installed is not None:
+        return umlkernel.command(installed), umlkernel.uml_modules(installed)
     return UML_PACKAGE
 
 
 def uml_version() -> str | None:
-    binary, modules = uml_kernel()
-    if not os.access(binary, os.X_OK) or not modules.is_dir():
+    run_kernel, modules = uml_kernel()
+    if shutil.which(run_kernel[0]) is None or not modules.is_dir():
         return None
     versions = sorted(p.name for p in modules.iterdir() if p.is_dir())
     return versions[-1] if versions else None
@@ -82,9 +82,9 @@ def uml_version() -> str | None:
 
 def uml_has(feature: str) -> tuple[bool, str]:
     version = uml_version()
-    binary, modules = uml_kernel()
+    run_kernel, modules = uml_kernel()
     if version is None:
-        return False, f"no user-mode kernel ({binary} and {modules}: apt-get install user-mode-linux)"
+        return False, f"no user-mode kernel ({run_kernel[0]} and {modules}: apt-get install user-mode-linux)"
     base = modules / version
     missing = [m for m in NEEDS[feature] if not any(base.glob(m + "*"))]
     if missing:

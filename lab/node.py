@@ -15,9 +15,8 @@ from typing import Protocol
 
 from lab import uml
 from lab.topology import REPO, LabNode
-from lab.util import alive, children, read_pid, run, safe_rmtree
+from lab.util import STATE, alive, children, read_pid, run, safe_rmtree
 
-STATE = Path(os.environ.get("LAB_STATE", "/var/lib/ha-lab"))
 REPO_IN_NAS = "/srv/cluster"
 SECRETS_IN_MASTER = "/etc/salt/cluster-secrets/secrets.sls"
 # The checkout's build products, hidden from the master (start()).

@@ -264,7 +264,7 @@ def _debugfs(image: Path, script: list[str]) -> bool:
 
 def command(node: LabNode, base: Path, root: Path) -> list[str]:
     cmd = [
-        kernel.uml_kernel()[0],
+        *kernel.uml_kernel()[0],
         f"umid={node.name}",
         f"uml_dir={base / 'uml'}",
         f"mem={memory_mb(node)}M",
@@ -367,7 +367,8 @@ def leftovers(state: Path) -> list[int]:
             with contextlib.suppress(OSError):
                 argv = (entry / "cmdline").read_bytes().split(b"\0")
                 ours = any(a.decode(errors="replace").startswith(marker) for a in argv)
-                if ours and os.path.basename(argv[0]) in KERNEL_NAMES:
+                # argv[0] is the kernel, or the loader that runs it (lab/umlkernel.py).
+                if ours and any(os.path.basename(a) in KERNEL_NAMES for a in argv[:4]):
                     found.append(int(entry.name))
     return found
 

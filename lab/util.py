@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+# Where the lab keeps its nodes, keys, logs and state.
+STATE = Path(os.environ.get("LAB_STATE", "/var/lib/ha-lab"))
 
 _START = time.monotonic()
 

@@ -10,15 +10,17 @@ mount with root squashed.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import secrets
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import SEED
-from lab import kernel
+from lab import kernel, node, uml, umlkernel
 from lab.topology import CLIENT_ADDRESS as CLIENT
 from labtools import MASTER_NODE, in_node, lab, salt_json, servers_seen
 
@@ -83,6 +85,19 @@ def test_status_states_the_path_each_feature_took():
         chosen = kernel.uml_version()
         assert f"Linux {chosen} in user mode" in out
         assert {in_node(name, "uname", "-r").stdout.strip() for name in ("master", "nas", "web1")} == {chosen}
+
+
+def test_a_user_mode_kernel_runs_on_its_own_trees_c_library():
+    """Debian 13's kernel runs inside its Debian 13 tree (lab/umlkernel.py):
+    the libc its process has mapped is the tree's file, not the host's."""
+    tree = umlkernel.cached()
+    pid = uml.pid(node.node_dir("master"))
+    if tree is None or kernel.package_kernel_forced() or pid is None:
+        pytest.fail("the lab runs no Debian 13 user-mode kernel here (LAB_UML=package, or it could not install it)")
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    mapped = {int(line.split()[4]) for line in maps if line.endswith("/libc.so.6")}
+    assert mapped == {os.stat(tree / umlkernel.LIBRARIES / "libc.so.6").st_ino}, maps
+    assert os.stat("/usr/lib/x86_64-linux-gnu/libc.so.6").st_ino not in mapped
 
 
 def test_dns_through_the_vip_is_answered_by_each_server_in_turn():

@@ -184,13 +184,14 @@ def test_user_mode_nodes_get_a_management_nic_and_nas_hands_the_master_to_a_cont
 def test_user_mode_node_files(monkeypatch):
     monkeypatch.setattr(kernel, "uml_version", lambda: "6.12.113")
     # The kernel the lab chose (Debian 13's from the cache, or the host's package).
-    monkeypatch.setattr(kernel, "uml_kernel", lambda: ("/cache/uml/linux.uml", Path("/cache/uml/modules")))
+    run_kernel = ["chroot-and-run", "/cache/uml/linux.uml"]
+    monkeypatch.setattr(kernel, "uml_kernel", lambda: (run_kernel, Path("/cache/uml/modules")))
     _, _, nodes = topology.load()
     placed = topology.place_on_kernels(nodes, {"director", "nas", "web"})
     nas = uml.files_for(placed["nas"])
     assert "/dev/ubda / ext4" in nas["/etc/fstab"] and "hostfs /cache/uml/modules 0 0" in nas["/etc/fstab"]
     assert nas["/etc/lab-kernel"] == "user-mode Linux 6.12.113\n"
-    assert uml.command(placed["nas"], REPO, REPO)[0] == "/cache/uml/linux.uml"
+    assert uml.command(placed["nas"], REPO, REPO)[:2] == run_kernel
     assert "root=/dev/ubda" in uml.command(placed["nas"], REPO, REPO)
     assert "nfsd" in nas["/etc/modules-load.d/lab.conf"].split()
     director = uml.files_for(placed["master"])
