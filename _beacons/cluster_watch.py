@@ -101,8 +101,8 @@ def _cgroup_state(name: str) -> str:
 
 def _haproxy() -> dict[tuple[str, str], str]:
     try:
-        # The socket is the minion's haproxy_runtime.socket option (default
-        # /run/haproxy/admin.sock).
+        # The socket: the minion's haproxy_runtime.socket option, else the
+        # catalogue's (haproxy_runtime.socket_path).
         rows = __salt__["haproxy_runtime.servers"]()  # noqa: F821
     except Exception as err:  # no HAProxy yet, or a reload in progress: try again next interval
         log.debug("cluster_watch: HAProxy not readable: %s", err)
