@@ -1,15 +1,16 @@
 {#- This minion's cluster_watch beacon (_beacons/cluster_watch.py), from the
-    roles the topology gives its ID (opts.id: the ID the master compiles
-    this pillar for, never a grain the minion sends) and the catalogue: every service of the roles' formulas
-    that runs as a daemon, and each role's other watches. Rendered as JSON,
-    so no pillar text becomes YAML syntax. #}
+    roles the topology gives its ID (opts.id: the ID the master compiles this
+    pillar for, never a grain the minion sends) and the catalogue: every
+    service of the roles' formulas that runs as a daemon, and each role's
+    other watches; and the role's mine functions. Rendered as JSON, so no
+    pillar text becomes YAML syntax. #}
 {%- import_yaml 'cluster.sls' as topology %}
 {%- import_yaml 'catalogue.sls' as catalogue %}
 {%- set roles = catalogue.catalogue.roles %}
 {%- set formulas = catalogue.catalogue.formulas %}
 {%- set node = topology.cluster.nodes[opts.id] %}
 {%- set ns = namespace(services=[], watch={}, mine={}) %}
-{%- for role in node.roles if role in roles and roles[role].watch is defined %}
+{%- for role in node.roles if role is string and role in roles and roles[role].watch is defined %}
 {%-   for formula in roles[role].formulas %}
 {%-     set entry = formulas.get(formula.split('.')[0], {}) %}
 {%-     if entry.service is defined and not entry.get('oneshot') and entry.service not in ns.services %}
