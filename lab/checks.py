@@ -138,59 +138,28 @@ class Checks(SaltControl):
         web = [self.model["nodes"][n]["address"] for n in self.model["roles"]["web"]]
         dns = [self.model["nodes"][n]["address"] for n in self.model["roles"]["dns"]]
 
-        def fetch(node_name: str, script: str) -> str:
-            return node.execute(node_name, ["sh", "-c", script], timeout=60).stdout
-
-        def round_robin(label: str, url: str, opts: str) -> Check:
-            # HAProxy's dynamic roundrobin may take a while to give a server
-            # that came back (after a director's cut, say) its full share
-            # (HAProxy's manual, "balance roundrobin"): a few rounds to see it.
-            for _ in range(5):
-                script = f"for i in $(seq {2 * len(web)}); do curl -s -m 3 {opts} {url}; done"
-                got = servers_seen(fetch("client", script))
-                if sorted(set(got)) == sorted(web):
-                    break
-                time.sleep(2)
-            return (f"{label} via {vip}", sorted(set(got)) == sorted(web), " ".join(got) or "no answer")
-
-        def sticky() -> Check:
-            got = servers_seen(
-                fetch(
-                    "client",
-                    "jar=$(mktemp); for i in 1 2 3; do curl -s -m 3 -b $jar -c $jar "
-                    f"http://{vip}:8000/; done; rm -f $jar",
-                )
-            )
-            return (f"HTTP :8000 sticky via {vip}", len(got) == 3 and len(set(got)) == 1, " ".join(got))
-
         def one_holder() -> Check:
             holders = [
                 n for n in self.model["roles"]["director"] if any(a.endswith(f" {vip}/32") for a in self.addresses(n))
             ]
             return (f"exactly one director holds {vip}", len(holders) == 1, ", ".join(holders) or "none")
 
-        checks: list[Callable[[], Check]] = [
-            partial(round_robin, "HTTP :80 round robin", f"http://{vip}/", ""),
-            partial(round_robin, "HTTPS :443 round robin", f"https://{vip}/", "-k"),
-            sticky,
-        ]
+        # Each HAProxy frontend on the VIP: a cookie backend is checked for
+        # stickiness, the others for round robin (TLS passthrough on 443).
+        checks: list[Callable[[], Check]] = []
+        for frontend in sorted(self.model["haproxy"]["frontends"].values(), key=lambda f: f["port"]):
+            if frontend["vip"] != vip:
+                continue
+            port = frontend["port"]
+            if self.model["haproxy"]["backends"][frontend["backend"]]["cookie"]:
+                checks.append(partial(sticky, vip, port))
+            else:
+                checks.append(partial(round_robin, vip, port, "https" if port == 443 else "http", web))
         if dns and web:
             first = self.model["nodes"][self.model["roles"]["web"][0]]
             upstream = self.model["networks"]["external"]["gateway"]
-
-            def resolves() -> Check:
-                answer = fetch("nas", f"dig +short +time=2 @{dns[0]} {first['fqdn']}").split()
-                return (f"DNS {dns[0]}: {first['fqdn']}", answer == [first["address"]], " ".join(answer))
-
-            def nat() -> Check:
-                page = fetch(first["name"], f"curl -s -m 3 http://{upstream}/")
-                return (
-                    f"{first['name']} reaches {upstream} through the NAT",
-                    page.startswith("upstream"),
-                    page.strip()[:40],
-                )
-
-            checks += [resolves, nat]
+            asker = self.model["roles"]["nas"][0] if self.model["roles"].get("nas") else first["name"]
+            checks += [partial(resolves, asker, dns[0], first), partial(nat, first["name"], upstream)]
         return [*checks, one_holder]
 
     def status(self) -> None:
@@ -218,3 +187,50 @@ class Checks(SaltControl):
                 )
             for feature, path in capabilities.result().items():
                 print(f"{feature}: {path}")
+
+
+def fetch(node_name: str, script: str) -> str:
+    return node.execute(node_name, ["sh", "-c", script], timeout=60).stdout
+
+
+def rounds(script: str, good: Callable[[list[str]], bool]) -> list[str]:
+    """The servers that answered the client's ``script``, after up to five
+    rounds until ``good``: right after a highstate or a director's heal
+    HAProxy's checks are still bringing servers up, and its dynamic
+    roundrobin may take a while to give a server that came back its full
+    share (HAProxy's manual, "balance roundrobin")."""
+    for _ in range(5):
+        got = servers_seen(fetch("client", script))
+        if good(got):
+            break
+        time.sleep(2)
+    return got
+
+
+def round_robin(vip: str, port: int, scheme: str, web: list[str]) -> Check:
+    url, opts = f"{scheme}://{vip}:{port}/", "-k" if scheme == "https" else ""
+    got = rounds(
+        f"for i in $(seq {2 * len(web)}); do curl -s -m 3 {opts} {url}; done",
+        lambda got: sorted(set(got)) == sorted(web),
+    )
+    return (
+        f"{scheme.upper()} :{port} round robin via {vip}",
+        sorted(set(got)) == sorted(web),
+        " ".join(got) or "no answer",
+    )
+
+
+def sticky(vip: str, port: int) -> Check:
+    script = f"jar=$(mktemp); for i in 1 2 3; do curl -s -m 3 -b $jar -c $jar http://{vip}:{port}/; done; rm $jar"
+    got = rounds(script, lambda got: len(got) == 3 and len(set(got)) == 1)
+    return (f"HTTP :{port} sticky via {vip}", len(got) == 3 and len(set(got)) == 1, " ".join(got) or "no answer")
+
+
+def resolves(asker: str, server: str, web: dict) -> Check:
+    answer = fetch(asker, f"dig +short +time=2 @{server} {web['fqdn']}").split()
+    return (f"DNS {server}: {web['fqdn']}", answer == [web["address"]], " ".join(answer))
+
+
+def nat(name: str, upstream: str) -> Check:
+    page = fetch(name, f"curl -s -m 3 http://{upstream}/")
+    return (f"{name} reaches {upstream} through the NAT", page.startswith("upstream"), page.strip()[:40])
