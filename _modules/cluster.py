@@ -455,22 +455,7 @@ def _check_vrrp(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> Non
     directors = _directors(nodes)
     if nodes and not directors:
         ck.missing("nodes", "no node has the role 'director' (the VIPs need at least one)")
-    priorities = {n: nodes[n]["priority"] for n in directors if nodes[n]["priority"] is not None}
-    if len(priorities) > 1:
-        top = max(priorities.values())
-        leaders = sorted(n for n, p in priorities.items() if p == top)
-        if len(leaders) > 1:
-            ck.add(
-                "nodes." + ".priority, nodes.".join(leaders) + ".priority",
-                top,
-                "is shared: exactly one director must have the highest priority",
-            )
-        seen: dict[int, str] = {}
-        for name in sorted(priorities):
-            prio = priorities[name]
-            if prio in seen and prio != top:
-                ck.add(f"nodes.{name}.priority", prio, f"equals the priority of {seen[prio]!r}")
-            seen.setdefault(prio, name)
+    _check_priorities(ck, {n: nodes[n]["priority"] for n in directors if nodes[n]["priority"] is not None})
     vrrp = ck.mapping(topo, "vrrp", "vrrp", "the VRRP instances")
     if not vrrp:
         return
@@ -487,6 +472,36 @@ def _check_vrrp(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> Non
         # VRRPv2 carries whole seconds; VRRPv3 centiseconds (and no authentication).
         ck.add("vrrp.advert_int", advert, "is not whole seconds, which VRRP version 2 needs (set vrrp.version: 3)")
     instances = ck.mapping(vrrp, "instances", "vrrp.instances", "one instance per network with VIPs")
+    covered = _check_instances(ck, instances, networks, nodes, directors)
+    raw_vips = topo.get("vips") if isinstance(topo.get("vips"), Mapping) else {}
+    for netname in sorted(set(raw_vips) - covered, key=str):
+        if netname in networks:
+            ck.missing("vrrp.instances", f"no VRRP instance carries the VIPs of network {netname!r}")
+
+
+def _check_priorities(ck: _Checker, priorities: dict[str, int]) -> None:
+    """Exactly one director has the highest priority, and no two others share one."""
+    if len(priorities) <= 1:
+        return
+    top = max(priorities.values())
+    leaders = sorted(n for n, p in priorities.items() if p == top)
+    if len(leaders) > 1:
+        ck.add(
+            "nodes." + ".priority, nodes.".join(leaders) + ".priority",
+            top,
+            "is shared: exactly one director must have the highest priority",
+        )
+    seen: dict[int, str] = {}
+    for name in sorted(priorities):
+        prio = priorities[name]
+        if prio in seen and prio != top:
+            ck.add(f"nodes.{name}.priority", prio, f"equals the priority of {seen[prio]!r}")
+        seen.setdefault(prio, name)
+
+
+def _check_instances(ck: _Checker, instances: Mapping, networks: dict, nodes: dict, directors: list[str]) -> set:
+    """Each VRRP instance: its network (one instance each, every director on it)
+    and its router id (unique). Returns the networks the instances cover."""
     vrids: dict[int, str] = {}
     covered = set()
     for name, inst in instances.items():
@@ -511,10 +526,7 @@ def _check_vrrp(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> Non
             if vrid in vrids:
                 ck.add(f"{field}.virtual_router_id", vrid, f"is already used by instance {vrids[vrid]!r}")
             vrids[vrid] = name
-    raw_vips = topo.get("vips") if isinstance(topo.get("vips"), Mapping) else {}
-    for netname in sorted(set(raw_vips) - covered, key=str):
-        if netname in networks:
-            ck.missing("vrrp.instances", f"no VRRP instance carries the VIPs of network {netname!r}")
+    return covered
 
 
 def _role_nodes(nodes: dict, role: str) -> list[str]:
