@@ -31,6 +31,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import salt.utils.dictupdate
 import yaml
 from salt.exceptions import CommandExecutionError
 
@@ -1295,18 +1296,9 @@ def settings(formula: str, defaults: Mapping) -> dict:
         raise CommandExecutionError(
             "pillar catalogue:formulas is missing: pillar/top.sls gives pillar/catalogue.sls to every minion"
         )
-    return merged(merged(defaults, formulas.get(formula) or {}), __pillar__.get(formula) or {})  # noqa: F821
-
-
-def merged(base: Mapping, over: Mapping) -> dict:
-    """``over`` merged into a copy of ``base``: mappings key by key, anything else replaced (pure)."""
-    out = dict(copy.deepcopy(base))
-    for key, value in over.items():
-        out[key] = (
-            merged(out[key], value)
-            if isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
-            else copy.deepcopy(value)
-        )
+    out = copy.deepcopy(dict(defaults))
+    for layer in (formulas.get(formula) or {}, __pillar__.get(formula) or {}):  # noqa: F821
+        salt.utils.dictupdate.update(out, copy.deepcopy(layer))
     return out
 
 

@@ -352,7 +352,7 @@ def stop(base: Path, timeout: float = 5) -> None:
     pid_file(base).unlink(missing_ok=True)
 
 
-# The kernel binary's name: Debian's package (/usr/bin/linux) or the unpacked one (linux.uml).
+# The kernel binary's name: the host package's (/usr/bin/linux) or Debian 13's in its tree (linux.uml).
 KERNEL_NAMES = (b"linux", b"linux.uml")
 
 
@@ -367,8 +367,7 @@ def leftovers(state: Path) -> list[int]:
             with contextlib.suppress(OSError):
                 argv = (entry / "cmdline").read_bytes().split(b"\0")
                 ours = any(a.decode(errors="replace").startswith(marker) for a in argv)
-                # argv[0] is the kernel, or the loader that runs it (lab/umlkernel.py).
-                if ours and any(os.path.basename(a) in KERNEL_NAMES for a in argv[:4]):
+                if ours and os.path.basename(argv[0]) in KERNEL_NAMES:
                     found.append(int(entry.name))
     return found
 

@@ -132,8 +132,12 @@ def test_highstate_renders_for_every_node(salt_call, node):
         assert state_id in result, f"{node}: {state_id} missing"
     # Every managed daemon configuration is checked by the daemon before it goes live.
     for state_id in CHECKED_CONFIGS.get(role, []):
-        args = {k: v for item in result[state_id]["file"] if isinstance(item, dict) for k, v in item.items()}
-        assert args.get("check_cmd"), f"{node}: {state_id} has no check_cmd"
+        assert call_args(result[state_id]["file"]).get("check_cmd"), f"{node}: {state_id} has no check_cmd"
+
+
+def call_args(calls: list) -> dict:
+    """A state's arguments, from its module's list in a highstate (its function name aside)."""
+    return {k: v for item in calls if isinstance(item, dict) for k, v in item.items()}
 
 
 def state_args(highstate: dict, function: str) -> list[dict]:
@@ -143,8 +147,7 @@ def state_args(highstate: dict, function: str) -> list[dict]:
     for state_id, body in highstate.items():
         calls = body.get(module) if isinstance(body, dict) else None
         if calls and fun in calls:
-            args = {k: v for item in calls if isinstance(item, dict) for k, v in item.items()}
-            out.append({"name": state_id, **args})
+            out.append({"name": state_id, **call_args(calls)})
     return out
 
 

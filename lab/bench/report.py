@@ -142,13 +142,19 @@ def markdown(results: dict, images: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _section(title: str, header: list[str], rows: list[list[str]]) -> list[str]:
+    """A titled table and a blank line; nothing when there are no rows."""
+    return [f"## {title}", "", *_table(header, rows), ""] if rows else []
+
+
 def _http_section(http: list[dict]) -> list[str]:
+    header = ["path", "c", "requests", "req/s", "p50 ms", "p99 ms", "failed", "busiest CPU"]
     lines = []
     for page in sorted({r["page"] for r in http}):
-        lines += [f"## HTTP, {page} page", ""]
         rows = sorted((r for r in http if r["page"] == page), key=lambda r: (r["path"], r["concurrency"]))
-        lines += _table(
-            ["path", "c", "requests", "req/s", "p50 ms", "p99 ms", "failed", "busiest CPU"],
+        lines += _section(
+            f"HTTP, {page} page",
+            header,
             [
                 [
                     PATH_LABELS.get(r["path"], r["path"]),
@@ -163,16 +169,12 @@ def _http_section(http: list[dict]) -> list[str]:
                 for r in rows
             ],
         )
-        lines.append("")
     return lines
 
 
 def _cost_section(http: list[dict]) -> list[str]:
-    cost = balancer_cost(http)
-    if not cost:
-        return []
-    lines = ["## Balancer cost (date page)", ""]
-    lines += _table(
+    return _section(
+        "Balancer cost (date page)",
         ["path", "at c", "share of direct", "target", "met"],
         [
             [
@@ -182,35 +184,28 @@ def _cost_section(http: list[dict]) -> list[str]:
                 "-" if v["target"] is None else f">= {v['target']:.0%}",
                 "-" if v["meets"] is None else ("yes" if v["meets"] else "no"),
             ]
-            for path, v in sorted(cost.items())
+            for path, v in sorted(balancer_cost(http).items())
         ],
     )
-    return [*lines, ""]
 
 
 def _targets_section(drills: list[dict]) -> list[str]:
-    targets = failover_targets(drills)
-    if not targets:
-        return []
-    lines = ["## Failover targets", ""]
-    lines += _table(
-        ["target", "measured", "met"], [[t["target"], t["value"], "yes" if t["meets"] else "no"] for t in targets]
+    return _section(
+        "Failover targets",
+        ["target", "measured", "met"],
+        [[t["target"], t["value"], "yes" if t["meets"] else "no"] for t in failover_targets(drills)],
     )
-    return [*lines, ""]
 
 
 def _dns_section(dns: list[dict]) -> list[str]:
-    if not dns:
-        return []
-    lines = ["## DNS (dnsperf)", ""]
-    lines += _table(
+    return _section(
+        "DNS (dnsperf)",
         ["target", "clients", "queries/s", "lost", "avg ms"],
         [
             [r["target"], str(r["clients"]), f"{r['qps']:.0f}", str(r["lost"]), f"{r['avg_ms']:.2f}"]
             for r in sorted(dns, key=lambda r: (r["target"], r["clients"]))
         ],
     )
-    return [*lines, ""]
 
 
 def _drills_section(drills: list[dict]) -> list[str]:
