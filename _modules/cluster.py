@@ -62,6 +62,9 @@ DNS_KEYS = ("forwarders", "allow_recursion", "ttl")
 MTU_RANGE = (68, 65535)  # IPv4 minimum .. largest Linux MTU
 VRID_RANGE = (1, 255)
 PRIORITY_RANGE = (1, 254)  # 255 is reserved for the address owner
+# VRRP when the topology does not say: version 3, 0.1 s adverts (a takeover
+# within about 0.4 s of the last advert).
+VRRP_DEFAULTS = {"version": 3, "advert_int": 0.1}
 VRRP_PASS_MAX = 8  # keepalived truncates PASS authentication to 8 characters
 
 # Zone timers (seconds), the seed's values.
@@ -463,10 +466,10 @@ def _check_vrrp(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> Non
     ck.known("vrrp", vrrp, VRRP_KEYS)
     if "sync_group" in vrrp and not (isinstance(vrrp["sync_group"], str) and _IFNAME.match(vrrp["sync_group"])):
         ck.add("vrrp.sync_group", vrrp["sync_group"], "is not a simple name")
-    version = vrrp.get("version", 2)
+    version = vrrp.get("version", VRRP_DEFAULTS["version"])
     if version not in (2, 3) or isinstance(version, bool):
         ck.add("vrrp.version", version, "is not 2 or 3")
-    advert = vrrp.get("advert_int", 1)
+    advert = vrrp.get("advert_int", VRRP_DEFAULTS["advert_int"])
     if isinstance(advert, bool) or not isinstance(advert, (int, float)) or not 0.01 <= advert <= 255:
         ck.add("vrrp.advert_int", advert, "is not a number of seconds in 0.01..255")
     elif version == 2 and advert != int(advert):
@@ -925,8 +928,8 @@ def vrrp_view(spec: Mapping, networks: Mapping, nodes: Mapping, vips: Mapping) -
                     "virtual_router_id": inst["virtual_router_id"],
                     "state": "MASTER" if director["name"] == leader else "BACKUP",
                     "priority": director["priority"],
-                    "advert_int": spec.get("advert_int", 1),
-                    "version": spec.get("version", 2),
+                    "advert_int": spec.get("advert_int", VRRP_DEFAULTS["advert_int"]),
+                    "version": spec.get("version", VRRP_DEFAULTS["version"]),
                     "unicast_src": director["addresses"]["internal"],
                     "unicast_peers": peers,
                     "vips": [f"{v}/32" for v in vips.get(netname, [])],

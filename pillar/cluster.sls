@@ -89,14 +89,13 @@ cluster:
     sync_group: VG1
     # Every instance advertises on the internal network only, whatever network
     # its VIPs are on (the VIPs' interface is tracked): no advert is visible
-    # on, or accepted from, the external side. VRRP version 2: multicast
-    # adverts with PASS authentication, whole seconds. Version 3 takes
-    # advert_int in centiseconds (0.2: the standby takes over about 0.7 s
-    # after the last advert) and has no authentication: its adverts go
-    # unicast to the peer directors only and are accepted from their
-    # addresses only.
-    version: 2
-    advert_int: 1
+    # on, or accepted from, the external side. VRRP version 3: adverts every
+    # advert_int seconds (0.1: the standby takes over about 0.4 s after the
+    # last advert), sent unicast to the peer directors only and accepted from
+    # their addresses only (version 3 has no authentication). Version 2:
+    # multicast adverts with PASS authentication, whole seconds only.
+    version: 3
+    advert_int: 0.1
     instances:
       VI_E: {network: external, virtual_router_id: 51}
       VI_I: {network: internal, virtual_router_id: 52}

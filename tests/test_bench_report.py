@@ -123,20 +123,34 @@ def test_failover_targets_from_the_drills():
             "name": "director cable cut",
             "failed_retry_once": 0,
             "outage_s": 0.33,
+            "l7": {"failed_retry_once": 1},
             "dns": {"episodes": [[100.0, 100.29], [112.2, 113.7]]},
+            "after_heal_failed_retry_once": {"http": 0, "l7": 0, "dns": 0},
         },
-        {"name": "web node cut", "outage_s": 1.1, "failed_retry_once": 1, "l7_failed": 22, "detection_s": 1.05},
+        {
+            "name": "web node cut",
+            "outage_s": 1.1,
+            "failed_retry_once": 1,
+            "l7_failed": 22,
+            "detection_s": 1.05,
+            "detection_every_s": 1.4,
+        },
+        {"name": "dns node cut", "detection_every_s": 0.47, "dns": {"failed_retry_once": 2}},
     ]
     got = {t["target"]: (t["value"], t["meets"]) for t in report.failover_targets(drills)}
     assert got == {
         "director cable cut: VIP takeover <= 0.5 s": ("0.30 s", True),
-        "director cable cut: 0 failed HTTP requests, client retrying once": ("0", True),
+        "director cable cut: 0 failed HTTP requests (:80, :8000), client retrying once": ("1", False),
+        "director cable cut, failback: 0 failed HTTP requests after the heal, retrying once": ("0", True),
         "web node cut: 0 errors on :8000 (layer 7)": ("22", False),
-        "web node cut: detection <= 1 s (HAProxy marks it DOWN)": ("1.05 s", False),
+        "web node cut: the probed backends take it out <= 1 s": ("1.05 s", False),
+        "web node cut: every path (HTTPS, IPVS too) takes it out <= 1 s": ("1.40 s", False),
+        "dns node cut: IPVS (UDP and TCP 53) takes it out <= 1 s": ("0.47 s", True),
+        "dns node cut: 0 DNS queries lost, client retrying once": ("2", False),
     }
     # Not taken out before the heal: reported, not met.
     drills[1].update(l7_failed=0, detection_s=None)
     got = {t["target"]: (t["value"], t["meets"]) for t in report.failover_targets(drills)}
-    assert got["web node cut: detection <= 1 s (HAProxy marks it DOWN)"] == ("not before the heal", False)
+    assert got["web node cut: the probed backends take it out <= 1 s"] == ("not before the heal", False)
     assert got["web node cut: 0 errors on :8000 (layer 7)"] == ("0", True)
     assert report.failover_targets([{"name": "control", "outage_s": 0}]) == []

@@ -1,7 +1,7 @@
 """keepalived's view of HAProxy (salt/keepalived/files/haproxy-watch.py):
 the debounce on its own, then the watcher against the host's real HAProxy on
-loopback, whose health frontend is the formula's (monitor-uri, 503 while a
-backend has no server UP)."""
+loopback, whose health frontend answers like the formula's (200 "ok", 503
+"partial BACKEND", 503 "none")."""
 
 from __future__ import annotations
 
@@ -22,6 +22,37 @@ def test_a_flag_changes_after_fall_failures_or_rise_successes_in_a_row():
     assert flag.observe(False) is False  # the first observation counts at once
     assert [flag.observe(f) for f in (True, False, True, True)] == [False, False, False, True]
     assert [flag.observe(f) for f in (False, False, True, False, False, False)] == [True] * 5 + [False]
+    assert flag.observe(True, at_once=True) is True  # a failure already debounced upstream
+    assert [flag.observe(False, at_once=True) for _ in range(3)] == [True, True, False]  # rising waits
+
+
+def test_haproxy_answers_read_as_ok_none_or_degraded():
+    assert watch.answer_of(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok") == "ok"
+    assert watch.answer_of(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nnone") == "none"
+    assert watch.answer_of(b"HTTP/1.1 503 Service Unavailable\r\n\r\npartial web-https-l4") == "partial"
+    assert watch.answer_of(b"HTTP/1.1 503 Service Unavailable\r\n\r\n<html>busy</html>") == "degraded"
+    assert watch.answer_of(b"HTTP/1.1 404 Not Found\r\n\r\nnone") == "degraded"
+    assert watch.answer_of(b"") == "degraded"
+
+
+def test_reaching_no_server_counts_only_after_servers_were_reached_for_settle_seconds():
+    reach = watch.Reach(settle=10)
+    # A cluster being built: servers come and go, never 10 s in a row.
+    assert [reach.lost(r, t) for r, t in ((False, 0), (True, 1), (True, 10), (False, 11))] == [False] * 4
+    steps = ((True, 12), (True, 22), (False, 23), (True, 24))
+    assert [reach.lost(r, t) for r, t in steps] == [False, False, True, False]
+    assert reach.lost(False, 500) is True  # settled once, for good
+
+
+def test_ipvs_real_servers_are_counted_from_the_kernel_table(tmp_path: Path):
+    table = tmp_path / "ip_vs"
+    header = "IP Virtual Server version 1.2.1 (size=4096)\nProt LocalAddress:Port Scheduler Flags\n"
+    header += "  -> RemoteAddress:Port Forward Weight ActiveConn InActConn\n"
+    table.write_text(header + "UDP  C0A801C8:0035 rr\n  -> 0A006405:0035      Masq    1      0          688\n")
+    assert watch.ipvs_real_servers(str(table)) == 1
+    table.write_text(header + "UDP  C0A801C8:0035 rr\n")
+    assert watch.ipvs_real_servers(str(table)) == 0
+    assert watch.ipvs_real_servers(str(tmp_path / "absent")) is None
 
 
 def test_nobody_listening_is_down_and_a_stranger_answer_degraded(tmp_path: Path):
@@ -34,16 +65,18 @@ def test_nobody_listening_is_down_and_a_stranger_answer_degraded(tmp_path: Path)
         assert watch.ask(path, 0.5) == "degraded"  # accepted, never answers
 
 
-def wait_for_files(down: Path, degraded: Path, expected: tuple[str, str], timeout: float = 15) -> None:
+def wait_for_files(files: tuple[Path, ...], expected: tuple[str, ...], timeout: float = 15) -> None:
     def seen() -> tuple[str | None, ...]:
-        return tuple(p.read_text().strip() if p.exists() else None for p in (down, degraded))
+        return tuple(p.read_text().strip() if p.exists() else None for p in files)
 
     assert wait_for(lambda: seen() == expected, timeout) is not None, f"track files {seen()}, expected {expected}"
 
 
-def test_the_track_files_follow_haproxy(tmp_path: Path):
+def test_the_track_files_follow_haproxy_and_ipvs(tmp_path: Path):
     health = tmp_path / "health.sock"
-    down, degraded = tmp_path / "track" / "down", tmp_path / "track" / "degraded"
+    files = tuple(tmp_path / "track" / name for name in ("down", "degraded", "isolated"))
+    ipvs = tmp_path / "ip_vs"
+    ipvs.write_text("TCP  C0A801CA:0050 rr\n  -> 0A006404:0050      Masq    1      0          0\n")
     backend = socket.create_server(("127.0.0.1", 0))
     config = tmp_path / "haproxy.cfg"
     config.write_text(
@@ -55,24 +88,27 @@ def test_the_track_files_follow_haproxy(tmp_path: Path):
         f"    server web1 127.0.0.1:{backend.getsockname()[1]} check inter 100ms fall 1 rise 1\n"
         "frontend health\n"
         f"    bind unix@{health} mode 660\n"
-        "    monitor-uri /healthy\n"
+        "    acl health path /healthy\n"
         "    acl be-empty nbsrv(be) lt 1\n"
-        "    monitor fail if be-empty\n"
+        '    http-request return status 503 content-type text/plain string "none" if health be-empty\n'
+        '    http-request return status 200 content-type text/plain string "ok" if health\n'
     )
     haproxy = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stderr=subprocess.DEVNULL)
-    argv = [sys.executable, str(SCRIPT), str(health), str(down), str(degraded)]
-    watcher = subprocess.Popen([*argv, "--interval", "0.05", "--fall", "2", "--rise", "2"])
+    argv = [sys.executable, str(SCRIPT), str(health), *map(str, files), "--ipvs-table", str(ipvs)]
+    watcher = subprocess.Popen([*argv, "--settle", "0.3", "--interval", "0.05", "--fall", "2", "--rise", "2"])
     try:
-        wait_for_files(down, degraded, ("0", "0"))
+        wait_for_files(files, ("0", "0", "0"))
         # keepalived (re)creating a track file as failing: set right again.
-        degraded.write_text("1\n")
-        wait_for_files(down, degraded, ("0", "0"))
-        backend.close()  # the only server goes DOWN: HAProxy answers 503
-        wait_for_files(down, degraded, ("0", "1"))
+        files[1].write_text("1\n")
+        wait_for_files(files, ("0", "0", "0"))
+        backend.close()  # HAProxy's only server goes DOWN: "none", but IPVS still has one
+        wait_for_files(files, ("0", "1", "0"))
+        ipvs.write_text("TCP  C0A801CA:0050 rr\n")  # and IPVS none either: no server reached
+        wait_for_files(files, ("0", "1", "1"))
         haproxy.kill()  # its socket file stays behind, nobody listening
         haproxy.wait(timeout=10)
         assert health.exists()
-        wait_for_files(down, degraded, ("1", "1"))
+        wait_for_files(files, ("1", "1", "1"))
     finally:
         watcher.kill()
         haproxy.kill()

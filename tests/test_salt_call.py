@@ -311,7 +311,7 @@ def render_haproxy(salt_call, overrides: dict, tmp_path: Path) -> tuple[list[str
         ({"maxconn": 5000}, ["maxconn 5000"], ["maxconn 20000"]),
         (
             {"redispatch": -1, "retry_on": ["conn-failure", "503"], "timeouts": {"server": "4s"}},
-            ["option redispatch -1", "retry-on conn-failure 503", "timeout server 4s", "timeout connect 1s"],
+            ["option redispatch -1", "retry-on conn-failure 503", "timeout server 4s", "timeout connect 500ms"],
             ["option redispatch 1", "timeout server 30s"],
         ),
         ({"retry_on": []}, [], ["retry-on"]),

@@ -119,7 +119,7 @@ CASES = [
     ),
     Case(
         "vrrp-subsecond-needs-v3",
-        _set("vrrp.advert_int", 0.2),
+        lambda topo: topo["vrrp"].update(version=2, advert_int=0.2),
         "vrrp.advert_int: 0.2 is not whole seconds, which VRRP version 2 needs (set vrrp.version: 3)",
     ),
     Case("vrrp-version", _set("vrrp.version", 4), "vrrp.version: 4 is not 2 or 3"),

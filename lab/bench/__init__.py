@@ -76,7 +76,15 @@ DRILLS = (
     "salt-master stopped",
 )
 QUICK = Plan(
-    (1, 6), {"date": 60, "pi": 12}, 8, 100_000, (1, 4), 2, ("control", "web node cut", "director cable cut"), 3, 30
+    (1, 6),
+    {"date": 60, "pi": 12},
+    8,
+    100_000,
+    (1, 4),
+    2,
+    ("control", "web node cut", "dns node cut", "director cable cut"),
+    3,
+    30,
 )
 FULL = Plan((1, 2, 3, 6, 12, 24, 48), {"date": 2000, "pi": 300}, 30, 1_000_000, (1, 4, 16), 10, DRILLS, 10, 90)
 
@@ -300,6 +308,17 @@ class Cluster:
         ports = (80, self.l7_port)
         frontends = self.model["haproxy"]["frontends"].values()
         return {f["backend"] for f in frontends if f["vip"] == self.vip and f["port"] in ports}
+
+    def paths_to(self, server: str) -> set[str]:
+        """Every balancer entry that sends to ``server``, named as detections()
+        names them: the HAProxy backends and IPVS services of its roles."""
+        roles = set(self.model["nodes"][server]["roles"])
+        found = {name for name, b in self.model["haproxy"]["backends"].items() if b["role"] in roles}
+        if self.ipvs:
+            for vs in self.model["ipvs"]["virtual_servers"]:
+                if vs["role"] in roles:
+                    found.add(f"IPVS {vs['vip']}:{vs['port']}/{vs['protocol']}")
+        return found
 
     @property
     def l7_port(self) -> int:
@@ -540,12 +559,20 @@ def drill(cluster: Cluster, name: str, plan: Plan) -> dict:
         row[f"{kind}_outage_s"] = row[kind]["outage_s"]
         row[f"{kind}_failed"] = row[kind]["failed"]
     row["injected_at"], row["healed_at"] = injected, healed
+    # Probes sent after the heal that failed even when retried once, by kind
+    # (a failback that costs requests shows here).
+    row["after_heal_failed_retry_once"] = {
+        kind: sum(1 for p in probes if p[0] == kind and p[1] >= healed and not p[2] and not p[4])
+        for kind in ("http", "l7", "dns")
+    }
     if server := actions.server:
         # detection_s: when the last balancer entry the probes go through had
-        # taken the server out (None: one had not within the hold).
+        # taken the server out; detection_every_s: the last of every entry
+        # that sends to it (None: one had not within the hold).
         row["detected_s"] = found = detected(cluster, server, injected, healed)
-        probed = cluster.probed(server)
+        probed, every = cluster.probed(server), cluster.paths_to(server)
         row["detection_s"] = max(found[k] for k in probed) if probed <= found.keys() else None
+        row["detection_every_s"] = max(found[k] for k in every) if every <= found.keys() else None
     log(
         "bench",
         f"drill {name}: outage http {row['outage_s']} s ({row['failed']} failed), l7 {row['l7_outage_s']} s"

@@ -71,47 +71,76 @@ def balancer_cost(rows: Iterable[dict], page: str = "date") -> dict[str, Any]:
     return out
 
 
+def _row(target: str, value: str, meets: bool) -> dict:
+    return {"target": target, "value": value, "meets": meets}
+
+
+def _seconds(value: float | None) -> str:
+    return "not before the heal" if value is None else f"{value:.2f} s"
+
+
+def _within(value: float | None, limit: float) -> bool:
+    return value is not None and value <= limit
+
+
 def failover_targets(drills: Iterable[dict]) -> list[dict]:
-    """Issue 7's failover targets against the drills that measure them: the
-    director cable cut's VIP takeover (its first DNS outage: IPVS answers as
-    soon as the VIP has moved) and failed probes of a client retrying once;
-    the web node cut's layer 7 errors and its detection (when the last of
-    the HAProxy backends the probes go through marked the cut server DOWN,
-    from the director's log; None: one had not before the heal)."""
+    """Issue 25's failover targets against the drills that measure them. The
+    director cable cut: VIP takeover (its first DNS outage: IPVS answers as
+    soon as the VIP has moved), HTTP and layer 7 probes that failed even
+    when retried once, and those sent after the heal (the failback). A cut
+    web server: layer 7 errors, detection by the HAProxy backends the probes
+    go through, and by every balancer entry that sends to it (HTTPS and IPVS
+    included). A cut DNS server: IPVS's detection and DNS queries lost even
+    when retried once. Detections come from the director's log; None: one
+    entry had not taken the server out before the heal."""
     by_name = {d["name"]: d for d in drills}
     out = []
-    director, web = by_name.get("director cable cut"), by_name.get("web node cut")
-    if director:
+    if director := by_name.get("director cable cut"):
         episodes = director.get("dns", {}).get("episodes") or []
         takeover = episodes[0][1] - episodes[0][0] + 0.01 if episodes else 0.0
+        out.append(_row("director cable cut: VIP takeover <= 0.5 s", f"{takeover:.2f} s", takeover <= 0.5))
+        retried = director["failed_retry_once"] + director.get("l7", {}).get("failed_retry_once", 0)
         out.append(
-            {
-                "target": "director cable cut: VIP takeover <= 0.5 s",
-                "value": f"{takeover:.2f} s",
-                "meets": takeover <= 0.5,
-            }
-        )
-        retried = director["failed_retry_once"]
-        out.append(
-            {
-                "target": "director cable cut: 0 failed HTTP requests, client retrying once",
-                "value": str(retried),
-                "meets": retried == 0,
-            }
-        )
-    if web:
-        l7 = web.get("l7_failed")
-        if l7 is not None:
-            out.append({"target": "web node cut: 0 errors on :8000 (layer 7)", "value": str(l7), "meets": l7 == 0})
-        if "detection_s" in web:
-            detection = web["detection_s"]
-            out.append(
-                {
-                    "target": "web node cut: detection <= 1 s (HAProxy marks it DOWN)",
-                    "value": "not before the heal" if detection is None else f"{detection:.2f} s",
-                    "meets": detection is not None and detection <= 1.0,
-                }
+            _row(
+                "director cable cut: 0 failed HTTP requests (:80, :8000), client retrying once",
+                str(retried),
+                retried == 0,
             )
+        )
+        if (after := director.get("after_heal_failed_retry_once")) is not None:
+            failed = after["http"] + after["l7"]
+            out.append(
+                _row(
+                    "director cable cut, failback: 0 failed HTTP requests after the heal, retrying once",
+                    str(failed),
+                    failed == 0,
+                )
+            )
+    if web := by_name.get("web node cut"):
+        if (l7 := web.get("l7_failed")) is not None:
+            out.append(_row("web node cut: 0 errors on :8000 (layer 7)", str(l7), l7 == 0))
+        if "detection_s" in web:
+            value = web["detection_s"]
+            out.append(
+                _row("web node cut: the probed backends take it out <= 1 s", _seconds(value), _within(value, 1.0))
+            )
+        if "detection_every_s" in web:
+            value = web["detection_every_s"]
+            out.append(
+                _row(
+                    "web node cut: every path (HTTPS, IPVS too) takes it out <= 1 s",
+                    _seconds(value),
+                    _within(value, 1.0),
+                )
+            )
+    if dns := by_name.get("dns node cut"):
+        if "detection_every_s" in dns:
+            value = dns["detection_every_s"]
+            out.append(
+                _row("dns node cut: IPVS (UDP and TCP 53) takes it out <= 1 s", _seconds(value), _within(value, 1.0))
+            )
+        lost = dns["dns"]["failed_retry_once"]
+        out.append(_row("dns node cut: 0 DNS queries lost, client retrying once", str(lost), lost == 0))
     return out
 
 

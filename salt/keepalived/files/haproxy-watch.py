@@ -1,13 +1,27 @@
 #!/usr/bin/python3
 """Managed by Salt (keepalived formula). Asks HAProxy's health socket
-(monitor-uri: 200 while every backend has a server UP, 503 otherwise) every
-INTERVAL seconds and keeps two keepalived track files up to date:
+(GET /healthy: 200 "ok" while every backend has a server UP, 503 "partial
+BACKEND" while one has none, 503 "none" while none has one) every INTERVAL
+seconds and keeps three keepalived track files up to date:
 
     DOWN_FILE      1 while nothing answers there (HAProxy dead, or restarted
                    and not listening yet); keepalived: weight 0, so FAULT.
     DEGRADED_FILE  1 while the answer is not a 200, or comes too late (some
                    backend has no server UP; HAProxy stuck); keepalived:
-                   a negative weight, the director's priority drops.
+                   a negative weight, the director's priority drops. A 503
+                   counts at once (HAProxy debounced its checks already).
+    ISOLATED_FILE  1 while this director, having reached servers for SETTLE
+                   seconds in a row since the watcher started, reaches none
+                   at all: HAProxy has none UP
+                   in any backend and IPVS (IPVS_TABLE, where the kernel has
+                   it) none in any service, as when its internal link is
+                   cut; keepalived: weight 0, so FAULT. A director cut off
+                   from its servers gives up the VIPs instead of holding
+                   them, unheard, and answering with errors once its cable
+                   is back; it takes them back only once its own checks
+                   pass. Never set before then: a cluster being built, whose
+                   servers still need the NAT gateway, keeps its VIPs (HAProxy
+                   and IPVS count a server UP until its first checks fail).
 
 One resident process instead of a check command started every second: on a
 user-mode director the two checks it replaces cost a third of a host core.
@@ -15,8 +29,9 @@ A file changes only after FALL failed (or RISE good) answers in a row, and
 is rewritten whenever its content differs from the watcher's view (e.g.
 keepalived created it anew at start).
 
-    keepalived-haproxy-watch SOCKET DOWN_FILE DEGRADED_FILE
-        [--interval 0.25] [--timeout 1] [--fall 2] [--rise 4]
+    keepalived-haproxy-watch SOCKET DOWN_FILE DEGRADED_FILE ISOLATED_FILE
+        [--ipvs-table /proc/net/ip_vs] [--settle 10] [--interval 0.25]
+        [--timeout 1] [--fall 2] [--rise 4]
 """
 
 from __future__ import annotations
@@ -30,20 +45,45 @@ import time
 REQUEST = b"GET /healthy HTTP/1.0\r\n\r\n"
 
 
+def answer_of(reply: bytes) -> str:
+    """A reply of HAProxy's health frontend -> "ok", "none" (no backend has
+    a server UP), "partial" (some backend has none) or "degraded" (anything
+    else)."""
+    head, _, body = reply.partition(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1:2]
+    if status == [b"200"]:
+        return "ok"
+    if status == [b"503"] and body.strip() == b"none":
+        return "none"
+    return "partial" if status == [b"503"] and body.startswith(b"partial ") else "degraded"
+
+
 def ask(path: str, timeout: float) -> str:
-    """One question: "ok" (200), "degraded" (another answer, or none in
-    time) or "down" (no socket, or nobody listening on it)."""
+    """One question: "ok", "none", "partial", "degraded" (see answer_of; or
+    no answer in time) or "down" (no socket, or nobody listening on it)."""
     try:
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(timeout)
             sock.connect(path)
             sock.sendall(REQUEST)
-            head = sock.recv(64)
+            reply = b""
+            while chunk := sock.recv(512):  # HTTP/1.0: HAProxy closes after its answer
+                reply += chunk
     except (FileNotFoundError, ConnectionRefusedError):
         return "down"
     except OSError:  # a timeout, a reset: it listens but does not answer well
         return "degraded"
-    return "ok" if head.split(b" ", 2)[1:2] == [b"200"] else "degraded"
+    return answer_of(reply)
+
+
+def ipvs_real_servers(table: str) -> int | None:
+    """How many real servers the kernel's IPVS table lists (keepalived
+    removes those failing their checks); None without IPVS."""
+    try:
+        with open(table, encoding="ascii") as handle:
+            return sum(1 for line in handle if line.lstrip().startswith("->") and "RemoteAddress" not in line)
+    except OSError:
+        return None
 
 
 class Debounced:
@@ -55,14 +95,35 @@ class Debounced:
         self.failing: bool | None = None
         self.streak = 0
 
-    def observe(self, failing: bool) -> bool:
-        if self.failing is None or failing == self.failing:
+    def observe(self, failing: bool, at_once: bool = False) -> bool:
+        """The flag after one more observation; `at_once`: a failure that
+        counts without waiting for `fall` (one already debounced upstream)."""
+        if self.failing is None or failing == self.failing or (failing and at_once):
             self.failing, self.streak = failing, 0
         else:
             self.streak += 1
             if self.streak >= (self.fall if failing else self.rise):
                 self.failing, self.streak = failing, 0
         return self.failing
+
+
+class Reach:
+    """Whether a director that reached servers for `settle` seconds in a row
+    (since the watcher started) now reaches none."""
+
+    def __init__(self, settle: float) -> None:
+        self.settle = settle
+        self.since: float | None = None  # reaching servers since (monotonic s)
+        self.settled = False
+
+    def lost(self, reaches: bool, now: float) -> bool:
+        if not reaches:
+            self.since = None
+            return self.settled
+        if self.since is None:
+            self.since = now
+        self.settled = self.settled or now - self.since >= self.settle
+        return False
 
 
 def write_if_changed(path: str, failing: bool) -> None:
@@ -84,19 +145,34 @@ def main(argv: list[str]) -> int:
     parser.add_argument("socket")
     parser.add_argument("down_file")
     parser.add_argument("degraded_file")
+    parser.add_argument("isolated_file")
+    parser.add_argument("--ipvs-table", default="/proc/net/ip_vs")
+    parser.add_argument("--settle", type=float, default=10.0)
     parser.add_argument("--interval", type=float, default=0.25)
     parser.add_argument("--timeout", type=float, default=1.0)
     parser.add_argument("--fall", type=int, default=2)
     parser.add_argument("--rise", type=int, default=4)
     args = parser.parse_args(argv)
-    for path in (args.down_file, args.degraded_file):
+    files = {"down": args.down_file, "degraded": args.degraded_file, "isolated": args.isolated_file}
+    for path in files.values():
         os.makedirs(os.path.dirname(path), exist_ok=True)
-    down, degraded = Debounced(args.fall, args.rise), Debounced(args.fall, args.rise)
+    flags = {name: Debounced(args.fall, args.rise) for name in files}
+    reach = Reach(args.settle)
     while True:
         started = time.monotonic()
         answer = ask(args.socket, args.timeout)
-        write_if_changed(args.down_file, down.observe(answer == "down"))
-        write_if_changed(args.degraded_file, degraded.observe(answer != "ok"))
+        reaches = answer not in ("none", "down") or bool(ipvs_real_servers(args.ipvs_table))
+        failing = {
+            "down": answer == "down",
+            "degraded": answer != "ok",
+            "isolated": reach.lost(reaches, started),
+        }
+        # HAProxy's own verdict on its servers (its checks have their fall)
+        # lowers the priority at once: a director whose cut cable is mended
+        # just as its last server goes DOWN must not win the VIPs back.
+        at_once = {"degraded": answer in ("none", "partial")}
+        for name, path in files.items():
+            write_if_changed(path, flags[name].observe(failing[name], at_once.get(name, False)))
         time.sleep(max(0.0, args.interval - (time.monotonic() - started)))
 
 
