@@ -940,8 +940,28 @@ def vrrp_view(spec: Mapping, networks: Mapping, nodes: Mapping, vips: Mapping) -
             "state": "MASTER" if director["name"] == leader else "BACKUP",
             "priority": director["priority"],
             "instances": instances,
+            "state_sync": _state_sync(instances),
         }
     return {"leader": leader, "directors": per_director}
+
+
+def _state_sync(instances: list[dict]) -> dict | None:
+    """How a director shares its connections with its peers, on the internal
+    network: the kernel's IPVS connection sync (keepalived's lvs_sync_daemon,
+    master while the internal instance is MASTER, backup otherwise) and
+    conntrackd (the NAT gateway's connections), unicast to the peers."""
+    internal = next((i for i in instances if i["network"] == "internal"), None)
+    if internal is None or not internal["unicast_peers"]:
+        return None
+    return {
+        "interface": internal["interface"],
+        "address": internal["unicast_src"],
+        "peers": internal["unicast_peers"],
+        "instance": internal["name"],
+        "sync_id": internal["virtual_router_id"],
+        "ipvs_port": STATE_SYNC_PORTS["ipvs"],
+        "conntrack_port": STATE_SYNC_PORTS["conntrackd"],
+    }
 
 
 def _servers(nodes: Mapping, role: str, port: int) -> list[dict]:
@@ -1033,6 +1053,9 @@ SSH_PORT = 22
 NFS_PORT = 2049  # NFSv4 needs nothing else (no rpcbind, no mountd)
 SALT_PORTS = (4505, 4506)  # the master's publish and request ports
 DHCP_PORTS = {"server": 67, "client": 68}
+# The kernel's IPVS sync daemon (to its multicast group 224.0.0.81) and
+# conntrackd's default port.
+STATE_SYNC_PORTS = {"ipvs": 8848, "conntrackd": 3780}
 
 
 def _fw_rule(comment: str, protocol: str | None = None, ports: Iterable[int] = (), **match: Any) -> dict:
@@ -1089,6 +1112,8 @@ def _director_rules(
     peers = [a for a in directors if a != node["address"]]
     if peers:
         inputs.append(_fw_rule("vrrp from the peer directors", "vrrp", iif=inside, saddr=peers))
+        sync_ports = sorted(STATE_SYNC_PORTS.values())
+        inputs.append(_fw_rule("connection state from the peer directors", "udp", sync_ports, iif=inside, saddr=peers))
     inputs.append(_fw_rule("dhcp server", "udp", [DHCP_PORTS["server"]], iif=inside))
     for protocol in PROTOCOLS:
         inputs.append(_fw_rule(f"dns forwarder ({protocol})", protocol, [53], iif=inside, saddr=[internal_cidr]))

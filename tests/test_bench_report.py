@@ -117,6 +117,33 @@ def test_the_stats_screenshot_is_linked_when_taken(tmp_path: Path):
     assert "haproxy-stats" not in report.markdown(RESULTS, [])
 
 
+def test_flow_survival_rows_show_bytes_checksum_and_stall():
+    flows = [
+        {
+            "name": "ipvs download across a cable cut",
+            "hold_s": 3,
+            "bytes": 6800000,
+            "expected_bytes": 6800000,
+            "checksum_ok": True,
+            "stall_s": 0.41,
+            "error": None,
+        },
+        {
+            "name": "nat download across a cable cut",
+            "hold_s": 3,
+            "bytes": 1200000,
+            "expected_bytes": 6800000,
+            "checksum_ok": False,
+            "stall_s": None,
+            "error": "ConnectionResetError: [Errno 104] Connection reset by peer",
+        },
+    ]
+    text = report.markdown({**RESULTS, "flows": flows}, [])
+    assert "| ipvs download across a cable cut | 3 | 6800000 of 6800000 | ok | 0.41 | - |" in text
+    assert "| nat download across a cable cut | 3 | 1200000 of 6800000 | WRONG | - | ConnectionResetError" in text
+    assert "Flow survival" not in report.markdown(RESULTS, [])
+
+
 def test_failover_targets_from_the_drills():
     drills = [
         {

@@ -90,7 +90,8 @@ def test_invalid_topology_stops_highstate_before_any_state(salt_call, topology):
 ROLE_STATES = {
     "nas": ["nfs-server-exports-file", "webcontent-page-index.php", "webcontent-page-pi.php"],
     "director": [
-        "gateway-iptables-masquerade",
+        "gateway-iptables-snat",
+        "conntrackd-service-running",
         "dnsmasq-service-running",
         "keepalived-service-running",
         "haproxy-service-running",

@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 
 from lab import catalogue, net, node
-from lab.bench import report
+from lab.bench import flows, report
 from lab.checks import servers_seen
 from lab.topology import CLIENT_ADDRESS, OPERATOR, REPO, UPSTREAM_NAMES, LabNode
 from lab.util import log
@@ -74,6 +74,7 @@ DRILLS = (
     "dns node cut",
     "nas cut",
     "salt-master stopped",
+    *flows.DRILLS,
 )
 QUICK = Plan(
     (1, 6),
@@ -82,7 +83,7 @@ QUICK = Plan(
     100_000,
     (1, 4),
     2,
-    ("control", "web node cut", "dns node cut", "director cable cut"),
+    ("control", "web node cut", "dns node cut", "director cable cut", *flows.DRILLS),
     3,
     30,
 )
@@ -684,7 +685,10 @@ def run_bench(cluster: Cluster, quick: bool, out_dir: Path, drills: list[str] | 
     wait_serving(cluster)
     results["http"] = [] if drills else http_sweep(cluster, plan)
     results["dns"] = [] if drills else dns_sweep(cluster, plan)
-    results["drills"] = [drill(cluster, name, plan) for name in drills or plan.drills]
+    names = drills or plan.drills
+    results["drills"] = [drill(cluster, name, plan) for name in names if name not in flows.DRILLS]
+    available = flows.flows(cluster)
+    results["flows"] = [flows.flow_drill(cluster, name, plan.hold) for name in names if name in available]
     out_dir.mkdir(parents=True, exist_ok=True)
     shot = None if drills else stats_screenshot(cluster, out_dir)
     results["meta"]["stats_screenshot"] = shot.name if shot else None

@@ -163,6 +163,7 @@ def markdown(results: dict, images: list[str]) -> str:
     lines += _targets_section(results.get("drills", []))
     lines += _dns_section(results.get("dns", []))
     lines += _drills_section(results.get("drills", []))
+    lines += _flows_section(results.get("flows", []))
     lines += _seed_comparison(http)
     lines += [f"![{name}]({name})" for name in images]
     shot = results.get("meta", {}).get("stats_screenshot")
@@ -223,6 +224,26 @@ def _targets_section(drills: list[dict]) -> list[str]:
         "Failover targets",
         ["target", "measured", "met"],
         [[t["target"], t["value"], "yes" if t["meets"] else "no"] for t in failover_targets(drills)],
+    )
+
+
+def _flows_section(flows: list[dict]) -> list[str]:
+    """The flow-survival drills (lab/bench/flows.py): one download each
+    across the leader's cable cut and heal."""
+    return _section(
+        "Flow survival (a download across a director cable cut and the failback)",
+        ["drill", "cut s", "bytes", "checksum", "longest stall s", "error"],
+        [
+            [
+                f["name"],
+                f"{f['hold_s']:g}",
+                f"{f['bytes']} of {f['expected_bytes']}",
+                "ok" if f["checksum_ok"] else "WRONG",
+                _num(f.get("stall_s"), ".2f"),
+                f.get("error") or "-",
+            ]
+            for f in flows
+        ],
     )
 
 
