@@ -115,6 +115,46 @@ def test_forged_vrrp_from_the_external_segment_changes_nothing():
     assert failed(probes) == [], failed(probes)[:10]
 
 
+SEND_UDP = """
+import socket, sys
+count = int(sys.argv[1])
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    for target in sys.argv[2:]:
+        host, port = target.rsplit(":", 1)
+        for _ in range(count):
+            sock.sendto(b"forged connection state", (host, int(port)))
+"""
+
+
+@pytest.mark.parametrize("vantage", ["client", OPERATOR])
+def test_connection_state_is_taken_from_the_peer_directors_only(vantage):
+    """The directors share their IPVS and conntrack entries over UDP (the
+    model's state_sync ports) on the internal network. Datagrams to those
+    ports from the Internet side (the client, at each director's external
+    address and the VIP) and from an internal node that is no director (the
+    operator, at each director's internal address) are all dropped: each
+    director's input drop counter grows by at least what was aimed at it,
+    and the peers' state keeps flowing (conntrackd still receives)."""
+    sync = MODEL["vrrp"]["directors"][LEADER]["state_sync"]
+    ports = [sync["ipvs_port"], sync["conntrack_port"]]
+    count = 20
+    network = "external" if vantage == "client" else "internal"
+    aimed = {d: [MODEL["nodes"][d]["addresses"][network]] for d in DIRECTORS}
+    if vantage == "client":
+        aimed[LEADER].append(VIP)
+    before = {d: dropped(d)["input"] for d in DIRECTORS}
+    received = int(in_node(LEADER, "sh", "-c", "conntrackd -s | grep -o '[0-9]* Pckts recv'").stdout.split()[0])
+    targets = [f"{a}:{port}" for addresses in aimed.values() for a in addresses for port in ports]
+    in_node(vantage, "python3", "-c", SEND_UDP, str(count), *targets)
+    time.sleep(1)
+    after = {d: dropped(d)["input"] for d in DIRECTORS}
+    print(f"{vantage}: {count} datagrams to each of {targets}; dropped", {d: after[d] - before[d] for d in DIRECTORS})
+    for director in DIRECTORS:
+        assert after[director] - before[director] >= count * len(ports) * len(aimed[director]), (director, after)
+    later = int(in_node(LEADER, "sh", "-c", "conntrackd -s | grep -o '[0-9]* Pckts recv'").stdout.split()[0])
+    assert later > received, "conntrackd received nothing from its peer meanwhile"
+
+
 # (address, port, protocol, node whose listener it is): what the internal
 # network offers that the Internet side must not reach.
 NAS = MODEL["nodes"][MODEL["roles"]["nas"][0]]["address"]

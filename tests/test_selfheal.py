@@ -90,10 +90,11 @@ def test_cut_master_the_runner_shows_standby_holding_every_vip():
         assert any(e.startswith("master: no answer") for e in report["errors"]), report
     finally:
         lab("heal", "master")
-    # Cut off, the master saw no adverts and kept the VIPs on its side of the
-    # cut: its addresses alone say nothing. Healed, it yields to the standby
-    # until its HAProxy has a server up in each backend (its checks' rise),
-    # then preempts: the VIPs leave the standby.
+    # Cut off, the master saw no adverts and, once it reached no server at
+    # all, went to FAULT and gave its VIPs up. Healed, it waits as BACKUP
+    # until its HAProxy has a server up in each backend (its checks' rise)
+    # and its preempt_delay has passed, then preempts: the VIPs leave the
+    # standby.
     moved_back = wait_for(lambda: holds_every_vip("master") and not held_vips("standby", VIPS), 120)
     assert moved_back is not None, "master did not take the VIPs back"
     deadline = time.monotonic() + 90

@@ -13,11 +13,13 @@ From the `client` node, with the seed's tools (ab from apache2-utils, dnsperf):
 - dnsperf through the VIP and direct to one server (from `operator`), with queries generated
   from the zones and the upstream names;
 - failure drills, each watched by lab/probe.py (an HTTP and a DNS probe
-  through the VIP every 10 ms, retried once on failure).
+  through the VIP every 10 ms, retried once on failure), and the
+  flow-survival drills (lab/bench/flows.py: a download across a director
+  cable cut and the failback).
 
 Every point is bounded by a request count and a time limit. Results go to
 DIR/results.json (the schema in lab/bench/report.py), then DIR/report.md and the
-plots. The quick run takes about a minute; the full one is documented in
+plots. The quick run takes about 4 minutes; the full one is documented in
 docs/operations.md with its duration.
 """
 

@@ -86,6 +86,7 @@ import hashlib, json, socket, sys, time, urllib.parse
 url, rate, limit = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 parts = urllib.parse.urlsplit(url)
 digest, got, error, longest, started = hashlib.sha256(), 0, None, 0.0, time.monotonic()
+asked = started
 try:
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
@@ -112,6 +113,7 @@ try:
             break
 except (OSError, ValueError) as exc:
     error = type(exc).__name__ + ": " + str(exc)[:200]
+    longest = max(longest, time.monotonic() - asked)
 print(json.dumps({"bytes": got, "seconds": round(time.monotonic() - started, 2), "error": error,
                   "sha256": digest.hexdigest(), "longest_wait_s": round(longest, 2)}))
 """

@@ -1,0 +1,53 @@
+"""What a director failover keeps for a client (on the shared lab): the layer 7
+port's cookie stickiness, through the standby and back. (The bench's drills,
+tests/test_lab_bench.py, measure takeover, failed requests and established
+flows.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.bench import Cluster, holds_vip, wait_for
+from lab.checks import servers_seen
+from lab.topology import load
+from labtools import MASTER_NODE, in_node, wait_until_serving
+
+pytestmark = pytest.mark.usefixtures("running_lab")
+
+_, MODEL, NODES = load()
+CLUSTER = Cluster(MODEL, NODES, MASTER_NODE, ipvs=True)
+LEADER = MODEL["vrrp"]["leader"]
+STANDBY = next(d for d in MODEL["roles"]["director"] if d != LEADER)
+JAR = "/tmp/failover-cookies"
+
+
+def fetch_with_cookie(times: int, save: bool = False) -> list[str]:
+    """The servers that answered ``times`` layer 7 requests sent with the jar."""
+    url = f"http://{CLUSTER.vip}:{CLUSTER.l7_port}/"
+    save_arg = f"-c {JAR}" if save else ""
+    script = f"for i in $(seq {times}); do curl -s -m 3 -b {JAR} {save_arg} {url}; done"
+    return servers_seen(in_node("client", "sh", "-c", script).stdout)
+
+
+def test_cookie_stickiness_on_the_layer7_port_survives_the_failover():
+    """A client's cookie from the leader's HAProxy sends it to the same web
+    server through the standby while the leader's cables are cut, and again
+    once the healed leader has the VIPs back: the cookie names the server,
+    and every director's HAProxy knows it."""
+    wait_until_serving()
+    in_node("client", "rm", "-f", JAR)
+    first = fetch_with_cookie(1, save=True)
+    assert len(first) == 1, first
+    server = first[0]
+    try:
+        CLUSTER.cut(LEADER)
+        assert wait_for(lambda: holds_vip(STANDBY, CLUSTER.vip), 30) is not None, "the standby never took the VIP"
+        during = fetch_with_cookie(5)
+        assert holds_vip(STANDBY, CLUSTER.vip)
+    finally:
+        CLUSTER.cut(LEADER, up=True)
+    assert wait_for(lambda: holds_vip(LEADER, CLUSTER.vip), 60) is not None, "the leader never took the VIP back"
+    after = fetch_with_cookie(5)
+    print(f"cookie for {server}: through {STANDBY} {during}, back through {LEADER} {after}")
+    assert during == [server] * 5 and after == [server] * 5
+    in_node("client", "rm", "-f", JAR)
