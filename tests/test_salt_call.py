@@ -91,7 +91,6 @@ ROLE_STATES = {
     "nas": ["nfs-server-exports-file", "webcontent-page-index.php", "webcontent-page-pi.php"],
     "director": [
         "gateway-iptables-snat",
-        "conntrackd-service-running",
         "dnsmasq-service-running",
         "keepalived-service-running",
         "haproxy-service-running",
