@@ -949,7 +949,8 @@ def _state_sync(instances: list[dict]) -> dict | None:
     """How a director shares its connections with its peers, on the internal
     network: the kernel's IPVS connection sync (keepalived's lvs_sync_daemon,
     master while the internal instance is MASTER, backup otherwise) and
-    conntrackd (the NAT gateway's connections), unicast to the peers."""
+    conntrackd (the NAT gateway's connections), both to multicast groups
+    that the firewall accepts from the peers' addresses only."""
     internal = next((i for i in instances if i["network"] == "internal"), None)
     if internal is None or not internal["unicast_peers"]:
         return None

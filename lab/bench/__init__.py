@@ -690,7 +690,9 @@ def run_bench(cluster: Cluster, quick: bool, out_dir: Path, drills: list[str] | 
     names = drills or plan.drills
     results["drills"] = [drill(cluster, name, plan) for name in names if name not in flows.DRILLS]
     available = flows.flows(cluster)
-    results["flows"] = [flows.flow_drill(cluster, name, plan.hold) for name in names if name in available]
+    results["flows"] = [
+        flows.flow_drill(cluster, name, available[name], plan.hold) for name in names if name in available
+    ]
     out_dir.mkdir(parents=True, exist_ok=True)
     shot = None if drills else stats_screenshot(cluster, out_dir)
     results["meta"]["stats_screenshot"] = shot.name if shot else None

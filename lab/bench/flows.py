@@ -127,11 +127,10 @@ def parse_download(text: str) -> dict:
     return json.loads(lines[-1])
 
 
-def flow_drill(cluster, name: str, hold: float) -> dict:
+def flow_drill(cluster, name: str, flow: Flow, hold: float) -> dict:
     """Download across the leader's cable cut and heal (see the module's doc)."""
     from lab.bench import holds_vip, wait_for, wait_serving
 
-    flow = flows(cluster)[name]
     leader = cluster.model["vrrp"]["leader"]
     size = int(RATE * (LEAD_S + hold + 10))  # the lead, the hold, the failback, and some
     wait_serving(cluster)

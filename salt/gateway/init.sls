@@ -6,8 +6,8 @@
 # The directors route the internal network out through the external one. The
 # servers' default route is the internal VIP, so only the director holding it
 # routes their traffic, and their connections leave from the external VIP:
-# the peer that takes the VIPs over receives the replies, and knows the
-# bindings from conntrackd.
+# the peer that takes the VIPs over receives the replies (and, where the
+# conntrackd formula runs, knows the bindings).
 
 gateway-package-installed:
   pkg.installed:
