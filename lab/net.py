@@ -102,25 +102,36 @@ def wire_taps(node: LabNode) -> None:
         ip(SWITCH, "link", "set", tap, "master", link.bridge, "mtu", str(link.mtu), "up")
 
 
+def _is_tap(port: str) -> bool:
+    """Whether a switch port is a user-mode node's tap (else an nspawn node's veth)."""
+    return " tun type tap " in ip(SWITCH, "-d", "-o", "link", "show", port, check=False).stdout
+
+
 def set_links(node: LabNode, up: bool) -> None:
     """Cut or heal a node's cables. An nspawn node's switch-side veth goes down
-    (the node sees no carrier). A user-mode node's tap is unplugged from its
-    bridge instead: UML's vector driver stops receiving for good once its tap
-    has been down. The management link stays: the lab must still reach the node."""
+    (the node sees no carrier). A user-mode node's tap must stay up: one frame
+    written to a tap that is down sets UML's vector driver in error, and it
+    sends and receives nothing more until the guest reopens the NIC. Its
+    bridge port is disabled instead (frames both ways dropped by the
+    bridge). Which of the two a port is comes from the port itself, so a
+    caller holding unplaced nodes (lab.topology.load) cannot take a tap
+    down. The management link stays: the lab must still reach the node."""
     for link in node.links:
         if link.network == "lab":
             continue
         port = host_ifname(node.name, link.ifname)
-        if node.platform == "uml":
-            ip(SWITCH, "link", "set", port, *(("master", link.bridge) if up else ("nomaster",)))
+        if _is_tap(port):
+            run(["bridge", "-n", SWITCH, "link", "set", "dev", port, "state", "3" if up else "0"])
         else:
             ip(SWITCH, "link", "set", port, "up" if up else "down")
 
 
 def links_up(node: LabNode) -> bool:
-    out = ip(SWITCH, "-o", "link", "show", host_ifname(node.name, node.links[0].ifname), check=False).stdout
-    if node.platform == "uml":
-        return f"master {node.links[0].bridge}" in out
+    port = host_ifname(node.name, node.links[0].ifname)
+    if _is_tap(port):
+        out = run(["bridge", "-n", SWITCH, "link", "show", "dev", port], check=False).stdout
+        return "state forwarding" in out
+    out = ip(SWITCH, "-o", "link", "show", port, check=False).stdout
     return ",UP" in out or "<UP" in out
 
 

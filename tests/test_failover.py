@@ -10,12 +10,13 @@ import pytest
 from lab.bench import Cluster, holds_vip, wait_for
 from lab.checks import servers_seen
 from lab.topology import load
-from labtools import MASTER_NODE, in_node, wait_until_serving
+from labtools import LAB_NODES, MASTER_NODE, in_node, wait_until_serving
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
-_, MODEL, NODES = load()
-CLUSTER = Cluster(MODEL, NODES, MASTER_NODE, ipvs=True)
+MODEL = load()[1]
+# The nodes as the lab placed them (host or user-mode kernel).
+CLUSTER = Cluster(MODEL, LAB_NODES, MASTER_NODE, ipvs=True)
 LEADER = MODEL["vrrp"]["leader"]
 STANDBY = next(d for d in MODEL["roles"]["director"] if d != LEADER)
 JAR = "/tmp/failover-cookies"
@@ -51,3 +52,7 @@ def test_cookie_stickiness_on_the_layer7_port_survives_the_failover():
     print(f"cookie for {server}: through {STANDBY} {during}, back through {LEADER} {after}")
     assert during == [server] * 5 and after == [server] * 5
     in_node("client", "rm", "-f", JAR)
+    # The leader took the VIPs back with every server UP in its HAProxy, or
+    # lost them again to the standby while its checks of the cut caught up:
+    # the next test starts once every server answers through the VIP.
+    wait_until_serving()

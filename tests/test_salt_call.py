@@ -392,6 +392,28 @@ def test_keepalived_watcher_asks_haproxy_where_the_haproxy_formula_answers(salt_
     assert "--interval 0.25" in start and "Restart=always" in text
 
 
+KEEPALIVED_CONFIG = (
+    '{%- set tplroot = "keepalived" %}{%- from "keepalived/map.jinja" import keepalived as settings with context %}'
+    "{%- set ipvs_enabled = True %}{%- set process_events = True %}"
+    '{% include "keepalived/files/keepalived.conf.jinja" %}'
+)
+
+
+@pytest.mark.parametrize(("node", "delay"), [("master", "    preempt_delay 5"), ("standby", None)])
+def test_only_the_leader_delays_taking_the_vips(salt_call, node, delay):
+    """The leader back from a failure waits before it preempts; the standby
+    preempts at once, when the leader's checks fail."""
+    text = render_on(salt_call, node, KEEPALIVED_CONFIG, {})
+    instances = text.split("vrrp_instance ")[1:]
+    assert len(instances) == 2, text
+    for instance in instances:
+        lines = instance.splitlines()
+        assert "    state BACKUP" in lines, instance
+        assert [line for line in lines if "preempt_delay" in line and not line.lstrip().startswith("#")] == (
+            [delay] if delay else []
+        ), instance
+
+
 FIREWALL = (
     '{%- set tplroot = "firewall" %}{%- from "firewall/map.jinja" import firewall as settings with context %}'
     '{% include "firewall/files/nftables.conf.jinja" %}'
