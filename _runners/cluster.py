@@ -74,6 +74,7 @@ def report(
     seen = seen or {}
     holders, split = _holders(vips, held, seen, silent, errors, warnings)
     errors += [f"{d}: no answer ({held.get(d, 'silent: cut off, down, or its minion is')})" for d in silent]
+    _split_groups(vrrp, errors)
     active = sorted({d for who in holders.values() for d in who})
     servers = _servers_report(active, backends, errors, warnings)
     ipvs_report = {
@@ -124,6 +125,23 @@ def _holders(
         if not holders[vip]:
             errors.append(f"outage: no director holds {vip}")
     return holders, split
+
+
+def _split_groups(vrrp: dict, errors: list[str]) -> None:
+    """A director whose VRRP instances are not all in one state: its sync
+    group is split (one network's VIPs held, the other's given up), which
+    no transition of its own will mend."""
+    for director, states in sorted(vrrp.items()):
+        if not isinstance(states, dict):
+            continue
+        instances = {
+            name.removeprefix("INSTANCE-"): answer.get("state")
+            for name, answer in states.items()
+            if name.startswith("INSTANCE-") and isinstance(answer, dict)
+        }
+        if len(set(instances.values())) > 1:
+            listed = ", ".join(f"{name} {state}" for name, state in sorted(instances.items()))
+            errors.append(f"{director}: VRRP sync group split ({listed})")
 
 
 def _servers_report(active: list[str], backends: dict, errors: list[str], warnings: list[str]) -> list[dict]:

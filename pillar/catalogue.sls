@@ -16,7 +16,7 @@ catalogue:
     nas:
       formulas: [common, firewall, nfs.server]
     director:
-      formulas: [common, firewall, gateway, dnsmasq, keepalived, haproxy]
+      formulas: [common, firewall, gateway, conntrackd, dnsmasq, keepalived, haproxy]
       # The cluster_watch beacon (_beacons/cluster_watch.py) watches the
       # services of the role's formulas, and these.
       watch: {haproxy: true, vrrp: true}

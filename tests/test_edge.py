@@ -136,7 +136,8 @@ def test_connection_state_is_taken_from_the_peer_directors_only(vantage):
     ports from the Internet side (the client, at each director's external
     address and the VIP) and from an internal node that is no director (the
     operator, at each director's internal address) are all dropped: each
-    director's input drop counter grows by at least what was aimed at it."""
+    director's input drop counter grows by at least what was aimed at it,
+    and the peers' state keeps flowing (conntrackd still receives)."""
     sync = MODEL["vrrp"]["directors"][LEADER]["state_sync"]
     ports = [sync["ipvs_port"], sync["conntrack_port"]]
     count = 20
@@ -145,6 +146,7 @@ def test_connection_state_is_taken_from_the_peer_directors_only(vantage):
     if vantage == "client":
         aimed[LEADER].append(VIP)
     before = {d: dropped(d)["input"] for d in DIRECTORS}
+    received = int(in_node(LEADER, "sh", "-c", "conntrackd -s | grep -o '[0-9]* Pckts recv'").stdout.split()[0])
     targets = [f"{a}:{port}" for addresses in aimed.values() for a in addresses for port in ports]
     in_node(vantage, "python3", "-c", SEND_UDP, str(count), *targets)
     time.sleep(1)
@@ -152,6 +154,8 @@ def test_connection_state_is_taken_from_the_peer_directors_only(vantage):
     print(f"{vantage}: {count} datagrams to each of {targets}; dropped", {d: after[d] - before[d] for d in DIRECTORS})
     for director in DIRECTORS:
         assert after[director] - before[director] >= count * len(ports) * len(aimed[director]), (director, after)
+    later = int(in_node(LEADER, "sh", "-c", "conntrackd -s | grep -o '[0-9]* Pckts recv'").stdout.split()[0])
+    assert later > received, "conntrackd received nothing from its peer meanwhile"
 
 
 # (address, port, protocol, node whose listener it is): what the internal

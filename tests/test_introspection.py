@@ -133,6 +133,25 @@ def test_runner_split_brain_and_outage():
     assert "NOT HEALTHY" in runner.table(health)
 
 
+def test_runner_reports_a_split_sync_group():
+    """The standby's internal instance stayed MASTER while its external one
+    went back to BACKUP (seen on the lab, 2026-12-03): an error naming both;
+    a director whose instances agree is not reported."""
+    held = {"master": dict.fromkeys(VIPS, "eth0"), "standby": dict.fromkeys(VIPS)}
+    vrrp = {
+        "master": {n: {"state": "MASTER"} for n in ("GROUP-VG1", "INSTANCE-VI_E", "INSTANCE-VI_I")},
+        "standby": {
+            "GROUP-VG1": {"state": "BACKUP"},
+            "INSTANCE-VI_E": {"state": "BACKUP"},
+            "INSTANCE-VI_I": {"state": "MASTER"},
+        },
+    }
+    health = runner.report(VIPS, held, vrrp, {"master": _rows("haproxy-show-stat-servers.csv")})
+    assert health["errors"] == ["standby: VRRP sync group split (VI_E BACKUP, VI_I MASTER)"], health["errors"]
+    vrrp["standby"]["INSTANCE-VI_I"]["state"] = "BACKUP"
+    assert runner.report(VIPS, held, vrrp, {"master": _rows("haproxy-show-stat-servers.csv")})["healthy"]
+
+
 STANDBY_HOLDS = {"standby": dict.fromkeys(VIPS, "eth0")}
 
 

@@ -91,6 +91,7 @@ ROLE_STATES = {
     "nas": ["nfs-server-exports-file", "webcontent-page-index.php", "webcontent-page-pi.php"],
     "director": [
         "gateway-iptables-snat",
+        "conntrackd-service-running",
         "dnsmasq-service-running",
         "keepalived-service-running",
         "haproxy-service-running",
@@ -168,7 +169,7 @@ def test_the_catalogues_services_are_those_the_highstate_runs(salt_call, node):
         if str(args["name"]).startswith("/etc/systemd/system/") and str(args["name"]).endswith(".service")
     }
     role = SEED["nodes"][node]["roles"][0]
-    expected = {"nas": {"nfs-server"}, "director": {"dnsmasq", "keepalived", "haproxy"}}
+    expected = {"nas": {"nfs-server"}, "director": {"conntrackd", "dnsmasq", "keepalived", "haproxy"}}
     expected |= {"web": {"apache2"}, "dns": {"named"}}
     assert set(catalogue.services(role)) == expected[role]
     assert running - written - {"nftables"} == expected[role]
@@ -179,7 +180,12 @@ def test_the_catalogues_services_are_those_the_highstate_runs(salt_call, node):
     [
         (
             "master",
-            [{"interval": 1}, {"services": ["dnsmasq", "keepalived", "haproxy"]}, {"haproxy": True}, {"vrrp": True}],
+            [
+                {"interval": 1},
+                {"services": ["conntrackd", "dnsmasq", "keepalived", "haproxy"]},
+                {"haproxy": True},
+                {"vrrp": True},
+            ],
         ),
         ("web1", [{"interval": 1}, {"services": ["apache2"]}, {"backend": True}]),
         ("dns1", [{"interval": 1}, {"services": ["named"]}, {"backend": True}]),
