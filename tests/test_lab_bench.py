@@ -10,7 +10,8 @@ import pytest
 
 from lab import bench
 from lab.bench import report
-from labtools import lab
+from lab.topology import load
+from labtools import in_node, lab
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -97,14 +98,24 @@ def test_failover_meets_its_targets_with_the_defaults_right_after_the_sweeps(qui
     assert director["l7"]["failed_retry_once"] == 0, director["l7"]
 
 
+def ipvs_connections_shared() -> bool:
+    """Whether the leader's keepalived runs the kernel's IPVS sync daemon
+    (keepalived:ipvs_sync), from its configuration file."""
+    leader = load()[1]["vrrp"]["leader"]
+    conf = in_node(leader, "cat", "/etc/keepalived/keepalived.conf").stdout
+    return any(line.split()[:1] == ["lvs_sync_daemon"] for line in conf.splitlines())
+
+
 def test_established_flows_survive_the_cable_cut_and_the_failback(quick):
-    """A download through IPVS (.202:80, from the external client) and one
-    through the NAT gateway (a web server from the lab's upstream node),
-    each across the leader's cable cut and its heal: every byte arrives, the
-    SHA-256 matches the one taken where the file was written, and the
-    longest stall is shorter than the cut: the standby carried the
-    connection on (the kernels' IPVS sync, conntrackd) instead of it waiting
-    for the healed director."""
+    """A download through the NAT gateway (a web server from the lab's
+    upstream node) across the leader's cable cut and its heal: every byte
+    arrives, the SHA-256 matches the one taken where the file was written,
+    and the longest stall is shorter than the cut: the standby carried the
+    connection on (conntrackd) instead of it waiting for the healed
+    director. The same for a download through IPVS (.202:80, from the
+    external client) when the directors share IPVS connections; when they
+    do not (keepalived:ipvs_sync off, the default), that one is not carried
+    by the standby: it fails, or waits out the cut."""
     _, results = quick
     flows = {f["name"]: f for f in results["flows"]}
     expected = set(bench.flows.DRILLS) if results["meta"]["ipvs"] else {"nat download across a cable cut"}
@@ -114,9 +125,15 @@ def test_established_flows_survive_the_cable_cut_and_the_failback(quick):
             f"{name}: {row['bytes']} of {row['expected_bytes']} bytes, checksum ok {row['checksum_ok']},"
             f" longest stall {row['stall_s']} s, cut {row['hold_s']} s, failback after {row['failback_s']} s"
         )
-    for row in flows.values():
-        assert row["error"] is None and row["checksum_ok"], row
-        assert row["stall_s"] < row["hold_s"], row
+    shared = {"nat download across a cable cut"}
+    if results["meta"]["ipvs"] and ipvs_connections_shared():
+        shared.add("ipvs download across a cable cut")
+    for name, row in flows.items():
+        if name in shared:
+            assert row["error"] is None and row["checksum_ok"], row
+            assert row["stall_s"] < row["hold_s"], row
+        else:
+            assert row["error"] is not None or row["stall_s"] >= row["hold_s"], row
 
 
 def test_quick_run_writes_plots_and_a_report(quick):
