@@ -424,7 +424,9 @@ def test_a_web_minion_forging_events_runs_nothing_anywhere(
     assert reasons == sorted(
         [
             "name " + repr(injected[:60]) + " is not a service web2 watches (apache2)",
-            "name " + repr(injected[:60]) + " is not a service master watches (dnsmasq, keepalived, haproxy)",
+            "name "
+            + repr(injected[:60])
+            + " is not a service master watches (conntrackd, dnsmasq, keepalived, haproxy)",
             "web2 is no director: VRRP events come from directors only",
             "previous " + repr(injected[:60]) + " is not one of MASTER, BACKUP, FAULT, STOP",
             "not confirmed: master says INSTANCE-VI_E is BACKUP, not MASTER",
