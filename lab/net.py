@@ -102,9 +102,14 @@ def wire_taps(node: LabNode) -> None:
         ip(SWITCH, "link", "set", tap, "master", link.bridge, "mtu", str(link.mtu), "up")
 
 
-def _is_tap(port: str) -> bool:
-    """Whether a switch port is a user-mode node's tap (else an nspawn node's veth)."""
-    return " tun type tap " in ip(SWITCH, "-d", "-o", "link", "show", port, check=False).stdout
+def _details(port: str) -> str:
+    """`ip -d` of a switch port: its kind (tap or veth), link and bridge port state."""
+    return ip(SWITCH, "-d", "-o", "link", "show", port, check=False).stdout
+
+
+def _is_tap(details: str) -> bool:
+    """Whether a switch port (its _details) is a user-mode node's tap, else an nspawn node's veth."""
+    return " tun type tap " in details
 
 
 def set_links(node: LabNode, up: bool) -> None:
@@ -120,19 +125,17 @@ def set_links(node: LabNode, up: bool) -> None:
         if link.network == "lab":
             continue
         port = host_ifname(node.name, link.ifname)
-        if _is_tap(port):
+        if _is_tap(_details(port)):
             run(["bridge", "-n", SWITCH, "link", "set", "dev", port, "state", "3" if up else "0"])
         else:
             ip(SWITCH, "link", "set", port, "up" if up else "down")
 
 
 def links_up(node: LabNode) -> bool:
-    port = host_ifname(node.name, node.links[0].ifname)
-    if _is_tap(port):
-        out = run(["bridge", "-n", SWITCH, "link", "show", "dev", port], check=False).stdout
-        return "state forwarding" in out
-    out = ip(SWITCH, "-o", "link", "show", port, check=False).stdout
-    return ",UP" in out or "<UP" in out
+    details = _details(host_ifname(node.name, node.links[0].ifname))
+    if _is_tap(details):
+        return "bridge_slave state forwarding " in details
+    return ",UP" in details or "<UP" in details
 
 
 def unwire(node: LabNode) -> None:
