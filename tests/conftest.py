@@ -162,7 +162,54 @@ def running_lab() -> Iterator[subprocess.CompletedProcess]:
         lab("down", timeout=300, check=False)
 
 
+@pytest.fixture
+def normal_state(running_lab: subprocess.CompletedProcess) -> None:
+    """A test that asserts through the VIPs which director or server answers
+    starts from the cluster's normal state (labtools.wait_until_serving)."""
+    from labtools import wait_until_serving
+
+    wait_until_serving()
+
+
 @pytest.fixture(scope="session")
 def salt_factories_config(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """pytest-salt-factories' daemons keep their trees under pytest's tmp, not /tmp."""
     return {"root_dir": tmp_path_factory.mktemp("salt-factories")}
+
+
+# --- what the directors were doing when a lab test failed ------------------------
+
+# Shown at the end of the session (the part of a CI log that is kept): each
+# director's VRRP states, the addresses it holds, keepalived's processes (a
+# blocked one shows its kernel wait channel) and its last journal lines.
+DIRECTOR_SNAPSHOT = r"""
+cat /run/keepalived-cluster/GROUP-* /run/keepalived-cluster/INSTANCE-* 2>/dev/null | tr '\n' ' '; echo
+ip -br -4 addr show | grep -v '^lo '
+for p in $(pgrep -x keepalived); do echo "pid $p $(cat /proc/$p/wchan) $(cut -d' ' -f3 /proc/$p/stat)"; done
+journalctl -u keepalived -n 25 -o short-precise --no-pager | cut -c8-180
+"""
+SNAPSHOTS: list[str] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or "running_lab" not in getattr(item, "fixturenames", ()) or len(SNAPSHOTS) >= 3:
+        return
+    from lab.topology import load
+    from labtools import in_node
+
+    lines = [f"--- directors when {item.nodeid} failed ({report.when})"]
+    for director in load()[1]["roles"]["director"]:
+        try:
+            out = in_node(director, "sh", "-c", DIRECTOR_SNAPSHOT, check=False, timeout=30).stdout
+        except Exception as exc:  # a snapshot must not hide the failure
+            out = f"no snapshot: {exc}"
+        lines += [f"[{director}]", out.rstrip()]
+    SNAPSHOTS.append("\n".join(lines))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for snapshot in SNAPSHOTS:
+        terminalreporter.write_line(snapshot)

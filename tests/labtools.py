@@ -41,22 +41,30 @@ def servers(url: str, count: int, *extra: str) -> list[str]:
 
 
 def wait_until_serving(timeout: float = 90) -> None:
-    """After a highstate, HAProxy needs a few checks to see every web server up."""
+    """Wait for the cluster's normal state: every web server answers through
+    the VIP (after a highstate HAProxy needs a few checks to see them up), and
+    every VIP is on the VRRP leader, none on another director (after a
+    failover, or a director's stall under load, the leader takes them back
+    once its own checks pass)."""
     import time
 
+    from lab.bench import Cluster, held_vips, vips_in_place
     from lab.topology import load
 
     model = load()[1]
+    cluster = Cluster(model, LAB_NODES, MASTER_NODE, ipvs=True)
     vip = model["vips"]["external"][0]
     web = [model["nodes"][name]["address"] for name in model["roles"]["web"]]
     deadline = time.monotonic() + timeout
     while True:
         script = f"for i in $(seq {2 * len(web)}); do curl -s -m 2 http://{vip}/; done"
         out = in_node("client", "sh", "-c", script, check=False).stdout
-        if all(f"{PREFIX}{address}<" in out for address in web):
+        if all(f"{PREFIX}{address}<" in out for address in web) and vips_in_place(cluster):
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"the web servers did not all come into rotation:\n{out}")
+            vips = [v for group in model["vips"].values() for v in group]
+            held = {name: sorted(held_vips(name, vips)) for name in model["roles"]["director"]}
+            raise AssertionError(f"not in the normal state: VIPs held {held}; through {vip}:\n{out}")
         time.sleep(1)
 
 

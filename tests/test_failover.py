@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.bench import Cluster, holds_vip, wait_for
+from lab.bench import Cluster, held_vips, holds_vip, vips_in_place, wait_for
 from lab.checks import servers_seen
 from lab.topology import load
 from labtools import LAB_NODES, MASTER_NODE, in_node, wait_until_serving
@@ -20,6 +20,7 @@ CLUSTER = Cluster(MODEL, LAB_NODES, MASTER_NODE, ipvs=True)
 LEADER = MODEL["vrrp"]["leader"]
 STANDBY = next(d for d in MODEL["roles"]["director"] if d != LEADER)
 JAR = "/tmp/failover-cookies"
+VIPS = [vip for group in MODEL["vips"].values() for vip in group]
 
 
 def fetch_with_cookie(times: int, save: bool = False) -> list[str]:
@@ -52,7 +53,8 @@ def test_cookie_stickiness_on_the_layer7_port_survives_the_failover():
     print(f"cookie for {server}: through {STANDBY} {during}, back through {LEADER} {after}")
     assert during == [server] * 5 and after == [server] * 5
     in_node("client", "rm", "-f", JAR)
-    # The leader took the VIPs back with every server UP in its HAProxy, or
-    # lost them again to the standby while its checks of the cut caught up:
-    # the next test starts once every server answers through the VIP.
+    # The failback ends in the normal state: every VIP on the leader, none on
+    # the standby (two holders is a split brain).
+    settled = wait_for(lambda: vips_in_place(CLUSTER), 60)
+    assert settled is not None, {name: held_vips(name, VIPS) for name in (LEADER, STANDBY)}
     wait_until_serving()

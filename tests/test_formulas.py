@@ -31,12 +31,14 @@ def stats_credentials() -> tuple[str, str]:
     return stats["user"], stats["password"]
 
 
+@pytest.mark.usefixtures("normal_state")
 def test_round_robin_over_layer4_http():
     answered = servers("http://192.168.1.200/", 6)
     assert sorted(answered) == sorted(WEB * 2), answered
     assert answered[:3] == answered[3:], "not a round robin"
 
 
+@pytest.mark.usefixtures("normal_state")
 def test_https_passes_through_to_every_server_tls12_or_later():
     answered = servers("https://192.168.1.200/", 3, "-k")
     assert sorted(answered) == WEB
@@ -51,6 +53,7 @@ def test_https_passes_through_to_every_server_tls12_or_later():
     assert int(re.search(r"Public-Key: \((\d+) bit\)", cert.stdout)[1]) >= 2048
 
 
+@pytest.mark.usefixtures("normal_state")
 def test_layer7_sticks_to_one_server_and_shows_the_client():
     out = in_node(
         "client",
@@ -70,6 +73,7 @@ def test_only_the_layer7_path_trusts_the_client_header():
     assert "Cliente IP: 192.168.1.10" in l7
 
 
+@pytest.mark.usefixtures("normal_state")
 def test_stats_need_the_pillar_credentials():
     user, password = stats_credentials()
     assert curl("http://10.0.100.200:7000/", "-o", "/dev/null", "-w", "%{http_code}", node="nas") == "401"

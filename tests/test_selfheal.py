@@ -114,6 +114,7 @@ def state_single(target: str, *args: str) -> dict:
     return salt_json(target, "state.single", *args, "-t", "60", check=False)[target]
 
 
+@pytest.mark.usefixtures("normal_state")
 def test_drain_state_changes_once_and_takes_the_node_out():
     first = state_single("master", "cluster_lb.server_state", "name=web3", "admin_state=drain")
     (result,) = first.values()
@@ -141,6 +142,7 @@ def test_drain_state_changes_once_and_takes_the_node_out():
     assert back["result"] is True and back["changes"]
 
 
+@pytest.mark.usefixtures("normal_state")
 def test_vip_held_state_asserts_the_holder():
     (ok,) = state_single("master", "cluster_lb.vip_held", "name=192.168.1.200", "holder=master").values()
     assert ok["result"] is True

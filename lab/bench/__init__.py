@@ -439,16 +439,28 @@ def answering(cluster: Cluster, requests: int) -> set[str]:
     return {w for w in cluster.role("web") if cluster.address(w) in seen}
 
 
+def vips_in_place(cluster: Cluster) -> bool:
+    """The normal state: the VRRP leader holds every VIP, no other director any."""
+    vips = [vip for group in cluster.model["vips"].values() for vip in group]
+    leader = cluster.model["vrrp"]["leader"]
+    return all(held_vips(name, vips) == (set(vips) if name == leader else set()) for name in cluster.role("director"))
+
+
 def serving(cluster: Cluster) -> bool:
-    """Every web server answers through the VIP, and the VRRP leader holds it."""
+    """Every web server answers through the VIP, and the VIPs are in place."""
     webs = cluster.role("web")
-    return answering(cluster, 3 * len(webs)) == set(webs) and holds_vip(cluster.model["vrrp"]["leader"], cluster.vip)
+    return answering(cluster, 3 * len(webs)) == set(webs) and vips_in_place(cluster)
 
 
 def wait_serving(cluster: Cluster, timeout: float = 120) -> None:
     """Start every measurement from a cluster in its normal state."""
     if wait_for(lambda: serving(cluster), timeout) is None:
-        raise RuntimeError(f"the cluster is not serving normally (every web server through {cluster.vip})")
+        vips = [vip for group in cluster.model["vips"].values() for vip in group]
+        held = {name: sorted(held_vips(name, vips)) for name in cluster.role("director")}
+        raise RuntimeError(
+            f"the cluster is not serving normally (every web server through {cluster.vip},"
+            f" every VIP on {cluster.model['vrrp']['leader']} only): VIPs held {held}"
+        )
 
 
 def held_vips(name: str, vips: Iterable[str]) -> set[str]:

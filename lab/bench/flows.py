@@ -77,7 +77,8 @@ def write_payload(flow: Flow, size: int) -> str:
 
 
 # Runs in the downloading node (plain python3 is in every node): reads the
-# URL at RATE bytes/s, hashing the body as it goes; prints one JSON line. Its
+# URL at RATE bytes/s, hashing the body as it goes, for at most `limit`
+# seconds in all and per read; prints one JSON line. Its
 # socket's receive buffer is small, so the server can send only a fraction of
 # a second ahead of the reader: the bytes cross the network while the drill
 # runs, not all at once into the kernel's buffer before the cut.
@@ -111,6 +112,8 @@ try:
         longest = max(longest, time.monotonic() - asked)
         if not body:
             break
+        if time.monotonic() - started > limit:
+            raise TimeoutError(f"still downloading after {limit:.0f} s")
 except (OSError, ValueError) as exc:
     error = type(exc).__name__ + ": " + str(exc)[:200]
     longest = max(longest, time.monotonic() - asked)
@@ -135,7 +138,7 @@ def flow_drill(cluster, name: str, flow: Flow, hold: float) -> dict:
     size = int(RATE * (LEAD_S + hold + 10))  # the lead, the hold, the failback, and some
     wait_serving(cluster)
     expected = write_payload(flow, size)
-    limit = int(size / RATE * 3 + 30)  # a stalled read gives up after this
+    limit = int(size / RATE * 3 + 30)  # a stalled or crawling download gives up after this
     argv = ["python3", "-c", DOWNLOADER, flow.url, str(RATE), str(limit)]
     result: list = []
     download = threading.Thread(target=lambda: result.append(node.execute(flow.client, argv, timeout=limit * 2)))
