@@ -51,7 +51,7 @@ NETWORK_KEYS = ("cidr", "mtu", "dhcp", "reverse_zone", "gateway")
 DHCP_KEYS = ("start", "end", "lease_time")
 NODE_KEYS = ("roles", "aliases", "priority", "interfaces")
 INTERFACE_KEYS = ("network", "address", "mac", "dhcp")
-VRRP_KEYS = ("sync_group", "version", "advert_int", "instances")
+VRRP_KEYS = ("sync_group", "version", "advert_int", "ipvs_sync", "instances")
 INSTANCE_KEYS = ("network", "virtual_router_id")
 HAPROXY_KEYS = ("frontends", "backends", "stats")
 FRONTEND_KEYS = ("vip", "port", "mode", "backend")
@@ -64,7 +64,7 @@ VRID_RANGE = (1, 255)
 PRIORITY_RANGE = (1, 254)  # 255 is reserved for the address owner
 # VRRP when the topology does not say: version 3, 0.1 s adverts (a takeover
 # within about 0.4 s of the last advert).
-VRRP_DEFAULTS = {"version": 3, "advert_int": 0.1}
+VRRP_DEFAULTS = {"version": 3, "advert_int": 0.1, "ipvs_sync": True}
 VRRP_PASS_MAX = 8  # keepalived truncates PASS authentication to 8 characters
 
 # Zone timers (seconds), the seed's values.
@@ -475,6 +475,8 @@ def _check_vrrp(ck: _Checker, topo: Mapping, networks: dict, nodes: dict) -> Non
     elif version == 2 and advert != int(advert):
         # VRRPv2 carries whole seconds; VRRPv3 centiseconds (and no authentication).
         ck.add("vrrp.advert_int", advert, "is not whole seconds, which VRRP version 2 needs (set vrrp.version: 3)")
+    if not isinstance(vrrp.get("ipvs_sync", VRRP_DEFAULTS["ipvs_sync"]), bool):
+        ck.add("vrrp.ipvs_sync", vrrp["ipvs_sync"], "is not true or false")
     instances = ck.mapping(vrrp, "instances", "vrrp.instances", "one instance per network with VIPs")
     covered = _check_instances(ck, instances, networks, nodes, directors)
     raw_vips = topo.get("vips") if isinstance(topo.get("vips"), Mapping) else {}
@@ -740,7 +742,9 @@ def derive(topology: Mapping) -> dict:
         "ipvs": ipvs_view(topology.get("ipvs") or {}, nodes),
         "nfs": nfs_view(topology.get("nfs") or {}, networks, nodes),
     }
-    model["firewall"] = firewall_view(networks, nodes, vips, model["haproxy"], model["ipvs"], model["nfs"])
+    model["firewall"] = firewall_view(
+        networks, nodes, vips, model["haproxy"], model["ipvs"], model["nfs"], model["vrrp"]
+    )
     return model
 
 
@@ -940,17 +944,19 @@ def vrrp_view(spec: Mapping, networks: Mapping, nodes: Mapping, vips: Mapping) -
             "state": "MASTER" if director["name"] == leader else "BACKUP",
             "priority": director["priority"],
             "instances": instances,
-            "state_sync": _state_sync(instances),
+            "state_sync": _state_sync(instances, spec.get("ipvs_sync", VRRP_DEFAULTS["ipvs_sync"])),
         }
     return {"leader": leader, "directors": per_director}
 
 
-def _state_sync(instances: list[dict]) -> dict | None:
+def _state_sync(instances: list[dict], ipvs: bool) -> dict | None:
     """How a director shares its connections with its peers, on the internal
-    network: the kernel's IPVS connection sync (keepalived's lvs_sync_daemon,
-    master while the internal instance is MASTER, backup otherwise) and
-    conntrackd (the NAT gateway's connections), both to multicast groups
-    that the firewall accepts from the peers' addresses only."""
+    network: conntrackd (the NAT gateway's connections) and, unless the
+    topology turns it off (vrrp.ipvs_sync), the kernel's IPVS connection
+    sync (a master and a backup thread on every director, keepalived
+    formula's sync unit); both to multicast groups that the firewall accepts
+    from the peers' addresses only. ``ports`` lists the ports in
+    use, for the firewall."""
     internal = next((i for i in instances if i["network"] == "internal"), None)
     if internal is None or not internal["unicast_peers"]:
         return None
@@ -960,8 +966,9 @@ def _state_sync(instances: list[dict]) -> dict | None:
         "peers": internal["unicast_peers"],
         "instance": internal["name"],
         "sync_id": internal["virtual_router_id"],
-        "ipvs_port": STATE_SYNC_PORTS["ipvs"],
+        "ipvs_port": STATE_SYNC_PORTS["ipvs"] if ipvs else None,
         "conntrack_port": STATE_SYNC_PORTS["conntrackd"],
+        "ports": sorted([STATE_SYNC_PORTS["conntrackd"]] + ([STATE_SYNC_PORTS["ipvs"]] if ipvs else [])),
     }
 
 
@@ -1104,7 +1111,7 @@ def _published(vips: Mapping, haproxy: Mapping, ipvs: Mapping) -> list[tuple[str
 
 
 def _director_rules(
-    node: Mapping, networks: Mapping, directors: list[str], listeners: list
+    node: Mapping, networks: Mapping, directors: list[str], listeners: list, state_sync: Mapping | None
 ) -> tuple[list[dict], list[dict]]:
     """A director's input (VRRP from its peers, DHCP, the DNS forwarder, the
     published services) and forward (the NAT gateway) rules."""
@@ -1113,8 +1120,9 @@ def _director_rules(
     peers = [a for a in directors if a != node["address"]]
     if peers:
         inputs.append(_fw_rule("vrrp from the peer directors", "vrrp", iif=inside, saddr=peers))
-        sync_ports = sorted(STATE_SYNC_PORTS.values())
-        inputs.append(_fw_rule("connection state from the peer directors", "udp", sync_ports, iif=inside, saddr=peers))
+    if peers and state_sync:
+        rule = _fw_rule("connection state from the peer directors", "udp", state_sync["ports"], iif=inside, saddr=peers)
+        inputs.append(rule)
     inputs.append(_fw_rule("dhcp server", "udp", [DHCP_PORTS["server"]], iif=inside))
     for protocol in PROTOCOLS:
         inputs.append(_fw_rule(f"dns forwarder ({protocol})", protocol, [53], iif=inside, saddr=[internal_cidr]))
@@ -1143,7 +1151,9 @@ def _server_rules(node: Mapping, directors: list[str], vips: Mapping, haproxy: M
     return inputs
 
 
-def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, haproxy: Mapping, ipvs: Mapping, nfs: Any) -> dict:
+def firewall_view(
+    networks: Mapping, nodes: Mapping, vips: Mapping, haproxy: Mapping, ipvs: Mapping, nfs: Any, vrrp: Mapping
+) -> dict:
     """Each node's host firewall: what it accepts (input) and routes (forward).
 
     Everything not listed is dropped, and so is everything from the external
@@ -1164,7 +1174,8 @@ def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, haproxy: Map
         if any(iface["dhcp"] for iface in node["interfaces"].values()):
             inputs.append(_fw_rule("dhcp answers", "udp", [DHCP_PORTS["client"]], iif=inside, saddr=directors))
         if "director" in roles:
-            director_inputs, forward = _director_rules(node, networks, directors, listeners)
+            state_sync = vrrp["directors"].get(name, {}).get("state_sync")
+            director_inputs, forward = _director_rules(node, networks, directors, listeners, state_sync)
             inputs += director_inputs
         if "nas" in roles and nfs:
             inputs.append(_fw_rule("nfs to its clients", "tcp", [NFS_PORT], iif=inside, saddr=nfs["export_to"]))

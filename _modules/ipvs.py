@@ -13,6 +13,7 @@ CLI examples::
     salt-call ipvs.services
     salt-call ipvs.services stats=True rate=True
     salt-call ipvs.check                     # live table vs cluster.model
+    salt-call ipvs.sync_daemons              # the connection sync threads
     salt-call ipvs.set_weight udp 192.168.1.200:53 10.0.100.22:53 0
 """
 
@@ -28,7 +29,7 @@ from typing import Any
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "ipvs"
-__load__ = ["services", "check", "set_weight", "node_plan", "set_node"]
+__load__ = ["services", "check", "sync_daemons", "set_weight", "node_plan", "set_node"]
 
 PROC = "/proc/net/ip_vs"
 FORWARD = {"Masq": "nat", "Route": "dr", "Tunnel": "tun", "Local": "local"}
@@ -234,6 +235,43 @@ def compare(expected: list[dict], live: list[dict]) -> dict[str, Any]:
     return result
 
 
+_DAEMON = re.compile(r"^(master|backup) sync daemon \((.*)\)$")
+
+
+def parse_daemons(text: str) -> list[dict[str, Any]]:
+    """``ipvsadm -L --daemon`` -> the running sync threads (pure): state
+    (master or backup), interface, sync id, multicast group and port."""
+    out = []
+    for line in text.splitlines():
+        if m := _DAEMON.match(line.strip()):
+            fields = dict(part.split("=", 1) for part in m[2].split(", ") if "=" in part)
+            out.append(
+                {
+                    "state": m[1],
+                    "interface": fields.get("mcast"),
+                    "sync_id": int(fields["syncid"]) if "syncid" in fields else None,
+                    "group": fields.get("group"),
+                    "port": int(fields["port"]) if "port" in fields else None,
+                }
+            )
+    return out
+
+
+def compare_sync(expected: dict | None, live: list[dict]) -> list[str]:
+    """The sync threads a director should run and does not (pure): with the
+    model's ``state_sync`` sharing IPVS connections (an ``ipvs_port``), a
+    master and a backup thread on its interface, sync id and port; none
+    otherwise (a thread of any kind is then reported too)."""
+    want = set()
+    if expected and expected.get("ipvs_port"):
+        where = (expected["interface"], expected["sync_id"], expected["ipvs_port"])
+        want = {(state, *where) for state in ("master", "backup")}
+    have = {(d["state"], d["interface"], d["sync_id"], d["port"]) for d in live}
+    problems = [f"{s} sync thread on {i} (syncid {n}, port {p}) is not running" for s, i, n, p in sorted(want - have)]
+    problems += [f"unexpected {s} sync thread on {i} (syncid {n}, port {p})" for s, i, n, p in sorted(have - want)]
+    return problems
+
+
 # ---------------------------------------------------------------------------
 # Salt functions
 # ---------------------------------------------------------------------------
@@ -256,12 +294,25 @@ def services(stats: bool = False, rate: bool = False) -> list[dict[str, Any]]:
     return merge(table, counters, rates)
 
 
+def sync_daemons() -> list[dict[str, Any]]:
+    """The kernel's IPVS connection sync threads running on this node.
+
+    CLI example: ``salt-call ipvs.sync_daemons``"""
+    return parse_daemons(_ipvsadm("-L", "--daemon"))
+
+
 def check() -> dict[str, Any]:
-    """The live table compared with the cluster topology's virtual servers.
+    """The live table compared with the cluster topology's virtual servers,
+    and the connection sync threads with the ones this director should run
+    (``sync``: what is wrong, empty when right).
 
     CLI example: ``salt-call ipvs.check``"""
     model = __salt__["cluster.model"]()  # noqa: F821
-    return compare(model["ipvs"]["virtual_servers"], services())
+    result = compare(model["ipvs"]["virtual_servers"], services())
+    director = model["vrrp"]["directors"].get(__opts__["id"], {})  # noqa: F821
+    result["sync"] = compare_sync(director.get("state_sync"), sync_daemons())
+    result["matches"] = result["matches"] and not result["sync"]
+    return result
 
 
 def plan_node(live: list[dict], address: str, weight: int) -> list[dict[str, Any]]:

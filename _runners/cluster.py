@@ -176,6 +176,7 @@ def _ipvs_report(director: str, diff: Any, errors: list[str], warnings: list[str
         f"IPVS on {director}: {d['service']} has unexpected {d['real_server']}" for d in diff["extra_real_servers"]
     ]
     warnings += [f"IPVS on {director}: {d['service']} -> {d['real_server']} has weight 0" for d in diff["zero_weight"]]
+    errors += [f"IPVS on {director}: connection sync: {problem}" for problem in diff.get("sync", [])]
     return "matches the topology" if diff["matches"] else "differs from the topology"
 
 

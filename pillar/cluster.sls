@@ -96,6 +96,12 @@ cluster:
     # multicast adverts with PASS authentication, whole seconds only.
     version: 3
     advert_int: 0.1
+    # Share the IPVS connections with the peer directors (the kernel's sync
+    # threads on the internal network, a unit of their own; the firewall
+    # opens their port to the peers only when on), so that they survive a
+    # takeover and the failback. The NAT gateway's connections are always
+    # shared (conntrackd).
+    ipvs_sync: true
     instances:
       VI_E: {network: external, virtual_router_id: 51}
       VI_I: {network: internal, virtual_router_id: 52}

@@ -18,12 +18,14 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, load_module
 from lab.bench import Cluster, Probe, held_vips
 from lab.topology import OPERATOR, load
 from labtools import LAB_NODES, MASTER_NODE, PREFIX, in_node, salt_json, wait_until_serving
 
 pytestmark = pytest.mark.usefixtures("running_lab")
+
+cluster = load_module("_modules/cluster.py", "cluster_model")
 
 _, MODEL, NODES = load()
 VIP = MODEL["vips"]["external"][0]
@@ -138,8 +140,10 @@ def test_connection_state_is_taken_from_the_peer_directors_only(vantage):
     operator, at each director's internal address) are all dropped: each
     director's input drop counter grows by at least what was aimed at it,
     and the peers' state keeps flowing (conntrackd still receives)."""
+    # The ports in use and, when the IPVS sync is off, its port too (nothing
+    # listens there, and it must be closed all the same).
     sync = MODEL["vrrp"]["directors"][LEADER]["state_sync"]
-    ports = [sync["ipvs_port"], sync["conntrack_port"]]
+    ports = sorted({*sync["ports"], cluster.STATE_SYNC_PORTS["ipvs"]})
     count = 20
     network = "external" if vantage == "client" else "internal"
     aimed = {d: [MODEL["nodes"][d]["addresses"][network]] for d in DIRECTORS}

@@ -496,3 +496,21 @@ def test_a_director_is_rolled_out_once_it_balances_to_every_server_of_the_topolo
     assert "web-http-l4/web4: DOWN (L4CON)" in balancer.not_in_rotation(with_web4, rows, None)
     drained = [{**r, "status": "DRAIN"} if r["server"] == "web2" else r for r in SEED_ROWS]
     assert balancer.not_in_rotation(full, drained, None) == []  # drained on purpose, not missing
+
+
+def test_ipvs_sync_threads_parsed_and_compared_with_the_model():
+    """Both threads on one director (captured on the lab's master director)."""
+    live = ipvs.parse_daemons(ipvs_fixture("ipvs-daemon-both.txt"))
+    assert live == [
+        {"state": state, "interface": "eth1", "sync_id": 52, "group": "224.0.0.81", "port": 8848}
+        for state in ("master", "backup")
+    ]
+    assert ipvs.parse_daemons("") == []
+    expected = {"interface": "eth1", "sync_id": 52, "ipvs_port": 8848}
+    assert ipvs.compare_sync(expected, live) == []
+    assert ipvs.compare_sync(expected, live[:1]) == ["backup sync thread on eth1 (syncid 52, port 8848) is not running"]
+    # Off in the topology: a thread left running is reported.
+    assert ipvs.compare_sync({**expected, "ipvs_port": None}, live[1:]) == [
+        "unexpected backup sync thread on eth1 (syncid 52, port 8848)"
+    ]
+    assert ipvs.compare_sync(None, []) == []

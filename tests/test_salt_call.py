@@ -420,6 +420,51 @@ def test_only_the_leader_delays_taking_the_vips(salt_call, node, delay):
         ), instance
 
 
+IPVS_SYNC_UNIT = (
+    '{%- set tplroot = "keepalived" %}'
+    '{%- from "keepalived/map.jinja" import keepalived as settings, node with context %}'
+    "{%- set sync = node.vrrp.state_sync %}"
+    '{% include "keepalived/files/ipvs-sync.service.jinja" %}'
+)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_ipvs_connection_sync_follows_the_topology(salt_call, topology, shared):
+    """vrrp.ipvs_sync runs the kernel's IPVS sync threads (a master and a
+    backup one, in a unit that keepalived wants) and opens their port to the
+    peer director; off, the unit is stopped and removed and the firewall
+    opens only conntrackd's port, which is always in use. keepalived itself
+    never starts or stops the threads."""
+    topology["vrrp"]["ipvs_sync"] = shared
+    pillar = salt_call.pillar(topology)
+    grains = {"cluster_kernel": {"ipvs": True}}
+    code, states, stderr = salt_call("state.show_sls", "keepalived", node="master", pillar=pillar, grains=grains)
+    assert code == 0, stderr
+    sync_states = {name.removeprefix("keepalived-") for name in states if "ipvs-sync" in name}
+    assert sync_states == (
+        {"config-ipvs-sync-unit", "config-ipvs-sync-wanted", "service-ipvs-sync-running"}
+        if shared
+        else {"config-ipvs-sync-absent", "service-ipvs-sync-dead"}
+    )
+    rendered = {}
+    for name, template in (("keepalived", KEEPALIVED_CONFIG), ("firewall", FIREWALL), ("unit", IPVS_SYNC_UNIT)):
+        code, text, stderr = salt_call(
+            "slsutil.renderer", f"string={template}", "default_renderer=jinja", node="master", pillar=pillar
+        )
+        assert code == 0, stderr
+        rendered[name] = text
+    assert "lvs_sync_daemon" not in rendered["keepalived"]
+    if shared:
+        starts = [line for line in rendered["unit"].splitlines() if line.startswith("ExecStart=")]
+        assert starts == [
+            f"ExecStart=/usr/sbin/ipvsadm --start-daemon {role} --mcast-interface eth1 --syncid 52 --mcast-port 8848"
+            for role in ("master", "backup")
+        ]
+    rule = next(line for line in rendered["firewall"].splitlines() if "connection state from the peer" in line)
+    assert "ip saddr 10.0.100.50" in rule or "ip saddr { 10.0.100.50 }" in rule, rule
+    assert ("udp dport { 3780, 8848 }" if shared else "udp dport { 3780 }") in rule, rule
+
+
 FIREWALL = (
     '{%- set tplroot = "firewall" %}{%- from "firewall/map.jinja" import firewall as settings with context %}'
     '{% include "firewall/files/nftables.conf.jinja" %}'

@@ -123,6 +123,7 @@ CASES = [
         "vrrp.advert_int: 0.2 is not whole seconds, which VRRP version 2 needs (set vrrp.version: 3)",
     ),
     Case("vrrp-version", _set("vrrp.version", 4), "vrrp.version: 4 is not 2 or 3"),
+    Case("vrrp-ipvs-sync", _set("vrrp.ipvs_sync", "yes"), "vrrp.ipvs_sync: 'yes' is not true or false"),
     Case(
         "equal-priorities",
         _set("nodes.standby.priority", 150),

@@ -1,5 +1,5 @@
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import keepalived, auth_pass, ipvs_enabled, process_events, model, node with context %}
+{%- from tplroot ~ "/map.jinja" import keepalived, auth_pass, ipvs_enabled, ipvs_sync, process_events, model, node with context %}
 
 include:
   - {{ tplroot }}.package
@@ -62,6 +62,47 @@ keepalived-service-haproxy-watch-running:
     - watch:
       - file: keepalived-config-haproxy-watch-script
       - file: keepalived-config-haproxy-watch-unit
+
+{%- set sync_unit = '/etc/systemd/system/' ~ keepalived.sync_service ~ '.service' %}
+{%- set sync_wanted = '/etc/systemd/system/' ~ keepalived.service ~ '.service.d/' ~ keepalived.sync_service ~ '.conf' %}
+{%- if ipvs_sync %}
+
+# IPVS connections shared with the peers (vrrp.ipvs_sync): keepalived wants
+# the sync unit, as it wants the watcher.
+keepalived-config-ipvs-sync-unit:
+  file.managed:
+    - name: {{ sync_unit }}
+    - source: salt://{{ tplroot }}/files/ipvs-sync.service.jinja
+    - template: jinja
+    - context:
+        settings: {{ keepalived | json }}
+        sync: {{ node.vrrp.state_sync | json }}
+
+keepalived-config-ipvs-sync-wanted:
+  file.managed:
+    - name: {{ sync_wanted }}
+    - makedirs: true
+    - contents: |
+        # Managed by Salt (keepalived formula).
+        [Unit]
+        Wants={{ keepalived.sync_service }}.service
+{%- else %}
+
+# Not shared (vrrp.ipvs_sync off, or no IPVS here): no sync threads, and no
+# unit left from when it was on (stopped first: keepalived-service-ipvs-sync-dead).
+keepalived-config-ipvs-sync-absent:
+  file.absent:
+    - names:
+      - {{ sync_wanted }}
+      - {{ sync_unit }}
+    - require:
+      - service: keepalived-service-ipvs-sync-dead
+
+keepalived-service-ipvs-sync-dead:
+  service.dead:
+    - name: {{ keepalived.sync_service }}
+    - enable: false
+{%- endif %}
 
 # The VRRP key, in a file of its own that the configuration includes: it
 # carries a secret, so no diff of it reaches a state's return (job cache,

@@ -1,5 +1,5 @@
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import keepalived, ipvs_enabled with context %}
+{%- from tplroot ~ "/map.jinja" import keepalived, ipvs_enabled, ipvs_sync with context %}
 
 include:
   - {{ tplroot }}.config
@@ -16,6 +16,17 @@ keepalived-service-running:
       - file: keepalived-config-file-managed
       - file: keepalived-config-auth-managed
       - file: keepalived-config-notify-script
+{%- if ipvs_sync %}
+
+# Started before keepalived at boot; here, restarted when its unit changes.
+keepalived-service-ipvs-sync-running:
+  service.running:
+    - name: {{ keepalived.sync_service }}
+    - require:
+      - file: keepalived-config-ipvs-sync-wanted
+    - watch:
+      - file: keepalived-config-ipvs-sync-unit
+{%- endif %}
 {%- if ipvs_enabled %}
 {%- for name, value in keepalived.ipvs_sysctl | dictsort %}
 
