@@ -80,6 +80,11 @@ def report(
     ipvs_report = {
         director: _ipvs_report(director, (ipvs or {}).get(director), errors, warnings) for director in active
     }
+    # A standby's sync threads matter too: its backup thread holds the
+    # connections it must carry on when it takes over.
+    for director, diff in sorted((ipvs or {}).items()):
+        if director not in active and isinstance(diff, dict):
+            errors += [f"IPVS on {director}: connection sync: {problem}" for problem in diff.get("sync", [])]
     dropped = {}
     for director, answer in sorted((firewall or {}).items()):
         if isinstance(answer, dict):

@@ -152,6 +152,23 @@ def test_runner_reports_a_split_sync_group():
     assert runner.report(VIPS, held, vrrp, {"master": _rows("haproxy-show-stat-servers.csv")})["healthy"]
 
 
+def test_runner_reports_missing_ipvs_sync_threads_on_every_director():
+    """The holder's IPVS table is compared with the topology; the sync
+    threads of every answering director are, the standby's included (its
+    backup thread holds the connections it must carry on)."""
+    held = {"master": dict.fromkeys(VIPS, "eth0"), "standby": dict.fromkeys(VIPS)}
+    rows = {"master": _rows("haproxy-show-stat-servers.csv")}
+    fine = {"matches": True, "missing_services": [], "extra_services": [], "missing_real_servers": []}
+    fine |= {"extra_real_servers": [], "zero_weight": [], "sync": []}
+    missing = "backup sync thread on eth1 (syncid 52, port 8848) is not running"
+    ipvs_diffs = {"master": fine, "standby": {**fine, "matches": False, "sync": [missing]}}
+    health = runner.report(VIPS, held, {}, rows, ipvs_diffs)
+    assert health["errors"] == [f"IPVS on standby: connection sync: {missing}"], health["errors"]
+    assert health["ipvs"] == {"master": "matches the topology"}
+    ipvs_diffs["standby"]["sync"] = []
+    assert runner.report(VIPS, held, {}, rows, ipvs_diffs)["healthy"]
+
+
 STANDBY_HOLDS = {"standby": dict.fromkeys(VIPS, "eth0")}
 
 
