@@ -955,8 +955,8 @@ def _state_sync(instances: list[dict], ipvs: bool) -> dict | None:
     topology turns it off (vrrp.ipvs_sync), the kernel's IPVS connection
     sync (a master and a backup thread on every director, keepalived
     formula's sync unit); both to multicast groups that the firewall accepts
-    from the peers' addresses only. ``ports`` lists the ports in
-    use, for the firewall."""
+    from the peers' addresses only. ``ipvs_port`` is None when the IPVS
+    connections are not shared."""
     internal = next((i for i in instances if i["network"] == "internal"), None)
     if internal is None or not internal["unicast_peers"]:
         return None
@@ -968,7 +968,6 @@ def _state_sync(instances: list[dict], ipvs: bool) -> dict | None:
         "sync_id": internal["virtual_router_id"],
         "ipvs_port": STATE_SYNC_PORTS["ipvs"] if ipvs else None,
         "conntrack_port": STATE_SYNC_PORTS["conntrackd"],
-        "ports": sorted([STATE_SYNC_PORTS["conntrackd"]] + ([STATE_SYNC_PORTS["ipvs"]] if ipvs else [])),
     }
 
 
@@ -1121,8 +1120,8 @@ def _director_rules(
     if peers:
         inputs.append(_fw_rule("vrrp from the peer directors", "vrrp", iif=inside, saddr=peers))
     if peers and state_sync:
-        rule = _fw_rule("connection state from the peer directors", "udp", state_sync["ports"], iif=inside, saddr=peers)
-        inputs.append(rule)
+        ports = sorted(p for p in (state_sync["conntrack_port"], state_sync["ipvs_port"]) if p)
+        inputs.append(_fw_rule("connection state from the peer directors", "udp", ports, iif=inside, saddr=peers))
     inputs.append(_fw_rule("dhcp server", "udp", [DHCP_PORTS["server"]], iif=inside))
     for protocol in PROTOCOLS:
         inputs.append(_fw_rule(f"dns forwarder ({protocol})", protocol, [53], iif=inside, saddr=[internal_cidr]))

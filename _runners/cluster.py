@@ -80,10 +80,10 @@ def report(
     ipvs_report = {
         director: _ipvs_report(director, (ipvs or {}).get(director), errors, warnings) for director in active
     }
-    # A standby's sync threads matter too: its backup thread holds the
-    # connections it must carry on when it takes over.
+    # Every director's sync threads, the standby's included: its backup
+    # thread holds the connections it must carry on when it takes over.
     for director, diff in sorted((ipvs or {}).items()):
-        if director not in active and isinstance(diff, dict):
+        if isinstance(diff, dict):
             errors += [f"IPVS on {director}: connection sync: {problem}" for problem in diff.get("sync", [])]
     dropped = {}
     for director, answer in sorted((firewall or {}).items()):
@@ -181,7 +181,6 @@ def _ipvs_report(director: str, diff: Any, errors: list[str], warnings: list[str
         f"IPVS on {director}: {d['service']} has unexpected {d['real_server']}" for d in diff["extra_real_servers"]
     ]
     warnings += [f"IPVS on {director}: {d['service']} -> {d['real_server']} has weight 0" for d in diff["zero_weight"]]
-    errors += [f"IPVS on {director}: connection sync: {problem}" for problem in diff.get("sync", [])]
     return "matches the topology" if diff["matches"] else "differs from the topology"
 
 

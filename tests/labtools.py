@@ -48,7 +48,7 @@ def wait_until_serving(timeout: float = 90) -> None:
     once its own checks pass)."""
     import time
 
-    from lab.bench import Cluster, held_vips, vips_in_place
+    from lab.bench import Cluster, vips_held, vips_in_place
     from lab.topology import load
 
     model = load()[1]
@@ -62,9 +62,7 @@ def wait_until_serving(timeout: float = 90) -> None:
         if all(f"{PREFIX}{address}<" in out for address in web) and vips_in_place(cluster):
             return
         if time.monotonic() > deadline:
-            vips = [v for group in model["vips"].values() for v in group]
-            held = {name: sorted(held_vips(name, vips)) for name in model["roles"]["director"]}
-            raise AssertionError(f"not in the normal state: VIPs held {held}; through {vip}:\n{out}")
+            raise AssertionError(f"not in the normal state: VIPs held {vips_held(cluster)}; through {vip}:\n{out}")
         time.sleep(1)
 
 

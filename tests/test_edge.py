@@ -140,10 +140,11 @@ def test_connection_state_is_taken_from_the_peer_directors_only(vantage):
     operator, at each director's internal address) are all dropped: each
     director's input drop counter grows by at least what was aimed at it,
     and the peers' state keeps flowing (conntrackd still receives)."""
-    # The ports in use and, when the IPVS sync is off, its port too (nothing
-    # listens there, and it must be closed all the same).
+    # conntrackd's port and the IPVS sync's, whether in use or not (when the
+    # topology does not share IPVS connections, nothing listens there, and it
+    # must be closed all the same).
     sync = MODEL["vrrp"]["directors"][LEADER]["state_sync"]
-    ports = sorted({*sync["ports"], cluster.STATE_SYNC_PORTS["ipvs"]})
+    ports = sorted({sync["conntrack_port"], cluster.STATE_SYNC_PORTS["ipvs"]})
     count = 20
     network = "external" if vantage == "client" else "internal"
     aimed = {d: [MODEL["nodes"][d]["addresses"][network]] for d in DIRECTORS}

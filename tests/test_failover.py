@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.bench import Cluster, held_vips, holds_vip, vips_in_place, wait_for
+from lab.bench import Cluster, holds_vip, vips_held, vips_in_place, wait_for
 from lab.checks import servers_seen
 from lab.topology import load
 from labtools import LAB_NODES, MASTER_NODE, in_node, wait_until_serving
@@ -21,21 +21,18 @@ LEADER = MODEL["vrrp"]["leader"]
 STANDBY = next(d for d in MODEL["roles"]["director"] if d != LEADER)
 JAR = "/tmp/failover-cookies"
 SERVERS = [MODEL["nodes"][name]["address"] for name in MODEL["roles"]["web"]]
-VIPS = [vip for group in MODEL["vips"].values() for vip in group]
 
 
-def fetch_without_cookie(times: int) -> list[str]:
-    """The servers that answered ``times`` layer 7 requests sent with no cookie."""
+def fetch(times: int, *curl_args: str) -> list[str]:
+    """The servers that answered ``times`` layer 7 requests (with these curl arguments)."""
     url = f"http://{CLUSTER.vip}:{CLUSTER.l7_port}/"
-    return servers_seen(in_node("client", "sh", "-c", f"for i in $(seq {times}); do curl -s -m 3 {url}; done").stdout)
+    script = f"for i in $(seq {times}); do curl -s -m 3 {' '.join(curl_args)} {url}; done"
+    return servers_seen(in_node("client", "sh", "-c", script).stdout)
 
 
 def fetch_with_cookie(times: int, save: bool = False) -> list[str]:
     """The servers that answered ``times`` layer 7 requests sent with the jar."""
-    url = f"http://{CLUSTER.vip}:{CLUSTER.l7_port}/"
-    save_arg = f"-c {JAR}" if save else ""
-    script = f"for i in $(seq {times}); do curl -s -m 3 -b {JAR} {save_arg} {url}; done"
-    return servers_seen(in_node("client", "sh", "-c", script).stdout)
+    return fetch(times, "-b", JAR, *(["-c", JAR] if save else []))
 
 
 def test_cookie_stickiness_on_the_layer7_port_survives_the_failover():
@@ -62,9 +59,9 @@ def test_cookie_stickiness_on_the_layer7_port_survives_the_failover():
     # meanwhile), and ignores a cookie naming one: the cookie is tried once
     # every server is UP there again (a round robin without it reaches all).
     settled = wait_for(lambda: vips_in_place(CLUSTER), 60)
-    assert settled is not None, {name: held_vips(name, VIPS) for name in (LEADER, STANDBY)}
+    assert settled is not None, vips_held(CLUSTER)
     everyone = set(SERVERS)
-    assert wait_for(lambda: set(fetch_without_cookie(2 * len(everyone))) == everyone, 60) is not None
+    assert wait_for(lambda: set(fetch(2 * len(everyone))) == everyone, 60) is not None
     after = fetch_with_cookie(5)
     print(f"cookie for {server}: through {STANDBY} {during}, back through {LEADER} {after}")
     assert during == [server] * 5 and after == [server] * 5

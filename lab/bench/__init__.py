@@ -274,6 +274,11 @@ class Cluster:
         return self.model["vips"]["external"][0]
 
     @property
+    def all_vips(self) -> list[str]:
+        """Every VIP of the topology, of every network."""
+        return [vip for group in self.model["vips"].values() for vip in group]
+
+    @property
     def internal_cidr(self) -> str:
         return self.model["networks"]["internal"]["cidr"]
 
@@ -439,11 +444,16 @@ def answering(cluster: Cluster, requests: int) -> set[str]:
     return {w for w in cluster.role("web") if cluster.address(w) in seen}
 
 
+def vips_held(cluster: Cluster) -> dict[str, list[str]]:
+    """Which VIPs each director holds (one look at each)."""
+    return {name: sorted(held_vips(name, cluster.all_vips)) for name in cluster.role("director")}
+
+
 def vips_in_place(cluster: Cluster) -> bool:
     """The normal state: the VRRP leader holds every VIP, no other director any."""
-    vips = [vip for group in cluster.model["vips"].values() for vip in group]
     leader = cluster.model["vrrp"]["leader"]
-    return all(held_vips(name, vips) == (set(vips) if name == leader else set()) for name in cluster.role("director"))
+    expected = {name: sorted(cluster.all_vips) if name == leader else [] for name in cluster.role("director")}
+    return vips_held(cluster) == expected
 
 
 def serving(cluster: Cluster) -> bool:
@@ -455,11 +465,9 @@ def serving(cluster: Cluster) -> bool:
 def wait_serving(cluster: Cluster, timeout: float = 120) -> None:
     """Start every measurement from a cluster in its normal state."""
     if wait_for(lambda: serving(cluster), timeout) is None:
-        vips = [vip for group in cluster.model["vips"].values() for vip in group]
-        held = {name: sorted(held_vips(name, vips)) for name in cluster.role("director")}
         raise RuntimeError(
             f"the cluster is not serving normally (every web server through {cluster.vip},"
-            f" every VIP on {cluster.model['vrrp']['leader']} only): VIPs held {held}"
+            f" every VIP on {cluster.model['vrrp']['leader']} only): VIPs held {vips_held(cluster)}"
         )
 
 
