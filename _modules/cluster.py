@@ -57,7 +57,9 @@ HAPROXY_KEYS = ("frontends", "backends", "stats")
 FRONTEND_KEYS = ("vip", "port", "mode", "backend")
 BACKEND_KEYS = ("role", "port", "mode", "cookie", "check_path", "balance")
 VIRTUAL_SERVER_KEYS = ("vip", "port", "protocol", "role", "scheduler", "forwarding", "real_port")
-NFS_KEYS = ("export", "mountpoint", "docroot", "clients")
+NFS_KEYS = ("export", "mountpoint", "docroot", "clients", "copy")
+NFS_COPY_KEYS = ("path", "refresh")
+NFS_REFRESH_RANGE = (1, 3600)  # seconds between two refreshes of a client's copy
 DNS_KEYS = ("forwarders", "allow_recursion", "ttl")
 MTU_RANGE = (68, 65535)  # IPv4 minimum .. largest Linux MTU
 VRID_RANGE = (1, 255)
@@ -71,6 +73,8 @@ VRRP_PASS_MAX = 8  # keepalived truncates PASS authentication to 8 characters
 SOA_TIMERS = {"refresh": 28800, "retry": 3600, "expire": 604800, "minimum": 38400}
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# A path the formulas write into Apache's, NFS's and systemd's files as it is.
+_ABSOLUTE = re.compile(r"^/[A-Za-z0-9._/-]*$")
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 # Names of frontends, backends, virtual servers and VRRP instances: they become
@@ -640,8 +644,8 @@ def _check_nfs(ck: _Checker, topo: Mapping, nodes: dict) -> None:
     ck.known("nfs", nfs, NFS_KEYS)
     for key in ("export", "mountpoint", "docroot"):
         value = nfs.get(key)
-        if not (isinstance(value, str) and value.startswith("/") and ".." not in value.split("/")):
-            ck.add(f"nfs.{key}", value, "is not an absolute path")
+        if not (isinstance(value, str) and _ABSOLUTE.match(value) and ".." not in value.split("/")):
+            ck.add(f"nfs.{key}", value, "is not an absolute path (letters, digits, '.', '_', '-' and '/')")
     docroot, mountpoint = nfs.get("docroot"), nfs.get("mountpoint")
     if (
         isinstance(docroot, str)
@@ -654,6 +658,17 @@ def _check_nfs(ck: _Checker, topo: Mapping, nodes: dict) -> None:
         ck.add("nodes", servers, "must hold exactly one node with role 'nas' (the NFS server)")
     for role in _as_list(ck, "nfs.clients", nfs.get("clients", ["web"])):
         ck.choice("nfs.clients", role, ROLES)
+    copy = ck.mapping(nfs, "copy", "nfs.copy", "each client's copy of the docroot", required=False)
+    if copy:
+        ck.known("nfs.copy", copy, NFS_COPY_KEYS)
+        path = copy.get("path")
+        if not (isinstance(path, str) and _ABSOLUTE.match(path) and ".." not in path.split("/")):
+            ck.add("nfs.copy.path", path, "is not an absolute path (letters, digits, '.', '_', '-' and '/')")
+        elif isinstance(mountpoint, str) and (path + "/").startswith(mountpoint.rstrip("/") + "/"):
+            ck.add("nfs.copy.path", path, f"is under the mountpoint {mountpoint} (the copy is on the client's disk)")
+        elif path.rstrip("/") in ("", "/"):
+            ck.add("nfs.copy.path", path, "is the root directory")
+        ck.integer("nfs.copy.refresh", copy.get("refresh"), NFS_REFRESH_RANGE, "seconds between two refreshes")
 
 
 def _check_dns(ck: _Checker, topo: Mapping, networks: dict) -> None:
@@ -1040,6 +1055,7 @@ def nfs_view(spec: Mapping, networks: Mapping, nodes: Mapping) -> dict | None:
         return None
     server = next(n for n in nodes.values() if "nas" in n["roles"])
     clients = spec.get("clients", ["web"])
+    copy = spec.get("copy")
     client_nodes = sorted(n["name"] for n in nodes.values() if set(n["roles"]) & set(clients))
     return {
         "server": server["name"],
@@ -1053,6 +1069,11 @@ def nfs_view(spec: Mapping, networks: Mapping, nodes: Mapping) -> dict | None:
         "docroot": spec["docroot"],
         "device": f"{server['address']}:{spec['export']}",
         "clients": client_nodes,
+        # Each client's own copy of the docroot, refreshed from the mount:
+        # what Apache serves, so that the site outlives the nas (None: Apache
+        # serves the mount itself, as in the seed).
+        "copy": {"path": copy["path"].rstrip("/"), "refresh": copy["refresh"]} if copy else None,
+        "serve_root": copy["path"].rstrip("/") if copy else spec["docroot"],
     }
 
 

@@ -64,8 +64,10 @@ catalogue:
       # The admin socket (haproxy_runtime, balancer, the lab's bench).
       socket: /run/haproxy/admin.sock
     apache:
-      packages: [apache2, libapache2-mod-php, php-cli, ssl-cert, nfs-common]
+      packages: [apache2, libapache2-mod-php, php-cli, ssl-cert, nfs-common, rsync]
       service: apache2
+      # Refreshes a web server's copy of the docroot from the nas's export.
+      copy_unit: cluster-docroot-copy
     bind:
       packages: [bind9, bind9-dnsutils]
       service: named
@@ -77,3 +79,7 @@ catalogue:
       # What the index page prints before the serving node's address: how
       # the lab, the bench and the tests tell who answered.
       server_address_prefix: "Soy el servidor IP: "
+      # Marks the top of the cluster's docroot; holds its identity, made once
+      # on the nas. A copy is refreshed only from the docroot it came from: an
+      # empty export (a nas rebuilt without its data) never empties a copy.
+      marker: .cluster-docroot

@@ -138,6 +138,13 @@ cluster:
     mountpoint: /nfs
     docroot: /nfs/www
     clients: [web]
+    # Every client serves its own copy of the docroot, on its own disk,
+    # refreshed from the mount every `refresh` seconds (rsync): the site
+    # keeps answering while the nas is down, and a client that was down
+    # refreshes its copy before Apache starts. Without `copy`, Apache serves
+    # the mount itself (as in the seed) and stops answering when the nas
+    # does.
+    copy: {path: /srv/www, refresh: 5}
 
   dns:
     # Resolvers that bind forwards to. The lab's upstream node, never a

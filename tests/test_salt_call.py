@@ -590,3 +590,55 @@ def test_every_part_of_a_formula_applies_alone(salt_call, node, sls):
     """It includes what it requires: its low data compiles with no missing requisite."""
     code, result, stderr = salt_call("state.show_low_sls", sls, node=node)
     assert code == 0 and isinstance(result, list), (result, stderr)
+
+
+COPY_UNIT = (
+    '{%- set tplroot = "apache" %}'
+    '{%- from "apache/map.jinja" import apache as settings, model with context %}'
+    "{%- set copy = model.nfs['copy'] %}{%- set source = model.nfs.docroot %}"
+    '{%- set marker = salt["cluster.settings"]("webcontent", {}).marker %}'
+    '{% include "apache/files/docroot-copy.service.jinja" %}'
+)
+SITE_HTTP = '{% set tplroot = "apache" %}{% include "apache/files/site-http.conf.jinja" %}'
+
+
+@pytest.mark.parametrize("copied", [False, True])
+def test_apache_serves_its_copy_of_the_docroot_when_the_topology_asks(salt_call, topology, copied):
+    """nfs.copy: Apache's docroot is the copy, refreshed by a timer from the
+    mount (and before Apache starts); without it, Apache serves the mount and
+    nothing of a copy is left on the node."""
+    if not copied:
+        del topology["nfs"]["copy"]
+    pillar = salt_call.pillar(topology)
+    grains = {"cluster_kernel": {"nfs_client": True}}
+    code, states, stderr = salt_call("state.show_sls", "apache", node="web1", pillar=pillar, grains=grains)
+    assert code == 0, stderr
+    copy_states = {name.removeprefix("apache-copy-") for name in states if name.startswith("apache-copy-")}
+    assert copy_states == (
+        {
+            "script",
+            "directory",
+            "service-unit",
+            "timer-unit",
+            "apache-dropin",
+            "daemon-reload",
+            "refreshed",
+            "timer-running",
+        }
+        if copied
+        else {"timer-dead", "units-absent", "daemon-reload"}
+    )
+    code, site, stderr = salt_call(
+        "slsutil.renderer", f"string={SITE_HTTP}", "default_renderer=jinja", node="web1", pillar=pillar
+    )
+    assert code == 0, stderr
+    assert ("DocumentRoot /srv/www" if copied else "DocumentRoot /nfs/www") in site
+    if copied:
+        code, unit, stderr = salt_call(
+            "slsutil.renderer", f"string={COPY_UNIT}", "default_renderer=jinja", node="web1", pillar=pillar
+        )
+        assert code == 0, stderr
+        assert "ExecStart=/usr/local/sbin/cluster-docroot-copy /nfs/www /srv/www .cluster-docroot" in unit
+        dropin = states["apache-copy-apache-dropin"]["file"]
+        contents = next(arg["contents"] for arg in dropin if isinstance(arg, dict) and "contents" in arg)
+        assert "After=cluster-docroot-copy.service" in contents

@@ -189,6 +189,11 @@ def test_nfs_export_and_mounts(topology):
     assert nfs["export_to"] == ["10.0.100.2", "10.0.100.3", "10.0.100.4"]
     assert "root_squash" in nfs["options"] and "no_root_squash" not in nfs["options"]
     assert nfs["clients"] == ["web1", "web2", "web3"]
+    # Apache serves each client's own copy, refreshed every 5 s.
+    assert nfs["copy"] == {"path": "/srv/www", "refresh": 5} and nfs["serve_root"] == "/srv/www"
+    del topology["nfs"]["copy"]
+    nfs = cluster.derive(topology)["nfs"]
+    assert nfs["copy"] is None and nfs["serve_root"] == "/nfs/www"
 
 
 def test_node_view(topology):

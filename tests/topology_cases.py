@@ -182,6 +182,31 @@ CASES = [
         "nfs.docroot: '/var/www' is not under the mountpoint /nfs",
     ),
     Case(
+        "docroot-with-space",
+        _set("nfs.docroot", "/nfs/my www"),
+        "nfs.docroot: '/nfs/my www' is not an absolute path",
+    ),
+    Case(
+        "copy-on-the-mount",
+        _set("nfs.copy", {"path": "/nfs/copy", "refresh": 5}),
+        "nfs.copy.path: '/nfs/copy' is under the mountpoint /nfs",
+    ),
+    Case(
+        "copy-relative",
+        _set("nfs.copy", {"path": "srv/www", "refresh": 5}),
+        "nfs.copy.path: 'srv/www' is not an absolute path",
+    ),
+    Case(
+        "copy-refresh-zero",
+        _set("nfs.copy", {"path": "/srv/www", "refresh": 0}),
+        "nfs.copy.refresh: 0 is out of range 1..3600",
+    ),
+    Case(
+        "copy-unknown-key",
+        _set("nfs.copy", {"path": "/srv/www", "refresh": 5, "every": 5}),
+        "nfs.copy: 'every' is not a known key",
+    ),
+    Case(
         "forwarder-not-an-ip",
         _set("dns.forwarders", ["resolver.example"]),
         "dns.forwarders: 'resolver.example' is not an IPv4 address",

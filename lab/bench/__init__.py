@@ -15,7 +15,8 @@ From the `client` node, with the seed's tools (ab from apache2-utils, dnsperf):
 - failure drills, each watched by lab/probe.py (an HTTP and a DNS probe
   through the VIP every 10 ms, retried once on failure), and the
   flow-survival drills (lab/bench/flows.py: a download across a director
-  cable cut and the failback).
+  cable cut and the failback) and the nas drill (lab/bench/docroot.py: the
+  site through a long nas cut, and a file published meanwhile).
 
 Every point is bounded by a request count and a time limit. Results go to
 DIR/results.json (the schema in lab/bench/report.py), then DIR/report.md and the
@@ -40,7 +41,7 @@ from pathlib import Path
 import yaml
 
 from lab import catalogue, net, node
-from lab.bench import flows, report
+from lab.bench import docroot, flows, report
 from lab.checks import servers_seen
 from lab.topology import CLIENT_ADDRESS, OPERATOR, REPO, UPSTREAM_NAMES, LabNode
 from lab.util import log
@@ -74,7 +75,7 @@ DRILLS = (
     "haproxy killed",
     "web node cut",
     "dns node cut",
-    "nas cut",
+    docroot.DRILL,
     "salt-master stopped",
     *flows.DRILLS,
 )
@@ -504,7 +505,7 @@ def drill_actions(cluster: Cluster, name: str) -> DrillActions:
     """What a drill does, and how it tells the cluster is normal again."""
     leader = cluster.model["vrrp"]["leader"]
     backup = next(d for d in cluster.role("director") if d != leader)
-    web, dns, nas = cluster.role("web")[1], cluster.role("dns")[1], cluster.role("nas")[0]
+    web, dns = cluster.role("web")[1], cluster.role("dns")[1]
 
     def leader_holds() -> bool:
         return holds_vip(leader, cluster.vip) and not holds_vip(backup, cluster.vip)
@@ -543,7 +544,6 @@ def drill_actions(cluster: Cluster, name: str) -> DrillActions:
         ),
         "web node cut": DrillActions(cut(web), cut(web, up=True), web_in_rotation, server=web),
         "dns node cut": DrillActions(cut(dns), cut(dns, up=True), dns_in_ipvs, server=dns),
-        "nas cut": DrillActions(cut(nas), cut(nas, up=True), always),
         "salt-master stopped": DrillActions(
             run(master, "systemctl", "stop", "salt-master"),
             run(master, "systemctl", "start", "salt-master"),
@@ -708,7 +708,9 @@ def run_bench(cluster: Cluster, quick: bool, out_dir: Path, drills: list[str] | 
     results["http"] = [] if drills else http_sweep(cluster, plan)
     results["dns"] = [] if drills else dns_sweep(cluster, plan)
     names = drills or plan.drills
-    results["drills"] = [drill(cluster, name, plan) for name in names if name not in flows.DRILLS]
+    own = (*flows.DRILLS, docroot.DRILL)
+    results["drills"] = [drill(cluster, name, plan) for name in names if name not in own]
+    results["nas"] = [docroot.nas_drill(cluster, docroot.HOLD_S)] if docroot.DRILL in names else []
     available = flows.flows(cluster)
     results["flows"] = [
         flows.flow_drill(cluster, name, available[name], plan.hold) for name in names if name in available

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 
 from lab import node
+from lab.bench import docroot
 from lab.util import log
 
 RATE = 400_000  # bytes/s the downloader reads at
@@ -50,9 +51,8 @@ def flows(cluster) -> dict[str, Flow]:
     out = {}
     if cluster.ipvs:
         vs = next(v for v in cluster.model["ipvs"]["virtual_servers"] if v["protocol"] == "tcp" and v["role"] == "web")
-        nfs = cluster.model["nfs"]
         # The web servers' docroot, as the nas exports it.
-        directory = nfs["export"] + nfs["docroot"].removeprefix(nfs["mountpoint"])
+        directory = docroot.export_dir(cluster.model)
         out["ipvs download across a cable cut"] = Flow(
             cluster.role("nas")[0], directory, "client", f"http://{vs['vip']}:{vs['port']}/{DRILL_FILE}"
         )
@@ -138,6 +138,8 @@ def flow_drill(cluster, name: str, flow: Flow, hold: float) -> dict:
     size = int(RATE * (LEAD_S + hold + 10))  # the lead, the hold, the failback, and some
     wait_serving(cluster)
     expected = write_payload(flow, size)
+    if flow.server == cluster.role("nas")[0] and docroot.wait_published(cluster, DRILL_FILE, expected) is None:
+        raise RuntimeError(f"{DRILL_FILE} written on the nas did not reach every web server's docroot")
     limit = int(size / RATE * 3 + 30)  # a stalled or crawling download gives up after this
     argv = ["python3", "-c", DOWNLOADER, flow.url, str(RATE), str(limit)]
     result: list = []

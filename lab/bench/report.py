@@ -164,6 +164,7 @@ def markdown(results: dict, images: list[str]) -> str:
     lines += _dns_section(results.get("dns", []))
     lines += _drills_section(results.get("drills", []))
     lines += _flows_section(results.get("flows", []))
+    lines += _nas_section(results.get("nas", []))
     lines += _seed_comparison(http)
     lines += [f"![{name}]({name})" for name in images]
     shot = results.get("meta", {}).get("stats_screenshot")
@@ -243,6 +244,24 @@ def _flows_section(flows: list[dict]) -> list[str]:
                 f.get("error") or "-",
             ]
             for f in flows
+        ],
+    )
+
+
+def _nas_section(rows: list[dict]) -> list[str]:
+    """The nas drill (lab/bench/docroot.py): the site through a long nas cut,
+    and a file published on the nas meanwhile."""
+    return _section(
+        "The site without its nas (a long nas cut; a file published during it)",
+        ["cut s", "probes", "failed, retried once (http / l7 / dns)", "published on every copy after the heal, s"],
+        [
+            [
+                f"{r['hold_s']:g}",
+                str(r["probes"]),
+                " / ".join(str(r[kind]["failed_retry_once"]) for kind in ("http", "l7", "dns")),
+                _num(r.get("published_s"), ".1f"),
+            ]
+            for r in rows
         ],
     )
 

@@ -3,6 +3,7 @@
 
 include:
   - {{ tplroot }}.config
+  - {{ tplroot }}.copy
 
 # A graceful reload: running requests finish on the old configuration.
 apache-service-running:
@@ -10,6 +11,9 @@ apache-service-running:
     - name: {{ apache.service }}
     - enable: true
     - reload: true
+    # The copy it serves is there first.
+    - require:
+      - sls: {{ tplroot }}.copy
     - watch:
       - file: apache-config-site-000-default
       - file: apache-config-site-default-ssl

@@ -13,6 +13,17 @@ webcontent-directory:
     - name: {{ target }}
     - makedirs: true
     - mode: "0755"
+
+# The docroot's identity, made once: the web servers refresh their copies
+# only from the docroot they were copied from (apache formula, nfs.copy).
+webcontent-marker:
+  file.managed:
+    - name: {{ target }}/{{ content.marker }}
+    - replace: false
+    - mode: "0644"
+    - contents: {{ salt['file.read']('/proc/sys/kernel/random/uuid') | trim | json }}
+    - require:
+      - file: webcontent-directory
 {%- for page in content.pages %}
 
 webcontent-page-{{ page }}:

@@ -1,0 +1,124 @@
+"""The docroot without its nas: the site through a long nas cut, and publishing.
+
+The web servers serve their own copies of the nas's export (the topology's
+``nfs.copy``; the apache formula refreshes them every ``refresh`` seconds).
+The drill cuts the nas's cables for ``hold`` seconds while the external
+client probes the site through the VIP (lab/probe.py), publishes a file on
+the nas meanwhile (written into its export, as an operator on the nas would),
+heals, and times how long the file takes to reach every web server's copy.
+
+Reported: probes sent and failed (and failed when retried once) per kind, and
+``published_s``, seconds from the heal until every copy held the file with the
+checksum taken on the nas (None: not within the limit).
+"""
+
+from __future__ import annotations
+
+import time
+
+from lab import node
+from lab.util import log
+
+DRILL = "nas cut"
+# The nas stays cut this long: longer than the web servers' NFS clients can
+# hide (they answered for about 36 s from their caches when Apache served the
+# mount itself).
+HOLD_S = 120
+PUBLISHED_FILE = "nas-drill.txt"
+# How long after the heal a published file may take to reach every copy
+# before the drill stops waiting.
+PUBLISH_LIMIT_S = 120
+
+
+def export_dir(model: dict) -> str:
+    """The docroot as the nas holds it, in its export."""
+    nfs = model["nfs"]
+    return nfs["export"] + nfs["docroot"].removeprefix(nfs["mountpoint"])
+
+
+def served_dir(model: dict) -> str:
+    """Where the web servers serve the docroot from (their copy, or the mount)."""
+    return model["nfs"]["serve_root"]
+
+
+def publish(cluster, name: str, size: int = 4096) -> str:
+    """Random bytes written on the nas as ``name`` in the docroot (atomically:
+    a temporary dot file, then renamed); their SHA-256, taken there."""
+    path = f"{export_dir(cluster.model)}/{name}"
+    script = (
+        f"head -c {size} /dev/urandom | base64 > {path}.tmp && chmod 644 {path}.tmp"
+        f" && mv {path}.tmp {path} && sha256sum {path}"
+    )
+    out = node.execute(cluster.role("nas")[0], ["sh", "-c", script], timeout=60, check=True).stdout
+    return out.split()[0]
+
+
+def unpublish(cluster, name: str) -> None:
+    node.execute(cluster.role("nas")[0], ["rm", "-f", f"{export_dir(cluster.model)}/{name}"], timeout=60)
+
+
+def lacking(cluster, name: str, sha256: str) -> list[str]:
+    """The web servers whose served docroot does not hold ``name`` with ``sha256``."""
+    path = f"{served_dir(cluster.model)}/{name}"
+    out = []
+    for web in cluster.role("web"):
+        proc = node.execute(web, ["sha256sum", path], timeout=30)
+        if proc.returncode != 0 or proc.stdout.split()[:1] != [sha256]:
+            out.append(web)
+    return out
+
+
+def wait_published(cluster, name: str, sha256: str, limit: float = PUBLISH_LIMIT_S) -> float | None:
+    """Seconds until every web server serves ``name`` as written (None: not within ``limit``)."""
+    from lab.bench import wait_for
+
+    return wait_for(lambda: not lacking(cluster, name, sha256), limit)
+
+
+def nas_drill(cluster, hold: float) -> dict:
+    """Cut the nas for ``hold`` seconds under probes; publish during the cut."""
+    from lab.bench import PROBE_INTERVAL, PROBE_TIMEOUT_S, Probe, outages, wait_serving
+
+    nas = cluster.role("nas")[0]
+    wait_serving(cluster)
+    probe_name = f"{cluster.role('web')[0]}.{cluster.model['domain']}"
+    probe = Probe(cluster.vip, cluster.l7_port, probe_name, timeout=PROBE_TIMEOUT_S)
+    published_s = None
+    try:
+        time.sleep(2)  # a baseline before the fault
+        injected = time.time()
+        cluster.cut(nas)
+        time.sleep(hold / 2)
+        sha256 = publish(cluster, PUBLISHED_FILE)
+        time.sleep(max(0.0, injected + hold - time.time()))
+        # During the whole cut no copy could have it.
+        during = lacking(cluster, PUBLISHED_FILE, sha256)
+        healed = time.time()
+        cluster.cut(nas, up=True)
+        published_s = wait_published(cluster, PUBLISHED_FILE, sha256)
+        time.sleep(2)  # the probe sees the healed state too
+    finally:
+        probes = probe.stop()
+        cluster.cut(nas, up=True)
+        unpublish(cluster, PUBLISHED_FILE)
+    row: dict = {
+        "name": DRILL,
+        "hold_s": hold,
+        "probes": sum(1 for p in probes if p[0] in ("http", "l7")),
+        "lacking_during_cut": during,
+        "published_s": None if published_s is None else round(published_s, 2),
+        "refresh_s": cluster.model["nfs"]["copy"]["refresh"] if cluster.model["nfs"]["copy"] else None,
+        "injected_at": injected,
+        "healed_at": healed,
+    }
+    for kind in ("http", "l7", "dns"):
+        row[kind] = outages(probes, kind, interval=PROBE_INTERVAL if kind == "dns" else 2 * PROBE_INTERVAL)
+    row.update({k: row["http"][k] for k in ("outage_s", "failed", "failed_retry_once")})
+    row["failed_retry_once_all"] = sum(row[kind]["failed_retry_once"] for kind in ("http", "l7", "dns"))
+    log(
+        "bench",
+        f"drill nas cut ({hold:.0f} s): {row['probes']} HTTP probes, failed retrying once:"
+        f" http {row['http']['failed_retry_once']}, l7 {row['l7']['failed_retry_once']},"
+        f" dns {row['dns']['failed_retry_once']}; published on every copy {row['published_s']} s after the heal",
+    )
+    return row

@@ -1,0 +1,85 @@
+"""The web servers' copy of the docroot (salt/apache/files/docroot-copy.sh),
+run here on directories standing in for the NFS mount and the copy.
+
+A copy follows the docroot it came from, deletions included, and never
+follows a source that is not that docroot: an export without the marker (a
+nas rebuilt empty, a mount that is not there) or with another one.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lab import catalogue
+
+SCRIPT = Path(__file__).resolve().parent.parent / "salt" / "apache" / "files" / "docroot-copy.sh"
+MARKER = catalogue.runtime("webcontent", "marker")
+
+
+def run_copy(source: Path, copy: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["sh", str(SCRIPT), str(source), str(copy), MARKER], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def docroot(tmp_path: Path) -> tuple[Path, Path]:
+    source, copy = tmp_path / "export", tmp_path / "copy"
+    source.mkdir()
+    copy.mkdir()
+    (source / MARKER).write_text("docroot-one\n")
+    (source / "index.php").write_text("<?php echo 1;\n")
+    (source / "img").mkdir()
+    (source / "img" / "a.png").write_bytes(b"\x89PNG one")
+    return source, copy
+
+
+def test_a_first_copy_takes_the_docroot_and_then_follows_it(docroot):
+    source, copy = docroot
+    assert run_copy(source, copy).returncode == 0
+    assert tree(copy) == tree(source)
+    (source / "img" / "a.png").unlink()
+    (source / "new.html").write_text("published\n")
+    (source / "index.php").write_text("<?php echo 2;\n")
+    proc = run_copy(source, copy)
+    assert proc.returncode == 0, proc.stderr
+    assert tree(copy) == tree(source)
+    assert not (copy / "img" / "a.png").exists()
+
+
+def test_an_export_without_its_marker_leaves_the_copy_as_it_is(docroot):
+    """A nas rebuilt empty (or a mount that is not there) must not empty the copies."""
+    source, copy = docroot
+    assert run_copy(source, copy).returncode == 0
+    before = tree(copy)
+    for path in sorted(source.rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    proc = run_copy(source, copy)
+    assert proc.returncode != 0
+    assert "copy kept as it is" in proc.stderr and MARKER in proc.stderr
+    assert tree(copy) == before
+    # Not mounted at all: the mount point does not even exist.
+    source.rmdir()
+    assert run_copy(source, copy).returncode != 0
+    assert tree(copy) == before
+
+
+def test_another_docroot_is_not_copied_over_this_one(docroot):
+    """An export made anew (another marker) while the copies held the old
+    content: they keep it until an operator decides."""
+    source, copy = docroot
+    assert run_copy(source, copy).returncode == 0
+    before = tree(copy)
+    (source / MARKER).write_text("docroot-two\n")
+    (source / "index.php").unlink()
+    proc = run_copy(source, copy)
+    assert proc.returncode != 0
+    assert "is not the docroot" in proc.stderr
+    assert tree(copy) == before

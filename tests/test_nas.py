@@ -1,0 +1,104 @@
+"""The site without its nas (on the shared lab): the web servers serve their
+own copies of the nas's export (nfs.copy), so a long nas cut costs the
+clients nothing, content published on the nas reaches every copy within the
+bounds docs/operations.md states, and an export that lost its content never
+empties a copy."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import pytest
+
+from lab import catalogue
+from lab.bench import Cluster, docroot, wait_for
+from lab.topology import load
+from labtools import LAB_NODES, MASTER_NODE, in_node, wait_until_serving
+
+pytestmark = pytest.mark.usefixtures("running_lab")
+
+MODEL = load()[1]
+CLUSTER = Cluster(MODEL, LAB_NODES, MASTER_NODE, ipvs=True)
+WEB = MODEL["roles"]["web"]
+NAS = MODEL["roles"]["nas"][0]
+REFRESH = MODEL["nfs"]["copy"]["refresh"]
+# The bounds docs/operations.md states ("The docroot"): a file published on
+# the nas is on every copy within the refresh period plus 10 s, and within
+# 60 s of the nas's return after a cut (the NFS clients reconnect with a
+# backoff of up to about 15 s, and each refresh gives up on an unreachable
+# nas after 5 s).
+PUBLISH_BOUND_S = REFRESH + 10
+PUBLISH_AFTER_CUT_BOUND_S = 60
+COPY_UNIT = catalogue.runtime("apache", "copy_unit")
+
+
+def test_a_published_file_reaches_every_copy_and_so_does_its_removal():
+    sha256 = docroot.publish(CLUSTER, "published.txt")
+    try:
+        took = docroot.wait_published(CLUSTER, "published.txt", sha256, limit=60)
+        assert took is not None, f"not on every copy after 60 s: {docroot.lacking(CLUSTER, 'published.txt', sha256)}"
+        print(f"published on every copy after {took:.1f} s (bound {PUBLISH_BOUND_S} s)")
+        assert took <= PUBLISH_BOUND_S
+        # Served through the VIP, byte for byte (base64 text: no decoding in between).
+        body = in_node("client", "curl", "-s", "-m", "5", f"http://{CLUSTER.vip}/published.txt").stdout
+        assert hashlib.sha256(body.encode()).hexdigest() == sha256, body[:200]
+    finally:
+        docroot.unpublish(CLUSTER, "published.txt")
+    path = f"{docroot.served_dir(MODEL)}/published.txt"
+    gone = wait_for(lambda: all(in_node(w, "test", "-e", path, check=False).returncode != 0 for w in WEB), 60)
+    assert gone is not None and gone <= PUBLISH_BOUND_S, "a file removed on the nas stayed on a copy"
+
+
+def test_the_docroots_marker_is_not_served():
+    marker = catalogue.runtime("webcontent", "marker")
+    for port in (80, CLUSTER.l7_port):
+        code = in_node(
+            "client", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{CLUSTER.vip}:{port}/{marker}"
+        ).stdout
+        assert code == "403", (port, code)
+
+
+def test_an_emptied_export_leaves_every_copy_serving():
+    """The nas's docroot replaced by an empty directory (a nas rebuilt
+    without its data): every copy refuses it, and the site is unchanged."""
+    wait_until_serving()
+    export = docroot.export_dir(MODEL)
+    since = in_node(WEB[0], "date", "+%s").stdout.strip()
+    in_node(NAS, "sh", "-c", f"mv {export} {export}.aside && mkdir -m 755 {export}")
+    try:
+
+        def refused_everywhere() -> bool:
+            return all(
+                "copy kept as it is"
+                in in_node(w, "journalctl", "-u", f"{COPY_UNIT}.service", f"--since=@{since}", "--no-pager").stdout
+                for w in WEB
+            )
+
+        # Seen to run against the empty export, on every web server.
+        assert wait_for(refused_everywhere, 60) is not None, "a copy was not refreshed from the empty export"
+        wait_until_serving(timeout=30)
+        for web in WEB:
+            listing = in_node(web, "ls", "-A", docroot.served_dir(MODEL)).stdout.split()
+            assert {"index.php", "pi.php"} <= set(listing), (web, listing)
+    finally:
+        in_node(NAS, "sh", "-c", f"rmdir {export} && mv {export}.aside {export}")
+
+
+def test_the_site_answers_through_a_two_minute_nas_cut_and_publishing_resumes():
+    wait_until_serving()
+    started = time.monotonic()
+    row = docroot.nas_drill(CLUSTER, docroot.HOLD_S)
+    print(
+        f"nas cut {row['hold_s']} s: {row['probes']} HTTP probes; failed retrying once http"
+        f" {row['http']['failed_retry_once']}, l7 {row['l7']['failed_retry_once']}, dns"
+        f" {row['dns']['failed_retry_once']} (first try: {row['http']['failed']}, {row['l7']['failed']},"
+        f" {row['dns']['failed']}); published on every copy {row['published_s']} s after the heal"
+        f" (drill {time.monotonic() - started:.0f} s)"
+    )
+    # The cut was real: no web server could see what was published meanwhile.
+    assert row["lacking_during_cut"] == WEB
+    assert row["probes"] > 1000
+    for kind in ("http", "l7", "dns"):
+        assert row[kind]["failed_retry_once"] == 0, (kind, row[kind])
+    assert row["published_s"] is not None and row["published_s"] <= PUBLISH_AFTER_CUT_BOUND_S
