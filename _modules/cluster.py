@@ -37,10 +37,10 @@ from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "cluster"
 # Only these are Salt functions; the pure helpers stay importable for tests and the lab.
-__load__ = ["validate", "model", "node", "zone_serial", "settings"]
+__load__ = ["validate", "model", "node", "zone_serial", "settings", "watched"]
 
 ROLES = ("nas", "director", "web", "dns")
-SECTIONS = ("domain", "networks", "vips", "nodes", "vrrp", "haproxy", "ipvs", "nfs", "dns")
+SECTIONS = ("domain", "networks", "vips", "nodes", "vrrp", "haproxy", "ipvs", "nfs", "dns", "salt_masters", "ha")
 PROTOCOLS = ("tcp", "udp")
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq")
 FORWARDING = ("nat", "dr", "tun")
@@ -231,6 +231,8 @@ def check(topology: Any, secrets: Any = _UNCHECKED) -> list[str]:
     _check_ipvs(ck, topology, nodes, vips, listeners)
     _check_nfs(ck, topology, nodes)
     _check_dns(ck, topology, networks)
+    _check_salt_masters(ck, topology, nodes)
+    _check_ha(ck, topology, nodes)
     if secrets is not _UNCHECKED:
         _check_secrets(ck, secrets)
     return ck.problems
@@ -638,7 +640,10 @@ def _check_ipvs(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listeners:
 
 
 def _check_nfs(ck: _Checker, topo: Mapping, nodes: dict) -> None:
-    nfs = ck.mapping(topo, "nfs", "nfs", "the shared docroot", required=False)
+    # The nas exports the docroot and the web servers serve it: with either
+    # role in the topology, the docroot must be described.
+    needed = bool(_role_nodes(nodes, "nas") or _role_nodes(nodes, "web"))
+    nfs = ck.mapping(topo, "nfs", "nfs", "the shared docroot", required=needed)
     if not nfs:
         return
     ck.known("nfs", nfs, NFS_KEYS)
@@ -669,6 +674,48 @@ def _check_nfs(ck: _Checker, topo: Mapping, nodes: dict) -> None:
         elif path.rstrip("/") in ("", "/"):
             ck.add("nfs.copy.path", path, "is the root directory")
         ck.integer("nfs.copy.refresh", copy.get("refresh"), NFS_REFRESH_RANGE, "seconds between two refreshes")
+
+
+def _salt_masters(topo: Mapping, nodes: Mapping) -> list:
+    """The topology's Salt masters; by default the nas (as in the seed)."""
+    if "salt_masters" in topo:
+        return topo["salt_masters"] if isinstance(topo["salt_masters"], list) else [topo["salt_masters"]]
+    return _role_nodes(nodes, "nas")[:1]
+
+
+def _check_salt_masters(ck: _Checker, topo: Mapping, nodes: dict) -> None:
+    masters = _salt_masters(topo, nodes)
+    if not masters:
+        ck.missing("salt_masters", "the nodes the Salt masters run on")
+    seen: set = set()
+    for name in masters:
+        if not _is_in(name, nodes):
+            ck.add("salt_masters", name, "is not a node of the topology")
+        elif name in seen:
+            ck.add("salt_masters", name, "is listed twice")
+        elif "director" in nodes[name]["roles"]:
+            ck.add("salt_masters", name, "is a director (its CPU is for VRRP and the balancers)")
+        seen.add(name if isinstance(name, str) else None)
+
+
+def _check_ha(ck: _Checker, topo: Mapping, nodes: dict) -> None:
+    """ha: true asks that no single node beyond a director holds anything
+    alone: the Salt masters and the docroot's copies."""
+    ha = topo.get("ha", False)
+    if not isinstance(ha, bool):
+        ck.add("ha", ha, "is not true or false")
+        return
+    if not ha:
+        return
+    masters = _salt_masters(topo, nodes)
+    if len([m for m in masters if _is_in(m, nodes)]) < 2:
+        ck.add("salt_masters", masters, "names fewer than two nodes, and ha is true (a single Salt master)")
+    nfs = topo.get("nfs") if isinstance(topo.get("nfs"), Mapping) else {}
+    clients = nfs.get("clients", ["web"]) if isinstance(nfs.get("clients", ["web"]), list) else []
+    if nfs and not nfs.get("copy"):
+        ck.add("nfs.copy", nfs.get("copy"), "is not set, and ha is true (the docroot would exist on the nas alone)")
+    elif nfs and not any(set(clients) & set(n["roles"]) for n in nodes.values()):
+        ck.add("nfs.clients", clients, "match no node, and ha is true (no copy of the docroot besides the nas's)")
 
 
 def _check_dns(ck: _Checker, topo: Mapping, networks: dict) -> None:
@@ -756,9 +803,13 @@ def derive(topology: Mapping) -> dict:
         "haproxy": haproxy_view(topology.get("haproxy") or {}, nodes),
         "ipvs": ipvs_view(topology.get("ipvs") or {}, nodes),
         "nfs": nfs_view(topology.get("nfs") or {}, networks, nodes),
+        # Every minion connects to each master at once (Salt's multi-master);
+        # each runs the reactor and the periodic check.
+        "salt_masters": [{"name": name, "address": nodes[name]["address"]} for name in _salt_masters(topology, nodes)],
+        "ha": topology.get("ha", False),
     }
     model["firewall"] = firewall_view(
-        networks, nodes, vips, model["haproxy"], model["ipvs"], model["nfs"], model["vrrp"]
+        networks, nodes, vips, model["haproxy"], model["ipvs"], model["nfs"], model["vrrp"], model["salt_masters"]
     )
     return model
 
@@ -1172,7 +1223,14 @@ def _server_rules(node: Mapping, directors: list[str], vips: Mapping, haproxy: M
 
 
 def firewall_view(
-    networks: Mapping, nodes: Mapping, vips: Mapping, haproxy: Mapping, ipvs: Mapping, nfs: Any, vrrp: Mapping
+    networks: Mapping,
+    nodes: Mapping,
+    vips: Mapping,
+    haproxy: Mapping,
+    ipvs: Mapping,
+    nfs: Any,
+    vrrp: Mapping,
+    salt_masters: list[Mapping],
 ) -> dict:
     """Each node's host firewall: what it accepts (input) and routes (forward).
 
@@ -1199,12 +1257,13 @@ def firewall_view(
             inputs += director_inputs
         if "nas" in roles and nfs:
             inputs.append(_fw_rule("nfs to its clients", "tcp", [NFS_PORT], iif=inside, saddr=nfs["export_to"]))
-        if "nas" in roles:
-            # The Salt master runs on the nas (or behind it, reached by the
-            # nas's own port forwarding): its ports for the minions only.
+        if name in {m["name"] for m in salt_masters}:
+            # A Salt master runs here (on the nas, or behind it, reached by
+            # the nas's own port forwarding): its ports for the minions only.
             salt = {"protocol": "tcp", "ports": SALT_PORTS, "iif": inside, "saddr": everyone}
             inputs.append(_fw_rule("salt master from the minions", **salt))
-            forward.append(_fw_rule("salt master from the minions, forwarded", ct="dnat", **salt))
+            if "nas" in roles:
+                forward.append(_fw_rule("salt master from the minions, forwarded", ct="dnat", **salt))
         inputs += _server_rules(node, directors, vips, haproxy, ipvs)
         out[name] = {"input": inputs, "forward": forward}
     return out
@@ -1389,3 +1448,30 @@ def node(name: str | None = None) -> dict:
         if problem:
             raise CommandExecutionError(problem)
     return view
+
+
+def watched() -> dict[str, bool | None]:
+    """
+    The services this node's ``cluster_watch`` beacon watches (its pillar,
+    as the master compiled it), each True while it runs, False when it does
+    not, None when it does not because an operator masked it (``systemctl
+    mask``: held down on purpose). What the master's periodic check
+    (``salt-run cluster.reconcile``) asks every node.
+
+    CLI example::
+
+        salt-call cluster.watched
+    """
+    config = (__pillar__.get("beacons") or {}).get("cluster_watch") or []  # noqa: F821
+    services: list[str] = []
+    for item in config if isinstance(config, list) else [config]:
+        if isinstance(item, Mapping) and isinstance(item.get("services"), list):
+            services += [s for s in item["services"] if isinstance(s, str)]
+    out: dict[str, bool | None] = {}
+    for name in services:
+        running = bool(__salt__["service.status"](name))  # noqa: F821
+        masked = not running and (
+            __salt__["service.masked"](name, runtime=True) or __salt__["service.masked"](name)  # noqa: F821
+        )
+        out[name] = None if masked else running
+    return out

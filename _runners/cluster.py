@@ -5,6 +5,7 @@ reactor's one door for what the minions' beacons report.
     salt-run cluster.health              # a table for people
     salt-run cluster.health --out=json   # the same, for programs
     salt-run cluster.react ...           # called by reactor/cluster_watch.sls
+    salt-run cluster.reconcile           # the master's periodic check (etc/salt/master)
 
 Reports who holds each VIP (an error when nobody does: outage; or more than
 one director: split brain), each director's VRRP states, HAProxy's backend
@@ -29,13 +30,20 @@ import salt.pillar
 log = logging.getLogger(__name__)
 
 __virtualname__ = "cluster"
-__load__ = ["health", "react", "dropped"]
+__load__ = ["health", "react", "dropped", "reconcile"]
 
 # Where dropped events are counted (the master's cache: salt-run cache.fetch).
 DROPPED_BANK = "cluster/reactor"
 DROPPED_KEY = "dropped"
 DROPPED_KEEP = 20
 _dropped_lock = threading.Lock()
+# The nodes this master drained because a service of theirs was down (same
+# bank): the periodic check readies them when their services run again, in
+# case the beacon's event saying so was lost. A drain an operator made is
+# not in it and is left alone.
+DRAINED_KEY = "drained"
+# Salt's text for a minion that did not return in time.
+NO_RETURN = "Minion did not return"
 # What a cluster_watch beacon may say (see _beacons/cluster_watch.py).
 SERVICE_STATES = ("active", "inactive", "failed", "activating", "deactivating", "reloading")
 VRRP_STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
@@ -421,10 +429,28 @@ def dropped(clear: bool = False) -> dict:
     return record
 
 
-def _ask(client: Any, node: str, fun: str, arg: list) -> Any:
-    """The node's own answer (its return is authenticated by the master), or None."""
-    answer = client.cmd(node, fun, arg, tgt_type="list", timeout=10, gather_job_timeout=10)
-    return answer.get(node) if isinstance(answer, dict) else None
+def _ask(client: Any, node: str, fun: str, arg: list, tries: int = 2) -> Any:
+    """The node's own answer (its return is authenticated by the master), or
+    None. A node that did not return is asked again: with one of several
+    masters unreachable, a minion's return to another one can be lost."""
+    for _ in range(tries):
+        answer = client.cmd(node, fun, arg, tgt_type="list", timeout=10, gather_job_timeout=10)
+        got = answer.get(node) if isinstance(answer, dict) else None
+        if got is not None and not (isinstance(got, str) and got.startswith(NO_RETURN)):
+            return got
+    return None
+
+
+def _drained(change: Mapping[str, bool] | None = None) -> list[str]:
+    """The nodes this master drained for a stopped service, after ``change``
+    (node -> True: drained now; False: readied)."""
+    cache = salt.cache.factory(__opts__)  # noqa: F821
+    with _dropped_lock:
+        nodes = set(cache.fetch(DROPPED_BANK, DRAINED_KEY) or [])
+        if change:
+            nodes = (nodes | {n for n, on in change.items() if on}) - {n for n, on in change.items() if not on}
+            cache.store(DROPPED_BANK, DRAINED_KEY, sorted(nodes))
+    return sorted(nodes)
 
 
 def react(tag: str, data: dict):
@@ -478,4 +504,98 @@ def react(tag: str, data: dict):
         state = "drain" if down else "ready"
         kwarg = {"nodes": [node], "admin_state": state}
         done[state] = client.cmd_async(directors, "balancer.set_nodes", [], tgt_type="list", kwarg=kwarg)
+        _drained({node: down})
     return done
+
+
+def stopped_services(answers: Mapping, topology: Mapping, catalogue: Mapping) -> dict[str, dict]:
+    """
+    What the periodic check must start (pure): per node of the topology that
+    answered, the services it says are not running among those the
+    catalogue's formulas run as daemons, and whether the directors must
+    drain it meanwhile (a role the catalogue watches as a ``backend``). A
+    node's answer is only about itself: it can get only its own services
+    started, and only known ones; anything else in it is ignored.
+    """
+    nodes = topology.get("nodes") if isinstance(topology.get("nodes"), Mapping) else {}
+    formulas = catalogue.get("formulas") if isinstance(catalogue.get("formulas"), Mapping) else {}
+    roles = catalogue.get("roles") if isinstance(catalogue.get("roles"), Mapping) else {}
+    daemons = {
+        entry["service"]
+        for entry in formulas.values()
+        if isinstance(entry, Mapping) and isinstance(entry.get("service"), str) and not entry.get("oneshot")
+    }
+    out: dict[str, dict] = {}
+    for node, answer in sorted(answers.items()):
+        if node not in nodes or not isinstance(answer, Mapping):
+            continue
+        down = sorted(name for name, running in answer.items() if name in daemons and running is False)
+        if not down:
+            continue
+        node_roles = (nodes[node] or {}).get("roles") or []
+        backend = any(((roles.get(r) or {}).get("watch") or {}).get("backend") is True for r in node_roles)
+        out[node] = {"start": down, "drain": backend}
+    return out
+
+
+def ready_again(answers: Mapping, drained: list[str], stopped: Mapping) -> list[str]:
+    """The nodes to ready (pure): drained by this master for a stopped
+    service (``drained``), answering now, with every watched service
+    running (a masked one holds the node out: an operator's doing), and
+    nothing left to start (``stopped``)."""
+    out = []
+    for node in drained:
+        answer = answers.get(node)
+        if node in stopped or not isinstance(answer, Mapping) or not answer:
+            continue
+        if all(running is True for running in answer.values()):
+            out.append(node)
+    return out
+
+
+def reconcile(timeout: int = 20, nodes: list[str] | None = None) -> dict:
+    """
+    The periodic check (the master's schedule runs it: etc/salt/master):
+    every node is asked which of the services its beacon watches are running
+    (``cluster.watched``); a stopped one is started, and a balanced node
+    drained on every director meanwhile, as the reactor does on the beacon's
+    event; the beacon's event when the service is back readies the node.
+    It catches what no master heard: a service that stopped while its node's
+    minion could reach no master (the beacon's event was lost with it). And
+    a node this master drained for a stopped service whose services all run
+    again is readied (the event saying so, or the reactor's check of it, was
+    lost); a drain an operator made is left alone. ``nodes``: only these of
+    the topology's nodes.
+
+    CLI example::
+
+        salt-run cluster.reconcile
+    """
+    pillar = _master_pillar(__opts__["id"])  # noqa: F821
+    topology = _topology(pillar)
+    catalogue = pillar.get("catalogue") if isinstance(pillar.get("catalogue"), Mapping) else {}
+    known = (topology.get("nodes") or {}) if isinstance(topology.get("nodes"), Mapping) else {}
+    nodes = sorted(n for n in known if nodes is None or n in nodes)
+    client = salt.client.get_local_client(__opts__["conf_file"])  # noqa: F821
+    answers = client.cmd(nodes, "cluster.watched", [], tgt_type="list", timeout=timeout) if nodes else {}
+    answers = answers if isinstance(answers, Mapping) else {}
+    todo = stopped_services(answers, topology, catalogue)
+    directors = _directors(topology)
+    for node, work in todo.items():
+        log.warning("cluster.reconcile: %s: starting %s", node, ", ".join(work["start"]))
+        for name in work["start"]:
+            client.cmd_async(node, "service.start", [name], tgt_type="list")
+        if work["drain"] and directors:
+            kwarg = {"nodes": [node], "admin_state": "drain"}
+            client.cmd_async(directors, "balancer.set_nodes", [], tgt_type="list", kwarg=kwarg)
+            _drained({node: True})
+    # Nodes drained for a service that runs again, whose event saying so was lost.
+    readied = ready_again(answers, _drained(), todo) if directors else []
+    for node in readied:
+        log.warning("cluster.reconcile: %s: its services run again: ready", node)
+        kwarg = {"nodes": [node], "admin_state": "ready"}
+        client.cmd_async(directors, "balancer.set_nodes", [], tgt_type="list", kwarg=kwarg)
+    if readied:
+        _drained(dict.fromkeys(readied, False))
+    silent = sorted(set(nodes) - {n for n, a in answers.items() if isinstance(a, Mapping)})
+    return {"asked": len(nodes), "silent": silent, "started": todo, "readied": readied}

@@ -37,7 +37,13 @@ class Bringup(SaltControl):
             return False
         root = node.mount(lab_node, root_fs)
         files = provision.files_for(
-            lab_node, self.model, self.nas.address, self.repo_master, REPO_IN_NAS, self.master.address
+            lab_node,
+            self.model,
+            self.nas.address,
+            self.repo_master,
+            REPO_IN_NAS,
+            self.master.address,
+            [m.address for m in self.extra_masters],
         )
         if lab_node.platform == "uml":
             files.update(uml.files_for(lab_node))
@@ -60,8 +66,9 @@ class Bringup(SaltControl):
             node.write(root, "/etc/salt/pki/minion/minion.pem", pem, 0o600)
             node.write(root, "/etc/salt/pki/minion/minion.pub", pub)
             node.write(root, "/etc/salt/pki/minion/minion_master.pub", master_keys[1])
-            node.write(self._master_root(), f"/etc/salt/pki/master/minions/{lab_node.name}", pub)
-        if lab_node.runs_master:
+            for master in self._master_roots():
+                node.write(master, f"/etc/salt/pki/master/minions/{lab_node.name}", pub)
+        if lab_node.runs_master or lab_node.extra_master:
             units.append("salt-master.service")
             for path, text in provision.master_extension_modules(REPO).items():
                 node.write(root, path, text)
@@ -91,8 +98,14 @@ class Bringup(SaltControl):
         log(lab_node.name, f"systemd {state} after {self.boot_seconds[lab_node.name]:.1f} s")
         return True
 
-    def _master_root(self) -> Path:
-        return node.merged(self.master.name)
+    def _master_roots(self) -> list[Path]:
+        """Every master's tree: each accepts the minions' keys."""
+        return [node.merged(m.name) for m in (self.master, *self.extra_masters)]
+
+    @property
+    def extra_masters(self) -> list[LabNode]:
+        """The topology's further Salt masters (salt_masters beyond the nas)."""
+        return [n for n in self.nodes.values() if n.extra_master]
 
     def _wave(self, nodes: list[LabNode], root_fs: Path, master_keys: tuple[str, str]) -> list[str]:
         """Boot these nodes in parallel; the names of those that were not running."""
@@ -125,8 +138,9 @@ class Bringup(SaltControl):
         master_keys = keys.generate(node.STATE / "keys", "master")
         for name in self.retired():
             self.retire(name)
-        # The master's node first: the minions' keys go into its tree before it boots.
-        node.mount(self.master, root_fs)
+        # The masters' nodes first: the minions' keys go into their trees before they boot.
+        for master in (self.master, *self.extra_masters):
+            node.mount(master, root_fs)
         first = [n for n in self.nodes.values() if n.order in (0, 1)]
         servers = [n for n in self.nodes.values() if n.order == 2]
         if self._wave(first, root_fs, master_keys):

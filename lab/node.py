@@ -299,7 +299,7 @@ class Container:
             "--link-journal",
             "no",
         ]
-        if node.runs_master:
+        if node.runs_master or node.extra_master:
             cmd += ["--bind-ro", f"{REPO}:{REPO_IN_NAS}"]
             # The master sees a checkout as deployed, without this one's build
             # products: Salt's roots fileserver walks every file under a file root

@@ -87,11 +87,12 @@ def resolv_conf(node: LabNode, model: dict) -> str:
     return f"search {model['domain']}\nnameserver {server}\noptions timeout:1 attempts:2\n"
 
 
-def minion_conf(node: LabNode, master_address: str) -> str:
+def minion_conf(node: LabNode, master_addresses: list[str]) -> str:
+    """master_addresses: the masters, the primary first (see failover_conf)."""
     return yaml.safe_dump(
         {
             "id": node.name,
-            "master": master_address,
+            **failover_conf(master_addresses),
             "log_level": "warning",
             "acceptance_wait_time": 1,
             "random_reauth_delay": 0,
@@ -145,6 +146,28 @@ def minion_conf(node: LabNode, master_address: str) -> str:
         },
         sort_keys=False,
     )
+
+
+def failover_conf(master_addresses: list[str]) -> dict:
+    """The minion's masters. Several: Salt's failover masters, one at a time.
+    Hot multi-master (a connection to each) runs a minion per master in each
+    node, beacons and schedule included, and each master's reactor acts on
+    every event: on the lab's two cores that doubled work slowed the
+    directors enough to fail the director cable cut drill (measured,
+    docs/operations.md). A minion checks its master's connection every
+    master_alive_interval seconds (an established TCP connection; the
+    keepalives below end a dead one), moves to the next master when it is
+    gone, and goes back to the first once that answers again."""
+    if len(master_addresses) == 1:
+        return {"master": master_addresses[0]}
+    return {
+        "master": list(master_addresses),
+        "master_type": "failover",
+        "master_alive_interval": 5,
+        "master_failback": True,
+        "master_failback_interval": 15,
+        "retry_dns": 0,
+    }
 
 
 def master_conf(repo_master: dict, repo_path: str, interface: str) -> str:
@@ -211,8 +234,11 @@ def files_for(
     repo_master: dict,
     repo_path: str,
     master_address: str | None = None,
+    extra_masters: list[str] = (),
 ) -> dict[str, str]:
-    """master_address: where the salt-master listens (the nas itself unless a container behind it)."""
+    """master_address: where the salt-master listens (the nas itself unless a
+    container behind it); extra_masters: the further masters' addresses
+    (topology nodes), which the minions connect to as well."""
     master_address = master_address or nas_address
     files = {
         "/etc/hostname": node.name + "\n",
@@ -222,7 +248,7 @@ def files_for(
         **network_units(node),
     }
     if node.minion:
-        files[MINION_CONF] = minion_conf(node, nas_address)
+        files[MINION_CONF] = minion_conf(node, [nas_address, *extra_masters])
         # A node runs on one (user-mode) CPU: a highstate at normal priority
         # starved keepalived's check scripts on a director, which then timed
         # out, dropped its priority and handed the VIPs over for nothing.
@@ -239,8 +265,9 @@ def files_for(
             # reads. The minion's systemctl calls skip that there (the formulas
             # are unchanged; a real server just spends the 0.3 s).
             files[MINION_SKIP_SYSV] = "[Service]\nEnvironment=SYSTEMCTL_SKIP_SYSV=1\n"
-    if node.runs_master:
-        files[MASTER_CONF] = master_conf(repo_master, repo_path, master_address)
+    if node.runs_master or node.extra_master:
+        interface = master_address if node.runs_master else node.address
+        files[MASTER_CONF] = master_conf(repo_master, repo_path, interface)
         files[LAB_PILLAR] = lab_pillar()
     if "nas" in node.roles and master_address != nas_address:
         files["/etc/systemd/system/lab-salt-forward.service"] = salt_forward_unit(nas_address, master_address)

@@ -98,7 +98,8 @@ class LabNode:
     order: int = 0  # boot wave: 0 nas/upstream/client, 1 directors, 2 servers
     extra: dict = field(default_factory=dict)
     platform: str = "nspawn"  # or "uml": a user-mode kernel (lab/uml.py)
-    runs_master: bool = False  # the salt-master runs here
+    runs_master: bool = False  # the salt-master runs here (the primary: the lab's commands go through it)
+    extra_master: bool = False  # a topology node that runs a further salt-master (salt_masters)
 
     @property
     def mgmt_address(self) -> str | None:
@@ -150,8 +151,15 @@ def load(pillar: Path | None = None) -> tuple[dict, dict, dict[str, LabNode]]:
         ]
         roles = node["roles"]
         order = 0 if "nas" in roles else 1 if "director" in roles else 2
+        masters = [m["name"] for m in model["salt_masters"]]
         nodes[name] = LabNode(
-            name=name, roles=roles, links=links, gateway=node["gateway"], order=order, runs_master="nas" in roles
+            name=name,
+            roles=roles,
+            links=links,
+            gateway=node["gateway"],
+            order=order,
+            runs_master="nas" in roles,
+            extra_master=name in masters and "nas" not in roles,
         )
     taken = sorted(set(nodes) & LAB_OWN_NAMES)
     if taken:

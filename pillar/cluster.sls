@@ -130,6 +130,16 @@ cluster:
       dns-tcp: {vip: 192.168.1.200, port: 53, protocol: tcp, role: dns, scheduler: rr, forwarding: nat}
       web: {vip: 192.168.1.202, port: 80, protocol: tcp, role: web, scheduler: rr, forwarding: nat}
 
+  # The nodes the Salt masters run on. With more than one, every minion
+  # knows each of them and is connected to one at a time, the first while it
+  # answers (Salt's failover masters; docs/operations.md says why one is the
+  # default). Not a director.
+  salt_masters: [nas]
+
+  # true: cluster.validate refuses a single Salt master or a docroot
+  # without copies (nfs.copy).
+  ha: false
+
   nfs:
     # nas exports `export`; every web node mounts it at `mountpoint` and
     # serves `docroot` from it. Root on a client is squashed (the seed used

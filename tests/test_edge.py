@@ -170,6 +170,8 @@ WEB1 = MODEL["nodes"]["web1"]
 INTERNAL_TARGETS = [
     (NAS, 2049, "tcp", "nas"),
     (NAS, 4506, "tcp", MASTER_NODE),
+    # Every further Salt master of the topology (salt_masters), on its own node.
+    *[(m["address"], 4506, "tcp", m["name"]) for m in MODEL["salt_masters"] if m["name"] not in MODEL["roles"]["nas"]],
     (WEB1["address"], 8080, "tcp", "web1"),
     (WEB1["address"], 80, "tcp", "web1"),
     (MODEL["nodes"]["dns1"]["address"], 53, "tcp", "dns1"),

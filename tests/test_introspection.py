@@ -531,3 +531,69 @@ def test_ipvs_sync_threads_parsed_and_compared_with_the_model():
         "unexpected backup sync thread on eth1 (syncid 52, port 8848)"
     ]
     assert ipvs.compare_sync(None, []) == []
+
+
+def test_the_periodic_check_starts_only_known_stopped_services_of_the_node_that_answered():
+    """cluster.reconcile's decision, on answers as nodes give them (and as a
+    lying or broken one might): only the topology's nodes, only daemons the
+    catalogue knows, only those reported stopped; balanced roles drained."""
+    import yaml
+
+    topology = copy.deepcopy(SEED)
+    catalogue = yaml.safe_load((REPO / "pillar" / "catalogue.sls").read_text())["catalogue"]
+    answers = {
+        "web2": {"apache2": False},
+        "web1": {"apache2": True},
+        "web3": {"apache2": None},  # masked by an operator: held down on purpose
+        "dns1": {"named": False, "ssh": False},  # not a daemon of any formula
+        "standby": {"keepalived": True, "haproxy": False, "dnsmasq": True},
+        "master": {"haproxy": "no"},  # not a boolean
+        "intruder": {"apache2": False},  # not a node of the topology
+        "dns3": "Minion did not return. [No response]",
+    }
+    assert runner.stopped_services(answers, topology, catalogue) == {
+        "dns1": {"start": ["named"], "drain": True},
+        "standby": {"start": ["haproxy"], "drain": False},
+        "web2": {"start": ["apache2"], "drain": True},
+    }
+    assert runner.stopped_services({}, topology, catalogue) == {}
+
+
+def test_the_periodic_check_readies_only_nodes_it_drained_whose_services_run_again():
+    """cluster.reconcile's second decision: a node this master drained for a
+    stopped service is readied once every service it watches runs, and not
+    while one is down or masked, the node silent, or about to be started;
+    a node drained by someone else is not in ``drained`` and stays as it is."""
+    answers = {
+        "web1": {"apache2": True},
+        "web2": {"apache2": False},
+        "web3": {"apache2": None},  # masked: held down on purpose
+        "dns1": {"named": True},
+        "dns2": "Minion did not return. [No response]",
+        "dns3": {},
+    }
+    drained = ["web1", "web2", "web3", "dns1", "dns2", "dns3"]
+    stopped = {"dns1": {"start": ["named"], "drain": True}}
+    assert runner.ready_again(answers, drained, stopped) == ["web1"]
+    assert runner.ready_again(answers, [], stopped) == []
+    assert runner.ready_again({}, drained, {}) == []
+
+
+def test_every_runner_the_masters_call_is_exported():
+    """The reactor files and the masters' schedule name runner functions;
+    Salt loads only those in the module's ``__load__`` (a function left out
+    is not run, and the reactor says nothing of it)."""
+    import re
+
+    import yaml
+
+    called = set()
+    for sls in sorted((REPO / "reactor").glob("*.sls")):
+        called |= set(re.findall(r"^\s*runner\.cluster\.(\w+):", sls.read_text(), re.M))
+    master = yaml.safe_load((REPO / "etc/salt/master").read_text())
+    for job in (master.get("schedule") or {}).values():
+        if job["function"].startswith("cluster."):
+            called.add(job["function"].removeprefix("cluster."))
+    assert {"react", "reconcile"} <= called
+    assert called <= set(runner.__load__)
+    assert all(callable(getattr(runner, name)) for name in runner.__load__)

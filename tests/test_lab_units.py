@@ -81,7 +81,7 @@ def test_master_config_is_the_repo_config_with_absolute_roots():
 
 def test_minion_config_carries_id_master_and_roles():
     _, _, nodes = topology.load()
-    conf = yaml.safe_load(provision.minion_conf(nodes["dns2"], "10.0.100.100"))
+    conf = yaml.safe_load(provision.minion_conf(nodes["dns2"], ["10.0.100.100"]))
     assert (conf["id"], conf["master"], conf["grains"]) == ("dns2", "10.0.100.100", {"roles": ["dns"]})
     # A minion learns of a dead publish connection well before the master's
     # 30 s heartbeat timeout would have it miss jobs for minutes.
@@ -89,10 +89,36 @@ def test_minion_config_carries_id_master_and_roles():
     assert detection <= 30
     # Forks and scopes are dear only under a user-mode kernel.
     assert (conf["multiprocessing"], conf["systemd.scope"]) == (True, True)
-    uml = yaml.safe_load(provision.minion_conf(replace(nodes["web2"], platform="uml"), "10.0.100.100"))
+    uml = yaml.safe_load(provision.minion_conf(replace(nodes["web2"], platform="uml"), ["10.0.100.100"]))
     assert (uml["multiprocessing"], uml["systemd.scope"]) == (False, False)
     # Lab minions start with the repo's modules; `lab apply` syncs, not each highstate.
     assert conf["autoload_dynamic_modules"] is False
+
+
+def test_every_minion_fails_over_through_the_masters_of_the_topology(tmp_path):
+    """salt_masters beyond the nas run on their nodes, with the repo's master
+    settings on their own address; every minion knows each master, the nas
+    first, and connects to one at a time (Salt's failover masters), back to
+    the nas once it answers again."""
+    pillar = (topology.REPO / "pillar" / "cluster.sls").read_text()
+    assert "salt_masters: [nas]\n" in pillar
+    (tmp_path / "cluster.sls").write_text(pillar.replace("salt_masters: [nas]\n", "salt_masters: [nas, dns1]\n"))
+    _, model, nodes = topology.load(tmp_path / "cluster.sls")
+    assert [n.name for n in topology.load()[2].values() if n.extra_master] == []
+    extra = [n for n in nodes.values() if n.extra_master]
+    assert [n.name for n in extra] == [m["name"] for m in model["salt_masters"] if m["name"] != "nas"] == ["dns1"]
+    repo_master = yaml.safe_load((topology.REPO / "etc" / "salt" / "master").read_text())
+    addresses = [m.address for m in extra]
+    files = provision.files_for(nodes["dns1"], model, "10.0.100.100", repo_master, "/srv", "169.254.77.2", addresses)
+    master = yaml.safe_load(files[provision.MASTER_CONF])
+    assert master["interface"] == "10.0.100.5" and master["reactor"] == repo_master["reactor"]
+    assert master["schedule"]["cluster-reconcile"]["function"] == "cluster.reconcile"
+    for name in ("web2", "dns1", "master"):
+        files = provision.files_for(nodes[name], model, "10.0.100.100", repo_master, "/srv", "169.254.77.2", addresses)
+        conf = yaml.safe_load(files[provision.MINION_CONF])
+        assert conf["master"] == ["10.0.100.100", "10.0.100.5"] and conf["master_type"] == "failover"
+        assert conf["master_failback"] is True and conf["master_alive_interval"] > 0
+    assert provision.MASTER_CONF not in provision.files_for(nodes["dns2"], model, "10.0.100.100", repo_master, "/srv")
 
 
 def custom_modules(root: Path, files: dict[str, str]) -> Path:

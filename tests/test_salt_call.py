@@ -166,7 +166,7 @@ def test_the_catalogues_services_are_those_the_highstate_runs(salt_call, node):
     written = {
         Path(args["name"]).name.removesuffix(".service")
         for args in state_args(result, "file.managed")
-        if str(args["name"]).startswith("/etc/systemd/system/") and str(args["name"]).endswith(".service")
+        if str(args["name"]).startswith("/etc/systemd/system/") and str(args["name"]).endswith((".service", ".timer"))
     }
     role = SEED["nodes"][node]["roles"][0]
     expected = {"nas": {"nfs-server"}, "director": {"conntrackd", "dnsmasq", "keepalived", "haproxy"}}

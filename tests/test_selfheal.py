@@ -63,6 +63,31 @@ def test_stopped_apache_is_restarted_and_back_in_rotation():
         assert after["previous"] == before["state"] != after["state"], f"an event without a change: {states}"
 
 
+def test_a_service_stopped_while_no_master_hears_is_started_by_the_periodic_check():
+    """web2 cut off (its minion reaches no master), apache stopped there: the
+    beacon's event is lost. Still down when the cable is back (nothing heard
+    it); the masters' periodic check (cluster.reconcile, every 60 s) finds it
+    and starts it, and the directors put web2 back in rotation."""
+    lab("cut", "web2")
+    try:
+        in_node("web2", "systemctl", "stop", "apache2")
+        time.sleep(5)  # the beacon has seen it (every second) and fired into the void
+        # Nothing heard it: still down.
+        assert in_node("web2", "systemctl", "is-active", "apache2", check=False).stdout.strip() != "active"
+    finally:
+        lab("heal", "web2")
+    healed = time.monotonic()
+    back = wait_for(
+        lambda: (
+            in_node("web2", "systemctl", "is-active", "apache2", check=False).stdout.strip() == "active"
+            and in_rotation("10.0.100.3")
+        ),
+        100,
+    )
+    assert back is not None, "apache on web2 stayed down after the heal"
+    print(f"heal -> back in rotation: {time.monotonic() - healed:.1f} s")
+
+
 def holds_every_vip(name: str) -> bool:
     return holds_vip(name, *VIPS)
 

@@ -192,8 +192,27 @@ def test_nfs_export_and_mounts(topology):
     # Apache serves each client's own copy, refreshed every 5 s.
     assert nfs["copy"] == {"path": "/srv/www", "refresh": 5} and nfs["serve_root"] == "/srv/www"
     del topology["nfs"]["copy"]
+    topology["ha"] = False  # a docroot on the nas alone
     nfs = cluster.derive(topology)["nfs"]
     assert nfs["copy"] is None and nfs["serve_root"] == "/nfs/www"
+
+
+def test_salt_masters_and_their_firewall(topology):
+    assert cluster.derive(topology)["salt_masters"] == [{"name": "nas", "address": "10.0.100.100"}]
+    topology.update(salt_masters=["nas", "dns1"], ha=True)
+    model = cluster.derive(topology)
+    assert model["salt_masters"] == [
+        {"name": "nas", "address": "10.0.100.100"},
+        {"name": "dns1", "address": "10.0.100.5"},
+    ]
+    for name in ("nas", "dns1"):
+        rule = next(r for r in model["firewall"][name]["input"] if r["comment"] == "salt master from the minions")
+        assert rule["ports"] == [4505, 4506] or tuple(rule["ports"]) == (4505, 4506)
+    assert not any("salt master" in r["comment"] for r in model["firewall"]["dns2"]["input"])
+    # Without the key: the nas alone, as in the seed (and ha must then be off).
+    del topology["salt_masters"]
+    topology["ha"] = False
+    assert cluster.derive(topology)["salt_masters"] == [{"name": "nas", "address": "10.0.100.100"}]
 
 
 def test_node_view(topology):

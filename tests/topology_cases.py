@@ -206,6 +206,21 @@ CASES = [
         _set("nfs.copy", {"path": "/srv/www", "refresh": 5, "every": 5}),
         "nfs.copy: 'every' is not a known key",
     ),
+    Case("nfs-missing", lambda t: t.pop("nfs"), "nfs: missing (the shared docroot)"),
+    Case("salt-master-unknown", _set("salt_masters", ["nas", "dns9"]), "salt_masters: 'dns9' is not a node"),
+    Case("salt-master-twice", _set("salt_masters", ["nas", "nas"]), "salt_masters: 'nas' is listed twice"),
+    Case("salt-master-director", _set("salt_masters", ["nas", "standby"]), "salt_masters: 'standby' is a director"),
+    Case(
+        "ha-single-master",
+        _set("ha", True),
+        "salt_masters: ['nas'] names fewer than two nodes, and ha is true",
+    ),
+    Case(
+        "ha-no-copy",
+        lambda t: t.update(ha=True, salt_masters=["nas", "dns1"]) or t["nfs"].pop("copy"),
+        "nfs.copy: None is not set, and ha is true",
+    ),
+    Case("ha-not-bool", _set("ha", "yes"), "ha: 'yes' is not true or false"),
     Case(
         "forwarder-not-an-ip",
         _set("dns.forwarders", ["resolver.example"]),

@@ -6,8 +6,15 @@ The drill cuts the nas's cables for ``hold`` seconds while the external
 client probes the site through the VIP (lab/probe.py), publishes a file on
 the nas meanwhile (written into its export, as an operator on the nas would),
 heals, and times how long the file takes to reach every web server's copy.
+Early in the cut it stops Apache on a web server (``systemctl stop``, which
+systemd does not undo): the beacon's event is lost with the master on the
+nas (unless the topology has a second one), so the periodic check must find
+it and start it once a master hears.
 
-Reported: probes sent and failed (and failed when retried once) per kind, and
+Reported: probes sent and failed (and failed when retried once) per kind;
+``back_in_rotation_s``, seconds from the stop command until the web server
+answered through the VIP again (None: not within ``BACK_LIMIT_S`` of the
+heal), ``back_after_heal_s`` (0: during the cut); and
 ``published_s``, seconds from the heal until every copy held the file with the
 checksum taken on the nas (None: not within the limit).
 """
@@ -16,7 +23,7 @@ from __future__ import annotations
 
 import time
 
-from lab import node
+from lab import catalogue, node
 from lab.util import log
 
 DRILL = "nas cut"
@@ -25,9 +32,12 @@ DRILL = "nas cut"
 # mount itself).
 HOLD_S = 120
 PUBLISHED_FILE = "nas-drill.txt"
+SERVICE = catalogue.service_of("web")
 # How long after the heal a published file may take to reach every copy
 # before the drill stops waiting.
 PUBLISH_LIMIT_S = 120
+# How long after the heal the stopped web server may take to be back.
+BACK_LIMIT_S = 150
 
 
 def export_dir(model: dict) -> str:
@@ -77,9 +87,10 @@ def wait_published(cluster, name: str, sha256: str, limit: float = PUBLISH_LIMIT
 
 def nas_drill(cluster, hold: float) -> dict:
     """Cut the nas for ``hold`` seconds under probes; publish during the cut."""
-    from lab.bench import PROBE_INTERVAL, PROBE_TIMEOUT_S, Probe, outages, wait_serving
+    from lab.bench import PROBE_INTERVAL, PROBE_TIMEOUT_S, Probe, answering, outages, wait_for, wait_serving
 
     nas = cluster.role("nas")[0]
+    web = cluster.role("web")[1]
     wait_serving(cluster)
     probe_name = f"{cluster.role('web')[0]}.{cluster.model['domain']}"
     probe = Probe(cluster.vip, cluster.l7_port, probe_name, timeout=PROBE_TIMEOUT_S)
@@ -88,7 +99,19 @@ def nas_drill(cluster, hold: float) -> dict:
         time.sleep(2)  # a baseline before the fault
         injected = time.time()
         cluster.cut(nas)
-        time.sleep(hold / 2)
+        # A web server's Apache stopped while the nas (and the Salt master
+        # on it) is out: the other master's reactor must start it again.
+        time.sleep(min(10.0, hold / 4))
+        stopping = time.monotonic()
+        node.execute(web, ["systemctl", "stop", SERVICE], timeout=60, check=True)
+
+        def back() -> bool:
+            active = node.execute(web, ["systemctl", "is-active", SERVICE], timeout=30).stdout.strip() == "active"
+            return active and web in answering(cluster, 3)
+
+        found = wait_for(back, max(1.0, injected + hold / 2 - time.time()))
+        back_s = None if found is None else time.monotonic() - stopping  # from the stop command
+        time.sleep(max(0.0, injected + hold / 2 - time.time()))
         sha256 = publish(cluster, PUBLISHED_FILE)
         time.sleep(max(0.0, injected + hold - time.time()))
         # During the whole cut no copy could have it.
@@ -96,6 +119,12 @@ def nas_drill(cluster, hold: float) -> dict:
         healed = time.time()
         cluster.cut(nas, up=True)
         published_s = wait_published(cluster, PUBLISHED_FILE, sha256)
+        back_after_heal_s = 0.0 if back_s is not None else None
+        if back_s is None:
+            found = wait_for(back, max(1.0, healed + BACK_LIMIT_S - time.time()))
+            if found is not None:
+                back_s = time.monotonic() - stopping
+                back_after_heal_s = time.time() - healed
         time.sleep(2)  # the probe sees the healed state too
     finally:
         probes = probe.stop()
@@ -106,6 +135,9 @@ def nas_drill(cluster, hold: float) -> dict:
         "hold_s": hold,
         "probes": sum(1 for p in probes if p[0] in ("http", "l7")),
         "lacking_during_cut": during,
+        "stopped": f"{SERVICE} on {web}",
+        "back_in_rotation_s": None if back_s is None else round(back_s, 2),
+        "back_after_heal_s": None if back_after_heal_s is None else round(back_after_heal_s, 2),
         "published_s": None if published_s is None else round(published_s, 2),
         "refresh_s": cluster.model["nfs"]["copy"]["refresh"] if cluster.model["nfs"]["copy"] else None,
         "injected_at": injected,
@@ -119,6 +151,8 @@ def nas_drill(cluster, hold: float) -> dict:
         "bench",
         f"drill nas cut ({hold:.0f} s): {row['probes']} HTTP probes, failed retrying once:"
         f" http {row['http']['failed_retry_once']}, l7 {row['l7']['failed_retry_once']},"
-        f" dns {row['dns']['failed_retry_once']}; published on every copy {row['published_s']} s after the heal",
+        f" dns {row['dns']['failed_retry_once']}; {SERVICE} stopped on {web} back in rotation after"
+        f" {row['back_in_rotation_s']} s ({row['back_after_heal_s']} s after the heal);"
+        f" published on every copy {row['published_s']} s after the heal",
     )
     return row

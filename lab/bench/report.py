@@ -253,12 +253,23 @@ def _nas_section(rows: list[dict]) -> list[str]:
     and a file published on the nas meanwhile."""
     return _section(
         "The site without its nas (a long nas cut; a file published during it)",
-        ["cut s", "probes", "failed, retried once (http / l7 / dns)", "published on every copy after the heal, s"],
+        [
+            "cut s",
+            "probes",
+            "failed, retried once (http / l7 / dns)",
+            "stopped during the cut",
+            "back in rotation s",
+            "of which after the heal, s",
+            "published on every copy after the heal, s",
+        ],
         [
             [
                 f"{r['hold_s']:g}",
                 str(r["probes"]),
                 " / ".join(str(r[kind]["failed_retry_once"]) for kind in ("http", "l7", "dns")),
+                r.get("stopped") or "-",
+                _num(r.get("back_in_rotation_s"), ".1f"),
+                _num(r.get("back_after_heal_s"), ".1f"),
                 _num(r.get("published_s"), ".1f"),
             ]
             for r in rows
