@@ -196,7 +196,13 @@ def test_every_web_server_serves_the_docroot_from_the_nas_over_nfs():
     try:
         for web in WEB:
             assert in_node(web, "cat", f"{nfs['docroot']}/{name}").stdout.strip() == token, web
-        served = in_node("client", "curl", "-s", "-m", "5", f"http://192.168.1.200/{name}").stdout.strip()
+        # Through the VIP it is served from the web servers' copies of the
+        # export, refreshed every few seconds (nfs.copy): poll for a bound.
+        deadline, served = time.monotonic() + 30, ""
+        while served != token and time.monotonic() < deadline:
+            served = in_node("client", "curl", "-s", "-m", "5", f"http://192.168.1.200/{name}").stdout.strip()
+            if served != token:
+                time.sleep(1)
         assert served == token
     finally:
         in_node("nas", "rm", "-f", f"{docroot_on_nas}/{name}")
