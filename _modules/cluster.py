@@ -58,6 +58,8 @@ FRONTEND_KEYS = ("vip", "port", "mode", "backend")
 BACKEND_KEYS = ("role", "port", "mode", "cookie", "check_path", "balance")
 VIRTUAL_SERVER_KEYS = ("vip", "port", "protocol", "role", "scheduler", "forwarding", "real_port")
 NFS_KEYS = ("export", "mountpoint", "docroot", "clients", "copy")
+# The roles that mount the docroot when nfs.clients does not say.
+NFS_DEFAULT_CLIENTS = ["web"]
 NFS_COPY_KEYS = ("path", "refresh")
 NFS_REFRESH_RANGE = (1, 3600)  # seconds between two refreshes of a client's copy
 DNS_KEYS = ("forwarders", "allow_recursion", "ttl")
@@ -661,7 +663,7 @@ def _check_nfs(ck: _Checker, topo: Mapping, nodes: dict) -> None:
     servers = _role_nodes(nodes, "nas")
     if len(servers) != 1:
         ck.add("nodes", servers, "must hold exactly one node with role 'nas' (the NFS server)")
-    for role in _as_list(ck, "nfs.clients", nfs.get("clients", ["web"])):
+    for role in _as_list(ck, "nfs.clients", nfs.get("clients", NFS_DEFAULT_CLIENTS)):
         ck.choice("nfs.clients", role, ROLES)
     copy = ck.mapping(nfs, "copy", "nfs.copy", "each client's copy of the docroot", required=False)
     if copy:
@@ -711,7 +713,8 @@ def _check_ha(ck: _Checker, topo: Mapping, nodes: dict) -> None:
     if len([m for m in masters if _is_in(m, nodes)]) < 2:
         ck.add("salt_masters", masters, "names fewer than two nodes, and ha is true (a single Salt master)")
     nfs = topo.get("nfs") if isinstance(topo.get("nfs"), Mapping) else {}
-    clients = nfs.get("clients", ["web"]) if isinstance(nfs.get("clients", ["web"]), list) else []
+    clients = nfs.get("clients", NFS_DEFAULT_CLIENTS)
+    clients = clients if isinstance(clients, list) else []
     if nfs and not nfs.get("copy"):
         ck.add("nfs.copy", nfs.get("copy"), "is not set, and ha is true (the docroot would exist on the nas alone)")
     elif nfs and not any(set(clients) & set(n["roles"]) for n in nodes.values()):
@@ -803,8 +806,8 @@ def derive(topology: Mapping) -> dict:
         "haproxy": haproxy_view(topology.get("haproxy") or {}, nodes),
         "ipvs": ipvs_view(topology.get("ipvs") or {}, nodes),
         "nfs": nfs_view(topology.get("nfs") or {}, networks, nodes),
-        # Every minion connects to each master at once (Salt's multi-master);
-        # each runs the reactor and the periodic check.
+        # The first is the minions' master while it answers (Salt's failover
+        # masters); each runs the reactor and the periodic check.
         "salt_masters": [{"name": name, "address": nodes[name]["address"]} for name in _salt_masters(topology, nodes)],
         "ha": topology.get("ha", False),
     }
@@ -1105,7 +1108,7 @@ def nfs_view(spec: Mapping, networks: Mapping, nodes: Mapping) -> dict | None:
     if not spec:
         return None
     server = next(n for n in nodes.values() if "nas" in n["roles"])
-    clients = spec.get("clients", ["web"])
+    clients = spec.get("clients", NFS_DEFAULT_CLIENTS)
     copy = spec.get("copy")
     client_nodes = sorted(n["name"] for n in nodes.values() if set(n["roles"]) & set(clients))
     return {

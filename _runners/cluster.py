@@ -581,6 +581,7 @@ def reconcile(timeout: int = 20, nodes: list[str] | None = None) -> dict:
     answers = answers if isinstance(answers, Mapping) else {}
     todo = stopped_services(answers, topology, catalogue)
     directors = _directors(topology)
+    draining = {}
     for node, work in todo.items():
         log.warning("cluster.reconcile: %s: starting %s", node, ", ".join(work["start"]))
         for name in work["start"]:
@@ -588,9 +589,10 @@ def reconcile(timeout: int = 20, nodes: list[str] | None = None) -> dict:
         if work["drain"] and directors:
             kwarg = {"nodes": [node], "admin_state": "drain"}
             client.cmd_async(directors, "balancer.set_nodes", [], tgt_type="list", kwarg=kwarg)
-            _drained({node: True})
+            draining[node] = True
+    drained = _drained(draining)
     # Nodes drained for a service that runs again, whose event saying so was lost.
-    readied = ready_again(answers, _drained(), todo) if directors else []
+    readied = ready_again(answers, drained, todo) if directors else []
     for node in readied:
         log.warning("cluster.reconcile: %s: its services run again: ready", node)
         kwarg = {"nodes": [node], "admin_state": "ready"}

@@ -238,7 +238,7 @@ def files_for(
 ) -> dict[str, str]:
     """master_address: where the salt-master listens (the nas itself unless a
     container behind it); extra_masters: the further masters' addresses
-    (topology nodes), which the minions connect to as well."""
+    (topology nodes), which the minions fail over to."""
     master_address = master_address or nas_address
     files = {
         "/etc/hostname": node.name + "\n",

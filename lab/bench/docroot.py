@@ -100,7 +100,7 @@ def nas_drill(cluster, hold: float) -> dict:
         injected = time.time()
         cluster.cut(nas)
         # A web server's Apache stopped while the nas (and the Salt master
-        # on it) is out: the other master's reactor must start it again.
+        # on it) is out: its beacon's event is lost with the master.
         time.sleep(min(10.0, hold / 4))
         stopping = time.monotonic()
         node.execute(web, ["systemctl", "stop", SERVICE], timeout=60, check=True)
