@@ -6,7 +6,9 @@ flows.)"""
 from __future__ import annotations
 
 import pytest
+import yaml
 
+from conftest import REPO
 from lab.bench import Cluster, holds_vip, vips_held, vips_in_place, wait_for
 from lab.checks import servers_seen
 from lab.topology import load
@@ -67,3 +69,43 @@ def test_cookie_stickiness_on_the_layer7_port_survives_the_failover():
     assert during == [server] * 5 and after == [server] * 5
     in_node("client", "rm", "-f", JAR)
     wait_until_serving()
+
+
+# On the leader: a connection to HAProxy's health socket accepted by the
+# worker in place, HAProxy reloaded (systemctl returns once the new worker
+# runs), then the question asked on that connection, so the worker handing
+# over answers it; the reply's status line and body.
+HELD_QUESTION = """
+import socket, subprocess, sys, time
+sock = socket.socket(socket.AF_UNIX)
+sock.connect(sys.argv[1])
+subprocess.run(["systemctl", "reload", "haproxy"], check=True)
+time.sleep(1)
+sock.sendall(b"GET /healthy HTTP/1.0\\r\\n\\r\\n")
+reply = b""
+while chunk := sock.recv(512):
+    reply += chunk
+head, _, body = reply.partition(b"\\r\\n\\r\\n")
+print(head.split(b"\\r\\n")[0].decode(), body.decode())
+"""
+
+
+def test_a_haproxy_reload_leaves_the_vips_where_they_are():
+    """A reload's old worker stops its backends before it exits, and so
+    counts none of their servers UP: asked then, it says "stopping", which
+    keepalived's watcher ignores. Before, it said 503 "none", the leader's
+    priority dropped and the VIPs went to the standby and back during a
+    topology change (a failed request or two each way)."""
+    wait_until_serving()
+    since = in_node(LEADER, "date", "+%Y-%m-%d %H:%M:%S.%N").stdout.strip()
+    socket_path = yaml.safe_load((REPO / "salt/haproxy/defaults.yaml").read_text())["haproxy"]["health_socket"]
+    held = in_node(LEADER, "python3", "-c", HELD_QUESTION, socket_path).stdout.split()
+    assert held == ["HTTP/1.1", "503", "Service", "Unavailable", "stopping"], held
+    for _ in range(3):
+        in_node(LEADER, "systemctl", "reload", "haproxy")
+    units = ("-u", "haproxy", "-u", "keepalived")
+    journal = in_node(LEADER, "journalctl", "--no-pager", "-o", "cat", "--since", since, *units).stdout
+    print(journal[-3000:])
+    assert journal.count("Reloaded haproxy.service") >= 4, journal[-3000:]
+    assert "Changing effective priority" not in journal and "Entering BACKUP STATE" not in journal, journal[-3000:]
+    assert vips_in_place(CLUSTER), vips_held(CLUSTER)

@@ -33,6 +33,19 @@ def test_haproxy_answers_read_as_ok_none_or_degraded():
     assert watch.answer_of(b"HTTP/1.1 503 Service Unavailable\r\n\r\n<html>busy</html>") == "degraded"
     assert watch.answer_of(b"HTTP/1.1 404 Not Found\r\n\r\nnone") == "degraded"
     assert watch.answer_of(b"") == "degraded"
+    stopping = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 8\r\ncontent-type: text/plain\r\n"
+    assert watch.answer_of(stopping + b"connection: close\r\n\r\nstopping") == "stopping"
+
+
+def test_a_stopping_worker_changes_no_flag_and_none_lowers_the_priority_at_once():
+    view = watch.View(fall=2, rise=4, settle=10)
+    assert view.observe("ok", 3, 0.0) == {"down": False, "degraded": False, "isolated": False}
+    assert view.observe("stopping", 3, 0.25) is None
+    assert view.observe("ok", 3, 0.5) == {"down": False, "degraded": False, "isolated": False}
+    # HAProxy's "none" is debounced by its checks already: degraded at once.
+    assert view.observe("none", 3, 0.75) == {"down": False, "degraded": True, "isolated": False}
+    assert view.observe("down", None, 1.0) == {"down": False, "degraded": True, "isolated": False}
+    assert view.observe("down", None, 1.25) == {"down": True, "degraded": True, "isolated": False}
 
 
 def test_reaching_no_server_counts_only_after_servers_were_reached_for_settle_seconds():

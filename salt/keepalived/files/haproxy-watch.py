@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Managed by Salt (keepalived formula). Asks HAProxy's health socket
 (GET /healthy: 200 "ok" while every backend has a server UP, 503 "partial
-BACKEND" while one has none, 503 "none" while none has one) every INTERVAL
-seconds and keeps three keepalived track files up to date:
+BACKEND" while one has none, 503 "none" while none has one, 503 "stopping"
+from a worker handing over to a reloaded one) every INTERVAL seconds and
+keeps three keepalived track files up to date:
 
     DOWN_FILE      1 while nothing answers there (HAProxy dead, or restarted
                    and not listening yet); keepalived: weight 0, so FAULT.
@@ -27,7 +28,9 @@ One resident process instead of a check command started every second: on a
 user-mode director the two checks it replaces cost a third of a host core.
 A file changes only after FALL failed (or RISE good) answers in a row, and
 is rewritten whenever its content differs from the watcher's view (e.g.
-keepalived created it anew at start).
+keepalived created it anew at start). A "stopping" answer is no answer: a
+worker that is handing over has stopped its backends, and would otherwise
+read as reaching no server during every reload.
 
     keepalived-haproxy-watch SOCKET DOWN_FILE DEGRADED_FILE ISOLATED_FILE
         [--ipvs-table /proc/net/ip_vs] [--settle 10] [--interval 0.25]
@@ -47,20 +50,21 @@ REQUEST = b"GET /healthy HTTP/1.0\r\n\r\n"
 
 def answer_of(reply: bytes) -> str:
     """A reply of HAProxy's health frontend -> "ok", "none" (no backend has
-    a server UP), "partial" (some backend has none) or "degraded" (anything
-    else)."""
+    a server UP), "partial" (some backend has none), "stopping" (a worker
+    handing over to a reloaded one) or "degraded" (anything else)."""
     head, _, body = reply.partition(b"\r\n\r\n")
     status = head.split(b" ", 2)[1:2]
     if status == [b"200"]:
         return "ok"
-    if status == [b"503"] and body.strip() == b"none":
-        return "none"
+    if status == [b"503"] and body.strip() in (b"none", b"stopping"):
+        return body.strip().decode()
     return "partial" if status == [b"503"] and body.startswith(b"partial ") else "degraded"
 
 
 def ask(path: str, timeout: float) -> str:
-    """One question: "ok", "none", "partial", "degraded" (see answer_of; or
-    no answer in time) or "down" (no socket, or nobody listening on it)."""
+    """One question: "ok", "none", "partial", "stopping", "degraded" (see
+    answer_of; or no answer in time) or "down" (no socket, or nobody
+    listening on it)."""
     try:
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(timeout)
@@ -126,6 +130,33 @@ class Reach:
         return False
 
 
+class View:
+    """The three flags as the answers so far have them."""
+
+    NAMES = ("down", "degraded", "isolated")
+
+    def __init__(self, fall: int, rise: int, settle: float) -> None:
+        self.flags = {name: Debounced(fall, rise) for name in self.NAMES}
+        self.reach = Reach(settle)
+
+    def observe(self, answer: str, ipvs_servers: int | None, now: float) -> dict[str, bool] | None:
+        """The flags after one answer (and IPVS's count of real servers);
+        None for a "stopping" answer, which changes nothing."""
+        if answer == "stopping":
+            return None
+        reaches = answer not in ("none", "down") or bool(ipvs_servers)
+        failing = {
+            "down": answer == "down",
+            "degraded": answer != "ok",
+            "isolated": self.reach.lost(reaches, now),
+        }
+        # HAProxy's own verdict on its servers (its checks have their fall)
+        # lowers the priority at once: a director whose cut cable is mended
+        # just as its last server goes DOWN must not win the VIPs back.
+        at_once = {"degraded": answer in ("none", "partial")}
+        return {name: self.flags[name].observe(failing[name], at_once.get(name, False)) for name in self.NAMES}
+
+
 def write_if_changed(path: str, failing: bool) -> None:
     value = "1\n" if failing else "0\n"
     try:
@@ -156,23 +187,16 @@ def main(argv: list[str]) -> int:
     files = {"down": args.down_file, "degraded": args.degraded_file, "isolated": args.isolated_file}
     for path in files.values():
         os.makedirs(os.path.dirname(path), exist_ok=True)
-    flags = {name: Debounced(args.fall, args.rise) for name in files}
-    reach = Reach(args.settle)
+    view = View(args.fall, args.rise, args.settle)
     while True:
         started = time.monotonic()
         answer = ask(args.socket, args.timeout)
-        reaches = answer not in ("none", "down") or bool(ipvs_real_servers(args.ipvs_table))
-        failing = {
-            "down": answer == "down",
-            "degraded": answer != "ok",
-            "isolated": reach.lost(reaches, started),
-        }
-        # HAProxy's own verdict on its servers (its checks have their fall)
-        # lowers the priority at once: a director whose cut cable is mended
-        # just as its last server goes DOWN must not win the VIPs back.
-        at_once = {"degraded": answer in ("none", "partial")}
+        flags = view.observe(answer, ipvs_real_servers(args.ipvs_table), started)
+        if flags is None:  # the old worker of a reload: ask the new one soon
+            time.sleep(args.interval / 5)
+            continue
         for name, path in files.items():
-            write_if_changed(path, flags[name].observe(failing[name], at_once.get(name, False)))
+            write_if_changed(path, flags[name])
         time.sleep(max(0.0, args.interval - (time.monotonic() - started)))
 
 
