@@ -1121,18 +1121,39 @@ def nfs_view(spec: Mapping, networks: Mapping, nodes: Mapping) -> dict | None:
         "options": ["rw", "sync", "no_subtree_check", "root_squash"],
         "mountpoint": spec["mountpoint"],
         "docroot": spec["docroot"],
+        # The docroot as the nas holds it, in its export.
+        "export_docroot": spec["export"].rstrip("/") + spec["docroot"][len(spec["mountpoint"].rstrip("/")) :],
         "device": f"{server['address']}:{spec['export']}",
         "clients": client_nodes,
         # Each client's own copy of the docroot, refreshed from the mount:
         # what Apache serves, so that the site outlives the nas (None: Apache
-        # serves the mount itself, as in the seed).
-        "copy": {"path": copy["path"].rstrip("/"), "refresh": copy["refresh"]} if copy else None,
+        # serves the mount itself, as in the seed). Each client also offers
+        # its copy, read-only and to the nas alone, as an rsync daemon
+        # module: a nas rebuilt without its data restores the export from it.
+        "copy": (
+            {
+                "path": copy["path"].rstrip("/"),
+                "refresh": copy["refresh"],
+                "rsync": {
+                    "port": RSYNC_PORT,
+                    "module": RSYNC_MODULE,
+                    "sources": [
+                        f"rsync://{nodes[name]['address']}:{RSYNC_PORT}/{RSYNC_MODULE}" for name in client_nodes
+                    ],
+                },
+            }
+            if copy
+            else None
+        ),
         "serve_root": copy["path"].rstrip("/") if copy else spec["docroot"],
     }
 
 
 SSH_PORT = 22
 NFS_PORT = 2049  # NFSv4 needs nothing else (no rpcbind, no mountd)
+# The web servers' rsync daemon, offering their copies of the docroot (nfs.copy).
+RSYNC_PORT = 873
+RSYNC_MODULE = "docroot"
 SALT_PORTS = (4505, 4506)  # the master's publish and request ports
 DHCP_PORTS = {"server": 67, "client": 68}
 # The kernel's IPVS sync daemon (to its multicast group 224.0.0.81) and
@@ -1260,6 +1281,11 @@ def firewall_view(
             inputs += director_inputs
         if "nas" in roles and nfs:
             inputs.append(_fw_rule("nfs to its clients", "tcp", [NFS_PORT], iif=inside, saddr=nfs["export_to"]))
+        if nfs and nfs["copy"] and name in nfs["clients"]:
+            rsync = nfs["copy"]["rsync"]["port"]
+            inputs.append(
+                _fw_rule("docroot copy to the nas", "tcp", [rsync], iif=inside, saddr=[nfs["server_address"]])
+            )
         if name in {m["name"] for m in salt_masters}:
             # A Salt master runs here (on the nas, or behind it, reached by
             # the nas's own port forwarding): its ports for the minions only.

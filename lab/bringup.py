@@ -277,6 +277,18 @@ class Bringup(SaltControl):
         net.unwire_retired(name)
         node.execute(self.master.name, ["salt-key", "-y", "-d", name], timeout=60)
 
+    def wipe(self, name: str) -> None:
+        """Throw a node's disk away, as when a disk or a machine is replaced:
+        stop it and delete its tree (and a user-mode node's disk image).
+        `up` boots it anew from the rootfs, with its minion key, and
+        highstates it (a nas takes its docroot back from a web server's copy)."""
+        lab_node = self.nodes[name]
+        if lab_node.runs_master or lab_node.extra_master:
+            raise ValueError(f"{name} runs a Salt master of the lab: wiping it would take the lab's keys with it")
+        node.stop(name)
+        node.unmount(name)
+        log(name, "stopped, its disk thrown away: `python -m lab up` boots it anew")
+
     # -- down ------------------------------------------------------------
     def down(self) -> None:
         names = set(self.nodes) | {p.name for p in (node.STATE / "nodes").glob("*") if p.is_dir()}

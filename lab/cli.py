@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("cut", "heal"):
         p = sub.add_parser(name)
         p.add_argument("node")
+    p_wipe = sub.add_parser("wipe", help="throw a node's disk away (stopped); `up` boots it anew and highstates it")
+    p_wipe.add_argument("node")
     p_bench = sub.add_parser("bench", help="benchmarks and failure drills from the client node (lab/bench/)")
     p_bench.add_argument("--quick", action="store_true", help="a short bounded run (about a minute)")
     p_bench.add_argument("--out", type=Path, default=REPO / "build" / "bench", help="results, plots and report")
@@ -145,6 +147,10 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         return 0 if proc.returncode in (0, 124) else proc.returncode
     elif args.command in ("exec", "salt"):
         return _exec_command(parser, args, lab.master.name)
+    elif args.command == "wipe":
+        if args.node not in lab.nodes:
+            parser.error(f"unknown node {args.node!r} (nodes: {', '.join(sorted(lab.nodes))})")
+        lab.wipe(args.node)
     elif args.command in ("cut", "heal"):
         if args.node not in lab.nodes:
             parser.error(f"unknown node {args.node!r} (nodes: {', '.join(sorted(lab.nodes))})")

@@ -73,7 +73,7 @@ catalogue:
       service: named
       zone_dir: /var/lib/bind/cluster
     nfs:
-      packages: [nfs-kernel-server]
+      packages: [nfs-kernel-server, rsync]
       service: nfs-server
     webcontent:
       # What the index page prints before the serving node's address: how

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from conftest import REPO, load_module
+from lab import catalogue
 from lab.bench import Cluster, Probe, held_vips
 from lab.topology import OPERATOR, load
 from labtools import LAB_NODES, MASTER_NODE, PREFIX, in_node, salt_json, wait_until_serving
@@ -174,6 +175,8 @@ INTERNAL_TARGETS = [
     *[(m["address"], 4506, "tcp", m["name"]) for m in MODEL["salt_masters"] if m["name"] not in MODEL["roles"]["nas"]],
     (WEB1["address"], 8080, "tcp", "web1"),
     (WEB1["address"], 80, "tcp", "web1"),
+    # The web server's copy of the docroot, offered to the nas (rsync daemon).
+    (WEB1["address"], MODEL["nfs"]["copy"]["rsync"]["port"], "tcp", "web1"),
     (MODEL["nodes"]["dns1"]["address"], 53, "tcp", "dns1"),
     (MODEL["haproxy"]["stats"]["vip"], MODEL["haproxy"]["stats"]["port"], "tcp", LEADER),
 ]
@@ -230,6 +233,25 @@ def test_nfs_is_exported_to_the_client_nodes_only():
     exported = in_node("nas", "exportfs", "-s").stdout.split()
     clients = sorted(word.split("(")[0] for word in exported if "(" in word)
     assert clients == sorted(MODEL["nodes"][n]["address"] for n in MODEL["nfs"]["clients"]), exported
+
+
+def test_the_docroot_copies_are_offered_to_the_nas_only():
+    """Each web server offers its copy (rsync, read-only) for the nas to take
+    back after a disk loss: the nas lists it; the operator, an internal node
+    that is no nas, is dropped by the web server's firewall; and the nas
+    cannot write into it."""
+    rsync = MODEL["nfs"]["copy"]["rsync"]
+    source = rsync["sources"][0]
+    marker = catalogue.runtime("webcontent", "marker")
+    listed = in_node("nas", "rsync", "--contimeout=5", "--list-only", f"{source}/{marker}", check=False)
+    assert listed.returncode == 0 and marker in listed.stdout, listed.stderr
+    planted = in_node("nas", "sh", "-c", f"echo defaced > /tmp/planted && rsync /tmp/planted {source}/", check=False)
+    assert planted.returncode != 0 and "read only" in planted.stderr, planted.stderr
+    before = dropped("web1")["input"]
+    script = f'timeout 3 bash -c "echo > /dev/tcp/{WEB1["address"]}/{rsync["port"]}" 2>/dev/null && echo open'
+    opened = in_node(OPERATOR, "bash", "-c", script + "; true").stdout
+    assert opened == "", opened
+    assert dropped("web1")["input"] > before, "the operator's attempt did not reach web1"
 
 
 def test_stats_page_is_read_only_and_for_the_internal_network():

@@ -38,6 +38,8 @@ PUBLISH_AFTER_CUT_BOUND_S = 60
 _MASTER = yaml.safe_load((REPO / "etc" / "salt" / "master").read_text())
 BACK_AFTER_HEAL_BOUND_S = _MASTER["schedule"]["cluster-reconcile"]["seconds"] + 40
 COPY_UNIT = catalogue.runtime("apache", "copy_unit")
+# Left on the nas's disk before the disk loss drill: gone with the disk.
+SENTINEL = "/var/tmp/disk-drill-sentinel"
 
 
 def test_a_published_file_reaches_every_copy_and_so_does_its_removal():
@@ -112,3 +114,36 @@ def test_the_site_answers_through_a_two_minute_nas_cut_and_publishing_resumes():
         assert row[kind]["failed_retry_once"] == 0, (kind, row[kind])
     assert row["published_s"] is not None and row["published_s"] <= PUBLISH_AFTER_CUT_BOUND_S
     assert row["back_after_heal_s"] is not None and row["back_after_heal_s"] <= BACK_AFTER_HEAL_BOUND_S
+
+
+def test_a_nas_that_lost_its_disk_takes_the_docroot_back_from_a_copy():
+    """The nas's disk thrown away (`lab wipe`) and the nas rebuilt from
+    nothing but Salt (`lab up`): its highstate restores the docroot from a
+    web server's copy, every file's checksum as before, the site answering
+    from the copies meanwhile, and the copies take what is published next
+    (the restored docroot keeps its identity)."""
+    wait_until_serving()
+    marker = catalogue.runtime("webcontent", "marker")
+    identity = in_node(WEB[0], "cat", f"{docroot.served_dir(MODEL)}/{marker}").stdout
+    in_node(NAS, "touch", SENTINEL)
+    started = time.monotonic()
+    row = docroot.disk_loss_drill(CLUSTER)
+    print(
+        f"nas disk loss: rebuilt in {row['rebuilt_s']} s; {row['restored_files']} of {row['files']} files restored,"
+        f" differing {row['differing']}; published on every copy {row['published_s']} s after;"
+        f" {row['probes']} HTTP probes, failed retrying once http {row['http']['failed_retry_once']},"
+        f" l7 {row['l7']['failed_retry_once']}, dns {row['dns']['failed_retry_once']}"
+        f" (drill {time.monotonic() - started:.0f} s)"
+    )
+    # The drill's own tree and the formula's pages were there to lose.
+    assert row["files"] >= len(docroot.DISK_LOSS_FILES) + 3
+    assert row["differing"] == [] and row["restored_files"] == row["files"]
+    # The nas really was new: booted during the drill, and a file left on
+    # its disk outside the export is gone.
+    uptime = float(in_node(NAS, "cat", "/proc/uptime").stdout.split()[0])
+    assert uptime < time.monotonic() - started, uptime
+    assert in_node(NAS, "test", "-e", SENTINEL, check=False).returncode != 0
+    assert in_node(NAS, "cat", f"{docroot.export_dir(MODEL)}/{marker}").stdout == identity
+    assert row["published_s"] is not None and row["published_s"] <= PUBLISH_BOUND_S
+    for kind in ("http", "l7", "dns"):
+        assert row[kind]["failed_retry_once"] == 0, (kind, row[kind])

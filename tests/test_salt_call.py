@@ -599,6 +599,12 @@ COPY_UNIT = (
     '{%- set marker = salt["cluster.settings"]("webcontent", {}).marker %}'
     '{% include "apache/files/docroot-copy.service.jinja" %}'
 )
+RSYNCD = (
+    '{%- set tplroot = "apache" %}{%- from "apache/map.jinja" import model with context %}'
+    "{%- set copy = model.nfs['copy'] %}{%- set rsync = copy.rsync %}{%- set nas = model.nfs.server_address %}"
+    '{%- set lock_file = "/run/cluster-docroot-rsync/lock" %}'
+    '{% include "apache/files/rsyncd.conf.jinja" %}'
+)
 SITE_HTTP = '{% set tplroot = "apache" %}{% include "apache/files/site-http.conf.jinja" %}'
 
 
@@ -624,9 +630,12 @@ def test_apache_serves_its_copy_of_the_docroot_when_the_topology_asks(salt_call,
             "daemon-reload",
             "refreshed",
             "timer-running",
+            "rsyncd-config",
+            "rsyncd-unit",
+            "rsyncd-running",
         }
         if copied
-        else {"timer-dead", "units-absent", "daemon-reload"}
+        else {"timer-dead", "units-absent", "daemon-reload", "rsyncd-dead"}
     )
     code, site, stderr = salt_call(
         "slsutil.renderer", f"string={SITE_HTTP}", "default_renderer=jinja", node="web1", pillar=pillar
@@ -642,3 +651,16 @@ def test_apache_serves_its_copy_of_the_docroot_when_the_topology_asks(salt_call,
         dropin = states["apache-copy-apache-dropin"]["file"]
         contents = next(arg["contents"] for arg in dropin if isinstance(arg, dict) and "contents" in arg)
         assert "After=cluster-docroot-copy.service" in contents
+        # The copy offered read-only, to the nas alone.
+        code, rsyncd, stderr = salt_call(
+            "slsutil.renderer", f"string={RSYNCD}", "default_renderer=jinja", node="web1", pillar=pillar
+        )
+        assert code == 0, stderr
+        settings = dict(
+            (key.strip(), value.strip())
+            for key, _, value in (line.partition("=") for line in rsyncd.splitlines())
+            if value and not key.lstrip().startswith("#")
+        )
+        assert settings["hosts allow"] == "10.0.100.100" and settings["hosts deny"] == "*", rsyncd
+        assert settings["read only"] == "yes" and settings["uid"] == "nobody" and settings["port"] == "873"
+        assert "[docroot]" in rsyncd and settings["path"] == "/srv/www", rsyncd

@@ -190,7 +190,16 @@ def test_nfs_export_and_mounts(topology):
     assert "root_squash" in nfs["options"] and "no_root_squash" not in nfs["options"]
     assert nfs["clients"] == ["web1", "web2", "web3"]
     # Apache serves each client's own copy, refreshed every 5 s.
-    assert nfs["copy"] == {"path": "/srv/www", "refresh": 5} and nfs["serve_root"] == "/srv/www"
+    assert {k: nfs["copy"][k] for k in ("path", "refresh")} == {"path": "/srv/www", "refresh": 5}
+    assert nfs["serve_root"] == "/srv/www" and nfs["export_docroot"] == "/srv/nfs/www/www"
+    # Each copy offered to the nas (rsync daemon), and only to it (firewall).
+    assert nfs["copy"]["rsync"]["sources"] == [f"rsync://10.0.100.{n}:873/docroot" for n in (2, 3, 4)]
+    firewall = cluster.derive(topology)["firewall"]
+    offered = {
+        name: [r["saddr"] for r in rules["input"] if r["protocol"] == "tcp" and 873 in r["ports"]]
+        for name, rules in firewall.items()
+    }
+    assert offered == {name: [["10.0.100.100"]] if name.startswith("web") else [] for name in firewall}
     del topology["nfs"]["copy"]
     topology["ha"] = False  # a docroot on the nas alone
     nfs = cluster.derive(topology)["nfs"]

@@ -76,6 +76,7 @@ DRILLS = (
     "web node cut",
     "dns node cut",
     docroot.DRILL,
+    docroot.DISK_LOSS,
     "salt-master stopped",
     *flows.DRILLS,
 )
@@ -708,9 +709,10 @@ def run_bench(cluster: Cluster, quick: bool, out_dir: Path, drills: list[str] | 
     results["http"] = [] if drills else http_sweep(cluster, plan)
     results["dns"] = [] if drills else dns_sweep(cluster, plan)
     names = drills or plan.drills
-    own = (*flows.DRILLS, docroot.DRILL)
+    own = (*flows.DRILLS, docroot.DRILL, docroot.DISK_LOSS)
     results["drills"] = [drill(cluster, name, plan) for name in names if name not in own]
     results["nas"] = [docroot.nas_drill(cluster, docroot.HOLD_S)] if docroot.DRILL in names else []
+    results["nas"] += [docroot.disk_loss_drill(cluster)] if docroot.DISK_LOSS in names else []
     available = flows.flows(cluster)
     results["flows"] = [
         flows.flow_drill(cluster, name, available[name], plan.hold) for name in names if name in available

@@ -11,6 +11,14 @@ systemd does not undo): the beacon's event is lost with the master on the
 nas (unless the topology has a second one), so the periodic check must find
 it and start it once a master hears.
 
+The disk loss drill (``disk_loss_drill``) publishes a small tree on the
+nas, waits until every copy has it, takes every file's checksum on the nas,
+throws the nas's disk away (``python -m lab wipe``) and boots it anew
+(``python -m lab up``: the nas's highstate restores the docroot from a web
+server's copy) under probes, then compares every checksum and publishes once
+more, which every copy must take (the restored export is the docroot they
+came from).
+
 Reported: probes sent and failed (and failed when retried once) per kind;
 ``back_in_rotation_s``, seconds from the stop command until the web server
 answered through the VIP again (None: not within ``BACK_LIMIT_S`` of the
@@ -21,12 +29,18 @@ checksum taken on the nas (None: not within the limit).
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 from lab import catalogue, node
+from lab.topology import REPO
 from lab.util import log
 
 DRILL = "nas cut"
+DISK_LOSS = "nas disk loss"
+# The tree the disk loss drill publishes before the loss: (path, bytes).
+DISK_LOSS_FILES = (("disk-drill/a.txt", 2048), ("disk-drill/sub/b.txt", 65536), ("disk-drill/sub/deeper/c.txt", 10))
 # The nas stays cut this long: longer than the web servers' NFS clients can
 # hide (they answered for about 36 s from their caches when Apache served the
 # mount itself).
@@ -42,8 +56,7 @@ BACK_LIMIT_S = 150
 
 def export_dir(model: dict) -> str:
     """The docroot as the nas holds it, in its export."""
-    nfs = model["nfs"]
-    return nfs["export"] + nfs["docroot"].removeprefix(nfs["mountpoint"])
+    return model["nfs"]["export_docroot"]
 
 
 def served_dir(model: dict) -> str:
@@ -154,5 +167,74 @@ def nas_drill(cluster, hold: float) -> dict:
         f" dns {row['dns']['failed_retry_once']}; {SERVICE} stopped on {web} back in rotation after"
         f" {row['back_in_rotation_s']} s ({row['back_after_heal_s']} s after the heal);"
         f" published on every copy {row['published_s']} s after the heal",
+    )
+    return row
+
+
+def checksums(cluster, where: str, root: str) -> dict[str, str]:
+    """SHA-256 of every file below ``root`` on node ``where``, by relative path."""
+    script = f"cd {root} && find . -type f -print0 | sort -z | xargs -0 -r sha256sum"
+    out = node.execute(where, ["sh", "-c", script], timeout=120, check=True).stdout
+    return {path.removeprefix("./"): digest for digest, path in (line.split(None, 1) for line in out.splitlines())}
+
+
+def _lab(*argv: str, timeout: float = 900) -> None:
+    """The lab's CLI, as an operator runs it."""
+    argv = (sys.executable, "-m", "lab", *argv)
+    proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[1:])} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+def disk_loss_drill(cluster) -> dict:
+    """The nas's disk thrown away and the nas rebuilt through Salt, under probes."""
+    from lab.bench import PROBE_INTERVAL, PROBE_TIMEOUT_S, Probe, outages, wait_serving
+
+    nas = cluster.role("nas")[0]
+    export = export_dir(cluster.model)
+    wait_serving(cluster)
+    for name, size in DISK_LOSS_FILES:
+        parent = f"{export}/{name}".rsplit("/", 1)[0]
+        node.execute(nas, ["mkdir", "-p", "-m", "755", parent], timeout=60, check=True)
+        sha256 = publish(cluster, name, size)
+    last = DISK_LOSS_FILES[-1][0]
+    copied_s = wait_published(cluster, last, sha256)
+    before = checksums(cluster, nas, export)
+    probe_name = f"{cluster.role('web')[0]}.{cluster.model['domain']}"
+    probe = Probe(cluster.vip, cluster.l7_port, probe_name, timeout=PROBE_TIMEOUT_S)
+    try:
+        time.sleep(2)  # a baseline before the fault
+        injected = time.time()
+        _lab("wipe", nas)
+        _lab("up")
+        rebuilt_s = time.time() - injected
+        after = checksums(cluster, nas, export)
+        sha256 = publish(cluster, PUBLISHED_FILE)
+        published_s = wait_published(cluster, PUBLISHED_FILE, sha256)
+        time.sleep(2)  # the probe sees the rebuilt state too
+    finally:
+        probes = probe.stop()
+    unpublish(cluster, PUBLISHED_FILE)
+    node.execute(nas, ["rm", "-rf", f"{export}/disk-drill"], timeout=60)
+    differing = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    row: dict = {
+        "name": DISK_LOSS,
+        "files": len(before),
+        "copied_before_s": None if copied_s is None else round(copied_s, 2),
+        "rebuilt_s": round(rebuilt_s, 1),
+        "restored_files": len(after),
+        "differing": differing,
+        "published_s": None if published_s is None else round(published_s, 2),
+        "probes": sum(1 for p in probes if p[0] in ("http", "l7")),
+        "injected_at": injected,
+    }
+    for kind in ("http", "l7", "dns"):
+        row[kind] = outages(probes, kind, interval=PROBE_INTERVAL if kind == "dns" else 2 * PROBE_INTERVAL)
+    row["failed_retry_once_all"] = sum(row[kind]["failed_retry_once"] for kind in ("http", "l7", "dns"))
+    log(
+        "bench",
+        f"drill nas disk loss: rebuilt in {row['rebuilt_s']} s; {row['restored_files']} of {row['files']} files"
+        f" restored, {len(differing)} differing; published on every copy {row['published_s']} s after;"
+        f" {row['probes']} HTTP probes, {row['failed_retry_once_all']} failed retrying once",
     )
     return row

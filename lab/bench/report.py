@@ -164,7 +164,8 @@ def markdown(results: dict, images: list[str]) -> str:
     lines += _dns_section(results.get("dns", []))
     lines += _drills_section(results.get("drills", []))
     lines += _flows_section(results.get("flows", []))
-    lines += _nas_section(results.get("nas", []))
+    lines += _nas_section([r for r in results.get("nas", []) if r["name"] != "nas disk loss"])
+    lines += _disk_loss_section([r for r in results.get("nas", []) if r["name"] == "nas disk loss"])
     lines += _seed_comparison(http)
     lines += [f"![{name}]({name})" for name in images]
     shot = results.get("meta", {}).get("stats_screenshot")
@@ -270,6 +271,35 @@ def _nas_section(rows: list[dict]) -> list[str]:
                 r.get("stopped") or "-",
                 _num(r.get("back_in_rotation_s"), ".1f"),
                 _num(r.get("back_after_heal_s"), ".1f"),
+                _num(r.get("published_s"), ".1f"),
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _disk_loss_section(rows: list[dict]) -> list[str]:
+    """The disk loss drill (lab/bench/docroot.py): the nas's disk thrown away,
+    the nas rebuilt through Salt, its docroot restored from a web server's copy."""
+    return _section(
+        "The nas's disk lost (rebuilt through Salt, the docroot restored from a copy)",
+        [
+            "files",
+            "restored",
+            "differing",
+            "rebuilt in s",
+            "probes",
+            "failed, retried once (http / l7 / dns)",
+            "published on every copy after, s",
+        ],
+        [
+            [
+                str(r["files"]),
+                str(r["restored_files"]),
+                str(len(r["differing"])),
+                f"{r['rebuilt_s']:.1f}",
+                str(r["probes"]),
+                " / ".join(str(r[kind]["failed_retry_once"]) for kind in ("http", "l7", "dns")),
                 _num(r.get("published_s"), ".1f"),
             ]
             for r in rows

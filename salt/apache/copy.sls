@@ -4,6 +4,7 @@
 {%- set copy = nfs['copy'] if nfs else None %}
 {%- set marker = salt['cluster.settings']('webcontent', {}).marker %}
 {%- set unit = '/etc/systemd/system/' ~ apache.copy_unit %}
+{%- set rsync_unit = '/etc/systemd/system/' ~ apache.rsync_unit ~ '.service' %}
 {%- set dropin = '/etc/systemd/system/' ~ apache.service ~ '.service.d/' ~ apache.copy_unit ~ '.conf' %}
 # Apache serves a copy of the docroot on this node's own disk (nfs.copy),
 # refreshed from the nas's export by a timer and before Apache starts.
@@ -64,6 +65,7 @@ apache-copy-daemon-reload:
       - file: apache-copy-service-unit
       - file: apache-copy-timer-unit
       - file: apache-copy-apache-dropin
+      - file: apache-copy-rsyncd-unit
 
 # The first copy, or one made anew after its unit or script changed: before
 # Apache is (re)loaded with it as its docroot.
@@ -88,6 +90,43 @@ apache-copy-timer-running:
     - enable: true
     - require:
       - cmd: apache-copy-refreshed
+
+# The copy, read-only to the nas alone (an rsync daemon of its own): a nas
+# rebuilt without its data restores its export from it. rsync has no
+# checker of its own: the file is rendered from the validated model only.
+apache-copy-rsyncd-config:
+  file.managed:
+    - name: {{ apache.rsyncd_config }}
+    - source: salt://{{ tplroot }}/files/rsyncd.conf.jinja
+    - template: jinja
+    - mode: "0644"
+    - context:
+        copy: {{ copy | json }}
+        rsync: {{ copy.rsync | json }}
+        nas: {{ nfs.server_address | json }}
+        lock_file: /run/{{ apache.rsync_unit }}/lock
+
+apache-copy-rsyncd-unit:
+  file.managed:
+    - name: {{ rsync_unit }}
+    - source: salt://{{ tplroot }}/files/docroot-rsync.service.jinja
+    - template: jinja
+    - context:
+        copy: {{ copy | json }}
+        config: {{ apache.rsyncd_config | json }}
+        runtime_directory: {{ apache.rsync_unit }}
+
+apache-copy-rsyncd-running:
+  service.running:
+    - name: {{ apache.rsync_unit }}
+    - enable: true
+    - watch:
+      - file: apache-copy-rsyncd-config
+      - file: apache-copy-rsyncd-unit
+    - require:
+      - cmd: apache-copy-daemon-reload
+      - cmd: apache-copy-refreshed
+      - pkg: apache-package-installed
 {%- else %}
 
 # No copy (nfs.copy unset): Apache serves the mount; nothing of a copy is left.
@@ -96,14 +135,22 @@ apache-copy-timer-dead:
     - name: {{ apache.copy_unit }}.timer
     - enable: false
 
+apache-copy-rsyncd-dead:
+  service.dead:
+    - name: {{ apache.rsync_unit }}
+    - enable: false
+
 apache-copy-units-absent:
   file.absent:
     - names:
       - {{ dropin }}
       - {{ unit }}.timer
       - {{ unit }}.service
+      - {{ rsync_unit }}
+      - {{ apache.rsyncd_config }}
     - require:
       - service: apache-copy-timer-dead
+      - service: apache-copy-rsyncd-dead
 
 apache-copy-daemon-reload:
   cmd.run:

@@ -1,6 +1,7 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import nfs, model, nfs_server with context %}
 {%- set share = model.nfs %}
+{%- set marker = salt['cluster.settings']('webcontent', {}).marker %}
 # The NAS exports the shared docroot to the NFS client nodes' addresses only
 # (not the internal network, whose DHCP pool serves anyone). root_squash: a
 # web server's root cannot own or rewrite the shared files as root (the seed
@@ -18,6 +19,29 @@ nfs-server-export-directory:
     - name: {{ share.export }}
     - makedirs: true
     - mode: "0755"
+
+{%- if share and share['copy'] %}
+
+nfs-server-restore-script:
+  file.managed:
+    - name: {{ nfs.restore_script }}
+    - source: salt://{{ tplroot }}/files/docroot-restore.sh
+    - mode: "0755"
+
+# A nas whose export lost the docroot (a new disk, a rebuilt machine) takes
+# it back from a web server's copy before the webcontent formula would make
+# a new one: the copies keep refreshing from it (they hold the same marker).
+nfs-server-docroot-restored:
+  cmd.run:
+    - name: {{ ([nfs.restore_script, share.export_docroot, marker] + share['copy'].rsync.sources) | map('quote') | join(' ') }}
+    - unless: test -e {{ (share.export_docroot ~ '/' ~ marker) | quote }}
+    - require:
+      - pkg: nfs-server-package-installed
+      - file: nfs-server-restore-script
+      - file: nfs-server-export-directory
+    - require_in:
+      - file: webcontent-directory
+{%- endif %}
 
 nfs-server-exports-file:
   file.managed:

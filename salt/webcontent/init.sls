@@ -6,7 +6,7 @@
 {%- set node = cluster.node %}
 {#- On the NAS the pages go into the export; on a web server that cannot
     mount it, into its local docroot. #}
-{%- set target = nfs.export ~ nfs.docroot[nfs.mountpoint | length:] if 'nas' in node.roles else nfs.docroot %}
+{%- set target = nfs.export_docroot if 'nas' in node.roles else nfs.docroot %}
 
 webcontent-directory:
   file.directory:
