@@ -109,3 +109,29 @@ def test_a_haproxy_reload_leaves_the_vips_where_they_are():
     assert journal.count("Reloaded haproxy.service") >= 4, journal[-3000:]
     assert "Changing effective priority" not in journal and "Entering BACKUP STATE" not in journal, journal[-3000:]
     assert vips_in_place(CLUSTER), vips_held(CLUSTER)
+
+
+def test_a_keepalived_that_never_ends_its_reload_is_restarted():
+    """keepalived 2.2.7 never reports a reload over when a child process did
+    not read the new configuration (one killed mid-reload, here one stopped):
+    `systemctl reload` would wait for ever. The formula's keepalived-reload
+    gives up after its timeout, cancels the reload and restarts keepalived,
+    which then reloads normally; the leader keeps the VIPs meanwhile."""
+    wait_until_serving()
+    script = "/usr/local/sbin/keepalived-reload"
+    before = in_node(STANDBY, "systemctl", "show", "-p", "MainPID", "--value", "keepalived").stdout.strip()
+    children = in_node(STANDBY, "pgrep", "-P", before).stdout.split()
+    assert children, "keepalived on the standby has no child process"
+    in_node(STANDBY, "kill", "-STOP", children[0])
+    try:
+        out = in_node(STANDBY, script, "keepalived", "5", timeout=120)
+    finally:
+        in_node(STANDBY, "kill", "-CONT", children[0], check=False)
+    print(out.stdout, out.stderr)
+    assert "did not finish its reload within 5 s" in out.stderr
+    after = in_node(STANDBY, "systemctl", "show", "-p", "MainPID", "--value", "keepalived").stdout.strip()
+    assert after not in ("0", before), (before, after)
+    assert in_node(STANDBY, "systemctl", "is-active", "keepalived").stdout.strip() == "active"
+    again = in_node(STANDBY, script, "keepalived", "30", timeout=120)
+    assert "keepalived reloaded" in again.stdout, (again.stdout, again.stderr)
+    assert vips_in_place(CLUSTER), vips_held(CLUSTER)

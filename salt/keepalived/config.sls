@@ -14,6 +14,12 @@ keepalived-config-ipvs-unavailable:
         are not programmed.
 {%- endif %}
 
+keepalived-config-reload-script:
+  file.managed:
+    - name: {{ keepalived.reload_script }}
+    - source: salt://{{ tplroot }}/files/keepalived-reload.sh
+    - mode: "0755"
+
 keepalived-config-notify-script:
   file.managed:
     - name: {{ keepalived.notify_script }}

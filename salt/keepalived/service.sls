@@ -6,16 +6,28 @@ include:
 
 # keepalived re-reads its configuration on SIGHUP (systemctl reload): VRRP
 # instances that did not change keep their state and their VIPs. A reload
-# also restarts the notify FIFO's reader, so a new one takes over.
+# also restarts the notify FIFO's reader, so a new one takes over. Through
+# keepalived-reload, which bounds the wait for the reload to end (a
+# keepalived that lost count of its children is restarted). A keepalived
+# that is not running yet starts with the new configuration instead.
+keepalived-service-reloaded:
+  cmd.run:
+    - name: {{ keepalived.reload_script }} {{ keepalived.service }} {{ keepalived.reload_timeout }}
+    - onlyif: systemctl is-active --quiet {{ keepalived.service }}
+    - onchanges:
+      - file: keepalived-config-file-managed
+      - file: keepalived-config-auth-managed
+      - file: keepalived-config-notify-script
+    - require:
+      - file: keepalived-config-reload-script
+
 keepalived-service-running:
   service.running:
     - name: {{ keepalived.service }}
     - enable: true
-    - reload: true
-    - watch:
-      - file: keepalived-config-file-managed
-      - file: keepalived-config-auth-managed
-      - file: keepalived-config-notify-script
+    - require:
+      - cmd: keepalived-service-reloaded
+
 {%- if ipvs_sync %}
 
 # Started before keepalived at boot; here, restarted when its unit changes.
