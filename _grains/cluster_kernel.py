@@ -14,10 +14,6 @@ Kernel features the cluster's formulas depend on, as grains.
                                kernel has it (Debian's does; its user-mode
                                kernel does not), and this is not a container
                                (it works only in the initial network namespace)
-``cluster_kernel:user_mode``   a user-mode kernel (User-Mode Linux): it charges
-                               a task for the time the host did not run it, so
-                               CPU-time limits (keepalived's rlimit_rttime)
-                               kill processes that did not use the time
 
 Formulas use them to run keepalived VRRP-only, to serve the docroot from a
 local copy and to load the host firewall with iptables where the kernel lacks
@@ -127,7 +123,6 @@ def features(
     container: bool | None = None,
     proc_connector=_proc_connector,
     nftables=_nftables_inet,
-    cpuinfo: str = "/proc/cpuinfo",
 ) -> dict:
     """The feature map; arguments exist so tests can feed it other kernels."""
     filesystems = _filesystems() if filesystems is None else filesystems
@@ -138,18 +133,7 @@ def features(
         "nfs_client": bool({"nfs", "nfs4"} & filesystems) or available("nfs"),
         "process_events": not (in_container() if container is None else container) and proc_connector(),
         "nftables": nftables(),
-        "user_mode": user_mode(cpuinfo),
     }
-
-
-def user_mode(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """A user-mode kernel: its CPUs' vendor is "User Mode Linux"."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
-            vendors = {line.split(":", 1)[-1].strip() for line in handle if line.startswith("vendor_id")}
-    except OSError:
-        return False
-    return vendors == {"User Mode Linux"}
 
 
 def cluster_kernel() -> dict:
