@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from lab.topology import load
 from labtools import LAB_NODES, in_node, lab, salt_json, servers, servers_seen, wait_until_serving
 
 pytestmark = pytest.mark.usefixtures("running_lab")
@@ -71,6 +72,33 @@ def test_only_the_layer7_path_trusts_the_client_header():
     assert "Cliente IP: 10.0.100." in spoofed, "layer 4 traffic must not be able to claim an address"
     l7 = curl("http://192.168.1.200:8000/", "-H", "X-Client-IP: 203.0.113.9")
     assert "Cliente IP: 192.168.1.10" in l7
+
+
+def test_the_layer7_access_log_names_clients_and_leaves_health_checks_out():
+    """On the layer 7 port a web server logs each client's request under the
+    client's address, and none of the directors' health checks (several a
+    second from each): the firewall's counter for the directors' ports shows
+    the checks arrived meanwhile."""
+    log = "/var/log/apache2/access.log"
+    rule = "haproxy backends, from the directors"
+
+    def checked() -> int:
+        return salt_json("web1", "firewall.counters")["web1"]["chains"]["input"][rule]["packets"]
+
+    lines = int(in_node("web1", "wc", "-l", log).stdout.split()[0])
+    before = checked()
+    marker = f"l7-log-{time.time_ns()}"
+    seen = [curl(f"http://192.168.1.200:8000/?{marker}") for _ in range(6)]
+    assert all("Soy el servidor" in page for page in seen)
+    time.sleep(3)  # a few checks' worth (every 500 ms from each director)
+    assert checked() - before >= 10, "no health check reached web1 meanwhile"
+    new = in_node("web1", "tail", "-n", f"+{lines + 1}", log).stdout.splitlines()
+    model = load()[1]
+    directors = [model["nodes"][d]["address"] for d in model["roles"]["director"]] + model["vips"]["internal"]
+    assert not [line for line in new if line.split(" ", 1)[0] in directors], new[:5]
+    mine = [line for line in new if marker in line]
+    # Round robin over three servers: web1 served some of the six.
+    assert mine and all(line.startswith("192.168.1.10 ") for line in mine), new[:5]
 
 
 @pytest.mark.usefixtures("normal_state")
