@@ -181,3 +181,34 @@ def test_failover_targets_from_the_drills():
     assert got["web node cut: the probed backends take it out <= 1 s"] == ("not before the heal", False)
     assert got["web node cut: 0 errors on :8000 (layer 7)"] == ("0", True)
     assert report.failover_targets([{"name": "control", "outage_s": 0}]) == []
+
+
+def test_the_nas_drills_each_get_their_section():
+    outage = {"failed_retry_once": 0}
+    cut = {
+        "name": "nas cut",
+        "hold_s": 120,
+        "probes": 17913,
+        "stopped": "apache2 on web2",
+        "back_in_rotation_s": 163.6,
+        "back_after_heal_s": 53.6,
+        "published_s": 5.0,
+        **{kind: outage for kind in ("http", "l7", "dns")},
+    }
+    disk = {
+        "name": "nas disk loss",
+        "files": 6,
+        "restored_files": 6,
+        "differing": [],
+        "rebuilt_s": 123.5,
+        "probes": 13535,
+        "published_s": 6.06,
+        "http": outage,
+        "l7": {"failed_retry_once": 2},
+        "dns": outage,
+    }
+    text = report.markdown({**RESULTS, "nas": [cut, disk]}, [])
+    assert "| 120 | 17913 | 0 / 0 / 0 | apache2 on web2 | 163.6 | 53.6 | 5.0 |" in text
+    assert "| 6 | 6 | 0 | 123.5 | 13535 | 0 / 2 / 0 | 6.1 |" in text
+    assert "The nas's disk lost" in text
+    assert "The nas's disk lost" not in report.markdown({**RESULTS, "nas": [cut]}, [])
