@@ -31,14 +31,10 @@ MODULE = "docroot"
 
 
 def free_port() -> int:
+    """A loopback port nobody listens on (connections to it are refused)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (connections refused)."""
-    return free_port()
 
 
 def restore(docroot: Path, *sources: str) -> subprocess.CompletedProcess:
@@ -103,7 +99,7 @@ def offered(tmp_path: Path, copy: Path) -> Iterator[str]:
 def test_an_export_without_its_docroot_takes_a_copy_back_byte_for_byte(tmp_path, copy, offered):
     docroot = tmp_path / "export" / "www"
     # The first source is down, the second holds the copy.
-    out = restore(docroot, f"rsync://127.0.0.1:{closed_port()}/{MODULE}", offered)
+    out = restore(docroot, f"rsync://127.0.0.1:{free_port()}/{MODULE}", offered)
     assert out.returncode == 0, out.stderr
     assert f"restored {docroot} from {offered}" in out.stdout
     assert tree(docroot) == tree(copy)

@@ -100,7 +100,7 @@ def wait_published(cluster, name: str, sha256: str, limit: float = PUBLISH_LIMIT
 
 def nas_drill(cluster, hold: float) -> dict:
     """Cut the nas for ``hold`` seconds under probes; publish during the cut."""
-    from lab.bench import PROBE_INTERVAL, PROBE_TIMEOUT_S, Probe, answering, outages, wait_for, wait_serving
+    from lab.bench import PROBE_TIMEOUT_S, Probe, answering, wait_for, wait_serving
 
     nas = cluster.role("nas")[0]
     web = cluster.role("web")[1]
@@ -156,10 +156,8 @@ def nas_drill(cluster, hold: float) -> dict:
         "injected_at": injected,
         "healed_at": healed,
     }
-    for kind in ("http", "l7", "dns"):
-        row[kind] = outages(probes, kind, interval=PROBE_INTERVAL if kind == "dns" else 2 * PROBE_INTERVAL)
+    row.update(probe_outages(probes))
     row.update({k: row["http"][k] for k in ("outage_s", "failed", "failed_retry_once")})
-    row["failed_retry_once_all"] = sum(row[kind]["failed_retry_once"] for kind in ("http", "l7", "dns"))
     log(
         "bench",
         f"drill nas cut ({hold:.0f} s): {row['probes']} HTTP probes, failed retrying once:"
@@ -169,6 +167,20 @@ def nas_drill(cluster, hold: float) -> dict:
         f" published on every copy {row['published_s']} s after the heal",
     )
     return row
+
+
+def probe_outages(probes: list[list]) -> dict:
+    """Each kind's outages in the probe's results (lab.bench.outages; DNS is
+    probed every interval, each HTTP kind every other), and the probes that
+    failed even when retried once, all kinds together."""
+    from lab.bench import PROBE_INTERVAL, outages
+
+    out: dict = {
+        kind: outages(probes, kind, interval=PROBE_INTERVAL if kind == "dns" else 2 * PROBE_INTERVAL)
+        for kind in ("http", "l7", "dns")
+    }
+    out["failed_retry_once_all"] = sum(out[kind]["failed_retry_once"] for kind in ("http", "l7", "dns"))
+    return out
 
 
 def checksums(cluster, where: str, root: str) -> dict[str, str]:
@@ -188,7 +200,7 @@ def _lab(*argv: str, timeout: float = 900) -> None:
 
 def disk_loss_drill(cluster) -> dict:
     """The nas's disk thrown away and the nas rebuilt through Salt, under probes."""
-    from lab.bench import PROBE_INTERVAL, PROBE_TIMEOUT_S, Probe, outages, wait_serving
+    from lab.bench import PROBE_TIMEOUT_S, Probe, wait_serving
 
     nas = cluster.role("nas")[0]
     export = export_dir(cluster.model)
@@ -228,9 +240,7 @@ def disk_loss_drill(cluster) -> dict:
         "probes": sum(1 for p in probes if p[0] in ("http", "l7")),
         "injected_at": injected,
     }
-    for kind in ("http", "l7", "dns"):
-        row[kind] = outages(probes, kind, interval=PROBE_INTERVAL if kind == "dns" else 2 * PROBE_INTERVAL)
-    row["failed_retry_once_all"] = sum(row[kind]["failed_retry_once"] for kind in ("http", "l7", "dns"))
+    row.update(probe_outages(probes))
     log(
         "bench",
         f"drill nas disk loss: rebuilt in {row['rebuilt_s']} s; {row['restored_files']} of {row['files']} files"

@@ -38,7 +38,7 @@ for source in "$@"; do
     fi
     echo "restoring $docroot from $source failed; trying the next copy" >&2
 done
-if [ "$index" -gt 0 ] && [ -n "$(ls -A "$answers")" ]; then
+if [ -n "$(ls -A "$answers")" ]; then
     echo "no copy could be taken: $docroot left without its marker (run again)" >&2
     exit 1
 fi
