@@ -49,7 +49,13 @@ class SaltControl:
             if not silent:
                 break
             wait = max(5, min(20, int(deadline - time.monotonic())))
-            result = self.salt_json("-L", ",".join(silent), "test.ping", "-t", str(wait), timeout=wait + 60)
+            try:
+                result = self.salt_json("-L", ",".join(silent), "test.ping", "-t", str(wait), timeout=wait + 60)
+            except subprocess.TimeoutExpired:
+                # The CLI itself hung (seen once, right after the nas and its
+                # master were rebuilt): that round heard nobody; ask again.
+                log("salt", f"test.ping to {', '.join(silent)} did not return within {wait + 60} s")
+                result = {}
             answered.update({n: True for n in silent if result.get(n) is True})
             if not all(answered.values()):
                 time.sleep(1)

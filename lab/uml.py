@@ -38,12 +38,18 @@ from lab.topology import MGMT_SWITCH_ADDRESS, LabNode
 from lab.util import alive, log, read_pid, run
 
 MEMORY_MB = {"nas": 768, "director": 768, "web": 768}
-# Host scheduling niceness of a node's user-mode kernel (and every host
-# process it makes), by role. The lab's nodes share the host's cores, where
-# real directors have a machine each: a director starved by the others for
-# a few hundred milliseconds (a highstate elsewhere, a booting node) misses
-# its 0.1 s VRRP adverts and the standby takes the VIPs for nothing.
-HOST_NICE = {"director": -10}
+# Host scheduling of a node's user-mode kernel (and of every host process it
+# makes: each guest process is one), by role. The lab's nodes share the
+# host's cores, where real directors have a machine each: a director that
+# waits behind the others (a highstate elsewhere, a booting node) misses its
+# 0.1 s VRRP adverts and the standby takes the VIPs for nothing. Niceness
+# -10 still left gaps of 0.1-0.38 s in the guest (docs/lab.md); a low
+# realtime priority on the host leaves none. The host's realtime throttling
+# keeps a share of every core for the rest; without it (runtime -1, no limit
+# to a spinning guest) the lab falls back to niceness.
+HOST_RR_PRIORITY = {"director": 10}
+FALLBACK_NICE = -10
+RT_RUNTIME = Path("/proc/sys/kernel/sched_rt_runtime_us")
 ROOT_DISK_MB = 3072
 AGENT_PATH = "/usr/local/lib/lab/agent.py"
 UNUSED_GENERATORS = (
@@ -293,9 +299,25 @@ def command(node: LabNode, base: Path, root: Path) -> list[str]:
     return [*cmd, "con=null", "con0=null,fd:1"]
 
 
-def host_nice(node: LabNode) -> int:
-    """The niceness the node's kernel runs with on the host (HOST_NICE)."""
-    return min((HOST_NICE.get(role, 0) for role in node.roles), default=0)
+def host_scheduling(node: LabNode, rt_runtime: str) -> tuple[str, int]:
+    """How the node's kernel runs on the host: ("rr", priority), ("nice",
+    niceness) or ("normal", 0); rt_runtime is the host's realtime budget per
+    period (RT_RUNTIME's text, "-1" for none)."""
+    priority = max((HOST_RR_PRIORITY.get(role, 0) for role in node.roles), default=0)
+    if not priority:
+        return ("normal", 0)
+    if rt_runtime.strip() in ("", "-1"):
+        return ("nice", FALLBACK_NICE)
+    return ("rr", priority)
+
+
+def _apply_host_scheduling(policy: tuple[str, int]) -> None:
+    """In the kernel's process before it starts (Popen's preexec_fn)."""
+    kind, value = policy
+    if kind == "rr":
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(value))
+    elif kind == "nice":
+        os.nice(value)
 
 
 def start(node: LabNode, base: Path, root: Path, lower: Path, log_path: Path) -> int:
@@ -308,6 +330,9 @@ def start(node: LabNode, base: Path, root: Path, lower: Path, log_path: Path) ->
     if on_disk(node):
         make_root_disk(base / "root.img", root, lower, base / "upper")
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    policy = host_scheduling(node, RT_RUNTIME.read_text() if RT_RUNTIME.exists() else "-1")
+    if policy[0] == "nice":
+        log(node.name, f"the host has no realtime throttling ({RT_RUNTIME}): niceness {policy[1]} instead")
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", SWITCH, *command(node, base, root)],
@@ -316,7 +341,7 @@ def start(node: LabNode, base: Path, root: Path, lower: Path, log_path: Path) ->
             stderr=log_file,
             start_new_session=True,
             cwd=base,
-            preexec_fn=lambda: os.nice(host_nice(node)),
+            preexec_fn=lambda: _apply_host_scheduling(policy),
         )
     pid_file(base).write_text(str(proc.pid))
     return proc.pid

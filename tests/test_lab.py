@@ -8,12 +8,15 @@ rootfs (mmdebstrap, a minute or two).
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 
 from conftest import SEED
+from lab import node
 from labtools import LAB_NODES, MASTER_NODE, in_node, lab, salt_json
 
 pytestmark = pytest.mark.usefixtures("running_lab")
@@ -123,3 +126,18 @@ def test_up_again_changes_nothing():
     assert time.monotonic() - started < 60
     assert salt_json("*", "test.ping") == dict.fromkeys(MINIONS, True)
     assert len(lab("status").stdout.splitlines()) == len(before.splitlines())
+
+
+def test_user_mode_directors_run_realtime_on_the_host():
+    """Read from the host's scheduler, not from the lab's own settings: every
+    host process of a user-mode director's kernel is SCHED_RR (the guest's
+    processes too: they are forked from it), a web server's is not."""
+    placed = [n for n in LAB_NODES.values() if n.platform == "uml"]
+    assert any("director" in n.roles for n in placed), "no user-mode director in this lab"
+    for lab_node in placed:
+        leader = node.backend(lab_node.name).leader_pid(lab_node.name)
+        tasks = [int(t) for t in os.listdir(f"/proc/{leader}/task")]
+        children = [int(c) for t in tasks for c in Path(f"/proc/{leader}/task/{t}/children").read_text().split()]
+        policies = {os.sched_getscheduler(p) for p in [*tasks, *children]}
+        expected = os.SCHED_RR if "director" in lab_node.roles else os.SCHED_OTHER
+        assert policies == {expected}, (lab_node.name, policies)

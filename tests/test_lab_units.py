@@ -418,3 +418,39 @@ def test_the_master_starts_with_the_repos_runners_and_modules(tmp_path):
         "/var/cache/salt/master/extmods/runners/cluster.py": "# runner\n",
         "/var/cache/salt/master/extmods/modules/cluster.py": "# module\n",
     }
+
+
+def test_directors_run_realtime_on_the_host_while_its_throttling_holds():
+    """A director's user-mode kernel gets a low realtime priority on the host
+    (its VRRP adverts keep their pace while the other nodes work), the other
+    nodes the default; a host without realtime throttling (-1: a spinning
+    guest could hold a core for good) gets niceness instead."""
+    director = topology.LabNode("standby", ["director"], [], None)
+    web = topology.LabNode("web1", ["web"], [], None)
+    assert uml.host_scheduling(director, "950000\n") == ("rr", uml.HOST_RR_PRIORITY["director"])
+    assert uml.host_scheduling(director, "-1\n") == ("nice", uml.FALLBACK_NICE)
+    assert uml.host_scheduling(web, "950000\n") == ("normal", 0)
+
+
+def test_a_ping_whose_cli_hangs_is_asked_again(monkeypatch):
+    """A salt CLI that never returns costs one round, not the lab's bring-up."""
+    import subprocess
+
+    from lab import cli, salt_control
+
+    lab = cli.Lab.__new__(cli.Lab)
+    printed: list[str] = []
+    monkeypatch.setattr(salt_control, "log", lambda who, text: printed.append(f"{who} {text}"))
+    monkeypatch.setattr(salt_control.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(lab, "_wait_connected", lambda names, deadline: None)
+    rounds: list[tuple[str, ...]] = []
+
+    def salt_json(*args, timeout):
+        rounds.append(args)
+        if len(rounds) == 1:
+            raise subprocess.TimeoutExpired(["salt"], timeout)
+        return {"master": True, "standby": True}
+
+    monkeypatch.setattr(lab, "salt_json", salt_json)
+    assert lab.ping(["master", "standby"], timeout=60) == {"master": True, "standby": True}
+    assert len(rounds) == 2 and any("did not return" in line for line in printed)
