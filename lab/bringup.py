@@ -221,8 +221,15 @@ class Bringup(SaltControl):
         if new_servers:
             # Teach the directors the new nodes' MACs before those boot and ask DHCP.
             log("salt", "hosts and DHCP leases on the directors for " + ", ".join(n.name for n in new_servers))
-            if not self._report(self.apply_states("-C", "G@roles:director", sls="common,dnsmasq")):
-                raise RuntimeError("the directors could not take the new nodes' leases")
+            # One director at a time, the backups first, as the topology
+            # orchestration goes: restarting dnsmasq on both at once stalled
+            # both user-mode directors (realtime on the host, they left the
+            # host's two cores to nothing else), and every IPVS check of both
+            # timed out together.
+            vrrp = self.model["vrrp"]["directors"]
+            for director in sorted(self.model["roles"]["director"], key=lambda d: vrrp[d]["priority"]):
+                if not self._report(self.apply_states("-L", director, sls="common,dnsmasq")):
+                    raise RuntimeError(f"director {director} could not take the new nodes' leases")
             # The nas's firewall lets only the topology's minions reach the master.
             log("salt", "the nas's firewall for " + ", ".join(n.name for n in new_servers))
             if not self._report(self.apply_states("-C", "G@roles:nas", sls="firewall")):
