@@ -58,3 +58,42 @@ def test_a_dangling_link_is_not_taken_for_enabled(state, tmp_path: Path):
     (tmp_path / "mods-enabled" / "gone.load").symlink_to("../mods-available/gone.load")
     state.__opts__["test"] = True
     assert state.enabled("gone", kind="module", confdir=str(tmp_path))["result"] is None
+
+
+def _enabled_site(tmp_path: Path, name: str) -> Path:
+    (tmp_path / "sites-available").mkdir(exist_ok=True)
+    (tmp_path / "sites-available" / f"{name}.conf").write_text("<VirtualHost *:443>\n</VirtualHost>\n")
+    link = tmp_path / "sites-enabled" / f"{name}.conf"
+    link.symlink_to(f"../sites-available/{name}.conf")
+    return link
+
+
+def test_a_disabled_site_is_left_alone(state, tmp_path: Path):
+    ret = state.disabled("default-ssl", kind="site", confdir=str(tmp_path))
+    assert ret["result"] is True and ret["changes"] == {} and "already disabled" in ret["comment"]
+
+
+def test_disabling_runs_debians_tool_and_checks_the_link_is_gone(state, tmp_path: Path):
+    link = _enabled_site(tmp_path, "default-ssl")
+    state.__opts__["test"] = True
+    pending = state.disabled("default-ssl", kind="site", confdir=str(tmp_path))
+    assert pending["result"] is None and pending["changes"] == {"disabled": "default-ssl"} and link.is_symlink()
+    state.__opts__["test"] = False
+    calls = []
+
+    def a2dissite(argv, python_shell, env):
+        calls.append((argv, env))
+        link.unlink()
+        return {"retcode": 0, "stdout": "", "stderr": ""}
+
+    state.__salt__ = {"cmd.run_all": a2dissite}
+    ret = state.disabled("default-ssl", kind="site", confdir=str(tmp_path))
+    assert ret["result"] is True and ret["changes"] == {"disabled": "default-ssl"}
+    assert calls == [(["a2dissite", "-q", "default-ssl"], {"APACHE_CONFDIR": str(tmp_path)})]
+
+
+def test_a_tool_that_leaves_the_link_is_a_failure(state, tmp_path: Path):
+    _enabled_site(tmp_path, "default-ssl")
+    state.__salt__ = {"cmd.run_all": lambda argv, python_shell, env: {"retcode": 0, "stdout": "", "stderr": ""}}
+    ret = state.disabled("default-ssl", kind="site", confdir=str(tmp_path))
+    assert ret["result"] is False and "still there" in ret["comment"]
