@@ -296,8 +296,15 @@ class Cluster:
         only where the lab has IPVS)."""
         haproxy = self.model["haproxy"]
         out: dict[str, list[str]] = {}
-        l4_backend = next(b for b in haproxy["backends"].values() if b["mode"] == "tcp" and b["port"] == 80)
-        out["direct"] = [f"http://{s['address']}:{s['port']}" for s in l4_backend["servers"]]
+        # The web servers' plain HTTP port, where IPVS sends (the layer 4
+        # backends' ports take the PROXY protocol only).
+        web_vs = [vs for vs in self.model["ipvs"]["virtual_servers"] if vs["protocol"] == "tcp" and vs["role"] == "web"]
+        servers = (
+            web_vs[0]["real_servers"]
+            if web_vs
+            else [{"address": self.address(name), "port": 80} for name in self.model["roles"]["web"]]
+        )
+        out["direct"] = [f"http://{s['address']}:{s['port']}" for s in servers]
         for frontend in haproxy["frontends"].values():
             scheme = "https" if frontend["port"] == 443 else "http"
             path = "https" if scheme == "https" else ("l7" if frontend["mode"] == "http" else "l4")
