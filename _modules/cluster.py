@@ -55,10 +55,7 @@ VRRP_KEYS = ("sync_group", "version", "advert_int", "ipvs_sync", "instances")
 INSTANCE_KEYS = ("network", "virtual_router_id")
 HAPROXY_KEYS = ("frontends", "backends", "stats")
 FRONTEND_KEYS = ("vip", "port", "mode", "backend")
-BACKEND_KEYS = ("role", "port", "mode", "cookie", "check_path", "balance", "proxy_protocol", "tls")
-# The web servers' plain ports (Debian's ports.conf listens on them): a port
-# that takes the PROXY protocol is a port of its own.
-PLAIN_WEB_PORTS = (80, 443)
+BACKEND_KEYS = ("role", "port", "mode", "cookie", "check_path", "balance")
 VIRTUAL_SERVER_KEYS = ("vip", "port", "protocol", "role", "scheduler", "forwarding", "real_port")
 NFS_KEYS = ("export", "mountpoint", "docroot", "clients", "copy")
 # The roles that mount the docroot when nfs.clients does not say.
@@ -596,8 +593,6 @@ def _check_haproxy(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listene
         ck.choice(f"{field}.mode", spec.get("mode", "tcp"), HAPROXY_MODES)
         if "cookie" in spec and spec.get("mode") != "http":
             ck.add(f"{field}.cookie", spec["cookie"], "needs mode http")
-        _check_proxy_protocol(ck, field, spec)
-    _check_backend_ports(ck, backends, topo.get("ipvs"))
     frontends = ck.mapping(haproxy, "frontends", "haproxy.frontends", "name -> vip, port, mode, backend")
     for name, spec in frontends.items():
         field = f"haproxy.frontends.{name}"
@@ -621,55 +616,6 @@ def _check_haproxy(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listene
         vip = str(stats.get("vip"))
         if any(str(addr) == vip and net != "internal" for addr, net in vips.items()):
             ck.add("haproxy.stats.vip", vip, "is not an internal VIP: the stats page is for the internal network only")
-
-
-def _check_proxy_protocol(ck: _Checker, field: str, spec: Mapping) -> None:
-    """proxy_protocol: HAProxy sends the client's address ahead of the stream
-    (PROXY v2) to a port of the servers' own; tls: the server ends TLS there."""
-    proxy, tls = spec.get("proxy_protocol", False), spec.get("tls", False)
-    for key, value in (("proxy_protocol", proxy), ("tls", tls)):
-        if not isinstance(value, bool):
-            ck.add(f"{field}.{key}", value, "is not true or false")
-    if proxy is True and spec.get("mode", "tcp") != "tcp":
-        ck.add(f"{field}.proxy_protocol", proxy, "needs mode tcp (layer 7 passes the client's address in a header)")
-    if proxy is True and spec.get("port") in PLAIN_WEB_PORTS:
-        ck.add(f"{field}.port", spec.get("port"), "takes plain connections (80, 443): PROXY needs a port of its own")
-    if tls is True and proxy is not True:
-        ck.add(f"{field}.tls", tls, "needs proxy_protocol (the servers end TLS on 443, or on a PROXY protocol port)")
-
-
-def _check_backend_ports(ck: _Checker, backends: Mapping, ipvs: object) -> None:
-    """A port on a role's servers takes one kind of traffic: two backends on
-    it agree on mode, proxy_protocol and tls, and a PROXY protocol port is no
-    IPVS real server's port (IPVS sends plain connections)."""
-    kinds: dict[tuple[str, int], tuple[str, object]] = {}
-    for name, spec in sorted(backends.items()):
-        key = _role_port(spec, spec.get("port") if isinstance(spec, Mapping) else None)
-        if key is None:
-            continue  # named by the backend's own checks
-        kind = (str(spec.get("mode", "tcp")), spec.get("proxy_protocol", False) is True, spec.get("tls", False) is True)
-        seen = kinds.setdefault(key, (name, kind))
-        if seen[1] != kind:
-            other = f"is backend {seen[0]!r}'s port on role {key[0]!r} with other settings"
-            ck.add(f"haproxy.backends.{name}.port", key[1], other)
-    services = ipvs.get("virtual_servers") if isinstance(ipvs, Mapping) else None
-    for vs_name, vs in sorted(services.items() if isinstance(services, Mapping) else []):
-        key = _role_port(vs, vs.get("real_port", vs.get("port")) if isinstance(vs, Mapping) else None)
-        if key in kinds and kinds[key][1][1] is True:
-            ck.add(
-                f"haproxy.backends.{kinds[key][0]}.port",
-                key[1],
-                f"is also the real port of ipvs virtual server {vs_name!r}, which sends no PROXY header",
-            )
-
-
-def _role_port(spec: object, port: object) -> tuple[str, int] | None:
-    """(role, port) of a backend or virtual server, None unless both are well formed."""
-    if not isinstance(spec, Mapping) or not isinstance(spec.get("role"), str):
-        return None
-    if not isinstance(port, int) or isinstance(port, bool):
-        return None
-    return (spec["role"], port)
 
 
 def _check_ipvs(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listeners: dict) -> None:
@@ -1113,8 +1059,6 @@ def haproxy_view(spec: Mapping, nodes: Mapping) -> dict:
             "balance": b.get("balance", "roundrobin"),
             "cookie": b.get("cookie"),
             "check_path": b.get("check_path"),
-            "proxy_protocol": b.get("proxy_protocol", False),
-            "tls": b.get("tls", False),
             "servers": _servers(nodes, b["role"], b["port"]),
         }
     frontends = {

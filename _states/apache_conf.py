@@ -1,7 +1,6 @@
 """
-Enable or disable an Apache module, site or configuration snippet with
-Debian's own tools (a2enmod, a2ensite, a2enconf and their a2dis*
-counterparts): Salt 3008's core has no such state any more.
+Enable an Apache module, site or configuration snippet with Debian's own tools
+(a2enmod, a2ensite, a2enconf): Salt 3008's core has no such state any more.
 
 .. code-block:: yaml
 
@@ -10,8 +9,8 @@ counterparts): Salt 3008's core has no such state any more.
         - name: remoteip
         - kind: module
 
-    apache-config-site-default-ssl-disabled:
-      apache_conf.disabled:
+    apache-config-site-default-ssl-enabled:
+      apache_conf.enabled:
         - name: default-ssl
         - kind: site
 
@@ -33,8 +32,6 @@ KINDS = {
     "site": ("a2ensite", "sites-enabled", ".conf"),
     "conf": ("a2enconf", "conf-enabled", ".conf"),
 }
-# kind -> Debian's tool that undoes it
-DISABLE = {"module": "a2dismod", "site": "a2dissite", "conf": "a2disconf"}
 
 
 def __virtual__():
@@ -74,26 +71,3 @@ def enabled(name: str, kind: str = "module", confdir: str = "/etc/apache2") -> d
     if not os.path.exists(link):
         return {**ret, "result": False, "comment": f"{tool} {name} succeeded but {link} is not there"}
     return {**ret, "changes": {"enabled": name}, "comment": f"Apache {kind} {name} enabled"}
-
-
-def disabled(name: str, kind: str = "module", confdir: str = "/etc/apache2") -> dict:
-    """Disable ``name`` (a module, site or conf) while its link in ``confdir`` is there."""
-    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
-    try:
-        link = enabled_path(name, kind, confdir)
-    except ValueError as err:
-        return {**ret, "result": False, "comment": str(err)}
-    if not os.path.lexists(link):
-        return {**ret, "comment": f"Apache {kind} {name} is already disabled"}
-    if __opts__["test"]:  # noqa: F821
-        pending = {"result": None, "changes": {"disabled": name}}
-        return {**ret, **pending, "comment": f"Apache {kind} {name} would be disabled"}
-    tool = DISABLE[kind]
-    out = __salt__["cmd.run_all"](  # noqa: F821
-        [tool, "-q", name], python_shell=False, env={"APACHE_CONFDIR": confdir}
-    )
-    if out["retcode"] != 0:
-        return {**ret, "result": False, "comment": f"{tool} {name} failed: {(out['stderr'] or out['stdout']).strip()}"}
-    if os.path.lexists(link):
-        return {**ret, "result": False, "comment": f"{tool} {name} succeeded but {link} is still there"}
-    return {**ret, "changes": {"disabled": name}, "comment": f"Apache {kind} {name} disabled"}

@@ -114,11 +114,8 @@ cluster:
       https-l4: {vip: 192.168.1.200, port: 443, mode: tcp, backend: web-https-l4}
       http-l7: {vip: 192.168.1.200, port: 8000, mode: http, backend: web-http-l7}
     backends:
-      # Layer 4 passes the client's address ahead of the connection (PROXY
-      # protocol v2) to ports of the web servers' own, which take it only
-      # from the directors; tls: the web server ends TLS there.
-      web-http-l4: {role: web, port: 8081, mode: tcp, proxy_protocol: true}
-      web-https-l4: {role: web, port: 8443, mode: tcp, proxy_protocol: true, tls: true}
+      web-http-l4: {role: web, port: 80, mode: tcp}
+      web-https-l4: {role: web, port: 443, mode: tcp}
       # The layer 7 path has its own port on the web servers: only there do
       # they take the client's address from the directors' header.
       web-http-l7: {role: web, port: 8080, mode: http, cookie: SERVERID, check_path: /}

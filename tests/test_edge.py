@@ -168,7 +168,6 @@ def test_connection_state_is_taken_from_the_peer_directors_only(vantage):
 # network offers that the Internet side must not reach.
 NAS = MODEL["nodes"][MODEL["roles"]["nas"][0]]["address"]
 WEB1 = MODEL["nodes"]["web1"]
-PROXY_PORTS = sorted({b["port"] for b in MODEL["haproxy"]["backends"].values() if b["proxy_protocol"]})
 INTERNAL_TARGETS = [
     (NAS, 2049, "tcp", "nas"),
     (NAS, 4506, "tcp", MASTER_NODE),
@@ -176,8 +175,6 @@ INTERNAL_TARGETS = [
     *[(m["address"], 4506, "tcp", m["name"]) for m in MODEL["salt_masters"] if m["name"] not in MODEL["roles"]["nas"]],
     (WEB1["address"], 8080, "tcp", "web1"),
     (WEB1["address"], 80, "tcp", "web1"),
-    # The layer 4 backends' ports, where Apache takes the PROXY protocol's address.
-    *[(WEB1["address"], port, "tcp", "web1") for port in PROXY_PORTS],
     # The web server's copy of the docroot, offered to the nas (rsync daemon).
     (WEB1["address"], MODEL["nfs"]["copy"]["rsync"]["port"], "tcp", "web1"),
     (MODEL["nodes"]["dns1"]["address"], 53, "tcp", "dns1"),
@@ -255,28 +252,6 @@ def test_the_docroot_copies_are_offered_to_the_nas_only():
     opened = in_node(OPERATOR, "bash", "-c", script + "; true").stdout
     assert opened == "", opened
     assert dropped("web1")["input"] > before, "the operator's attempt did not reach web1"
-
-
-def test_the_proxy_protocol_ports_take_the_directors_only():
-    """Where a web server believes the address in a PROXY header, only the
-    directors reach it: the operator (an internal node) is dropped by web1's
-    firewall; and even a director's connection without the header is refused
-    by Apache, while one with a header is served."""
-    assert PROXY_PORTS, "no layer 4 backend takes the PROXY protocol: nothing to attack"
-    before = dropped("web1")["input"]
-    script = "; ".join(
-        f'timeout 3 bash -c "echo > /dev/tcp/{WEB1["address"]}/{port}" 2>/dev/null && echo "open {port}"'
-        for port in PROXY_PORTS
-    )
-    opened = in_node(OPERATOR, "bash", "-c", script + "; true").stdout
-    assert opened == "", opened
-    assert dropped("web1")["input"] - before >= len(PROXY_PORTS), "the operator's attempts did not reach web1"
-    plain_port = next(b["port"] for b in MODEL["haproxy"]["backends"].values() if b["proxy_protocol"] and not b["tls"])
-    url = f"http://{WEB1['address']}:{plain_port}/"
-    bare = in_node(LEADER, "curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", url, check=False)
-    assert bare.stdout in ("000", "400"), bare.stdout
-    led = in_node(LEADER, "curl", "-s", "-m", "5", "--haproxy-protocol", url, check=False)
-    assert "Soy el servidor" in led.stdout, led.stdout[:300]
 
 
 def test_stats_page_is_read_only_and_for_the_internal_network():

@@ -112,7 +112,7 @@ CHECKED_CONFIGS = {
         "firewall-config-file-managed",
         "apache-config-site-cluster-l7",
         "apache-config-site-000-default",
-        "apache-config-site-cluster-l4",
+        "apache-config-site-default-ssl",
     ],
     "dns": ["firewall-config-file-managed", "bind-config-options", "bind-config-local", "bind-config-zone-lab.local"],
 }
@@ -515,8 +515,7 @@ def test_firewall_renders_and_nft_accepts_it(salt_call, node, tmp_path: Path):
         assert "ip saddr { 10.0.100.2, 10.0.100.3, 10.0.100.4 } tcp dport { 2049 }" in text
     if node == "web1":
         assert 'iifname "eth0" tcp dport { 80 } counter accept comment "public service (tcp)"' in text
-        # HAProxy's backend ports (layer 7, and layer 4 with the PROXY protocol) from the directors only.
-        assert "ip saddr { 10.0.100.1, 10.0.100.50, 10.0.100.200 } tcp dport { 8080, 8081, 8443 }" in text
+        assert "ip saddr { 10.0.100.1, 10.0.100.50, 10.0.100.200 } tcp dport { 443, 8080 }" in text
 
 
 def test_firewall_follows_a_changed_topology(salt_call, topology, tmp_path: Path):

@@ -147,36 +147,6 @@ CASES = [
         _set("nodes.web2.aliases", ["cluster2"]),
         "nodes.web2.aliases: 'cluster2' is already an alias of node 'web1'",
     ),
-    Case(
-        "proxy-protocol-layer7",
-        _set("haproxy.backends.web-http-l7.proxy_protocol", True),
-        "haproxy.backends.web-http-l7.proxy_protocol: True needs mode tcp",
-    ),
-    Case(
-        "proxy-protocol-not-bool",
-        _set("haproxy.backends.web-http-l4.proxy_protocol", "yes"),
-        "haproxy.backends.web-http-l4.proxy_protocol: 'yes' is not true or false",
-    ),
-    Case(
-        "proxy-protocol-plain-port",
-        _set("haproxy.backends.web-https-l4.port", 443),
-        "haproxy.backends.web-https-l4.port: 443 takes plain connections (80, 443)",
-    ),
-    Case(
-        "tls-without-proxy-protocol",
-        _set("haproxy.backends.web-https-l4.proxy_protocol", False),
-        "haproxy.backends.web-https-l4.tls: True needs proxy_protocol",
-    ),
-    Case(
-        "backend-port-other-settings",
-        _set("haproxy.backends.web-http-l4.port", 8080),
-        "haproxy.backends.web-http-l7.port: 8080 is backend 'web-http-l4''s port on role 'web' with other settings",
-    ),
-    Case(
-        "proxy-protocol-on-an-ipvs-port",
-        _set("ipvs.virtual_servers.web.real_port", 8081),
-        "haproxy.backends.web-http-l4.port: 8081 is also the real port of ipvs virtual server 'web'",
-    ),
     Case("backend-role-without-nodes", _roles_to_dns, "haproxy.backends.web-http-l4.role: 'web' has no nodes"),
     Case(
         "frontend-port-collision",

@@ -5,20 +5,13 @@ include:
   - {{ tplroot }}.package
   - {{ tplroot }}.tls
 
-{#- The ports of the directors' backends on this role: layer 7 (mode http)
-    and layer 4 with the PROXY protocol (tls: Apache ends TLS there). #}
-{%- set mine = model.haproxy.backends.values() | selectattr('role', 'in', node.roles) | list %}
-{%- set l7_ports = mine | selectattr('mode', 'equalto', 'http') | map(attribute='port') | unique | sort | list %}
-{%- set l4_ports = [] %}
-{%- for backend in mine | selectattr('proxy_protocol') | sort(attribute='port') %}
-{%-   if backend.port not in l4_ports | map(attribute='port') %}
-{%-     do l4_ports.append({'port': backend.port, 'tls': backend.tls}) %}
-{%-   endif %}
-{%- endfor %}
+{#- Ports the directors' layer 7 backends use on this role. #}
+{%- set l7_ports = model.haproxy.backends.values() | selectattr('mode', 'equalto', 'http')
+      | selectattr('role', 'in', node.roles) | map(attribute='port') | unique | sort | list %}
 {%- set sites = {
-      "000-default": {"source": "site-http.conf.jinja", "ports": []},
-      "cluster-l4": {"source": "site-l4.conf.jinja", "ports": l4_ports},
-      "cluster-l7": {"source": "site-l7.conf.jinja", "ports": l7_ports},
+      "000-default": "salt://" ~ tplroot ~ "/files/site-http.conf.jinja",
+      "default-ssl": "salt://" ~ tplroot ~ "/files/site-https.conf.jinja",
+      "cluster-l7": "salt://" ~ tplroot ~ "/files/site-l7.conf.jinja",
     } %}
 
 {%- for module in apache.modules %}
@@ -35,18 +28,18 @@ apache-config-module-{{ module }}:
 
 # Each site is checked by `apache2ctl -t` on a copy of the configuration with
 # the candidate in place, before it replaces the live file.
-{%- for site, spec in sites.items() %}
+{%- for site, source in sites.items() %}
 
 apache-config-site-{{ site }}:
   file.managed:
     - name: {{ apache.confdir }}/sites-available/{{ site }}.conf
-    - source: salt://{{ tplroot }}/files/{{ spec.source }}
+    - source: {{ source }}
     - template: jinja
     - check_cmd: {{ apache.check_script }} sites-available/{{ site }}.conf
     - context:
         cert: {{ base }}.crt
         key: {{ base }}.key
-        ports: {{ spec.ports | json }}
+        ports: {{ l7_ports | json }}
     - require:
       - file: apache-package-check-script
       - x509: apache-tls-certificate
@@ -61,13 +54,6 @@ apache-config-site-{{ site }}-enabled:
     - require:
       - file: apache-config-site-{{ site }}
 {%- endfor %}
-
-# Debian's TLS site on 443: TLS is ended on the layer 4 ports (cluster-l4).
-apache-config-site-default-ssl-disabled:
-  apache_conf.disabled:
-    - name: default-ssl
-    - kind: site
-    - confdir: {{ apache.confdir }}
 
 # The prefork MPM's process counts (apache:mpm_prefork), checked like the sites.
 apache-config-mpm-prefork:

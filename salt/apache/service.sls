@@ -16,10 +16,9 @@ apache-service-running:
       - sls: {{ tplroot }}.copy
     - watch:
       - file: apache-config-site-000-default
+      - file: apache-config-site-default-ssl
       - apache_conf: apache-config-site-000-default-enabled
-      - apache_conf: apache-config-site-default-ssl-disabled
-      - file: apache-config-site-cluster-l4
-      - apache_conf: apache-config-site-cluster-l4-enabled
+      - apache_conf: apache-config-site-default-ssl-enabled
       - file: apache-config-site-cluster-l7
       - apache_conf: apache-config-site-cluster-l7-enabled
       - x509: apache-tls-certificate
