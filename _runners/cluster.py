@@ -17,10 +17,13 @@ function (``report``), tested on recorded answers.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import salt.cache
@@ -441,6 +444,55 @@ def _ask(client: Any, node: str, fun: str, arg: list, tries: int = 2) -> Any:
     return None
 
 
+# One VRRP transition is several events at once (each instance and the sync
+# group), and a failover has both directors send them: each event asking its
+# own question put a dozen Salt jobs on the directors at the very moment
+# they take over or give back the VIPs (docs/operations.md, "Failover").
+# The reactor runs each reaction in a process of its own, so the last answer
+# of each director is kept in the master's cache directory, under a lock.
+VRRP_ANSWER_REUSE_S = 1.0
+
+
+def _vrrp_confirms(answer: Any, instance: str, state: str) -> bool:
+    """Whether a vip.vrrp_state answer says ``instance`` is in ``state`` (pure)."""
+    if not isinstance(answer, Mapping):
+        return False
+    entry = answer.get(instance)
+    return isinstance(entry, Mapping) and entry.get("state") == state
+
+
+def _vrrp_state(
+    client: Any, node: str, instance: str, state: str, cachedir: str | None = None, now: Any = time.time
+) -> Any:
+    """The director's vip.vrrp_state answer to hold a VRRP claim against. An
+    answer the node gave less than VRRP_ANSWER_REUSE_S ago that says what
+    the claim says confirms it (the node did say so, authenticated); any
+    other claim gets a question of its own, so reuse never drops a claim.
+    Questions to one node are asked one at a time, so the events of one
+    transition, arriving together, share one. ``node`` is a director of the
+    topology (``screen``), so it is safe in a file name."""
+    directory = Path(cachedir or __opts__["cachedir"]) / "cluster-vrrp"  # noqa: F821
+    directory.mkdir(mode=0o700, exist_ok=True)
+    last = directory / f"{node}.json"
+    with open(directory / f"{node}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            kept = json.loads(last.read_text())
+        except (OSError, ValueError):
+            kept = {}
+        recent = (
+            isinstance(kept, dict)
+            and isinstance(kept.get("asked"), (int, float))
+            and 0 <= now() - kept["asked"] < VRRP_ANSWER_REUSE_S
+        )
+        if recent and _vrrp_confirms(kept.get("answer"), instance, state):
+            return kept["answer"]
+        asked = now()
+        answer = _ask(client, node, "vip.vrrp_state", [])
+        last.write_text(json.dumps({"asked": asked, "answer": answer}))
+        return answer
+
+
 def _drained(change: Mapping[str, bool] | None = None) -> list[str]:
     """The nodes this master drained for a stopped service, after ``change``
     (node -> True: drained now; False: readied)."""
@@ -481,7 +533,7 @@ def react(tag: str, data: dict):
     directors = _directors(topology)
     client = salt.client.get_local_client(__opts__["conf_file"])  # noqa: F821
     if claim["kind"] == "vrrp":
-        states = _ask(client, node, "vip.vrrp_state", [])
+        states = _vrrp_state(client, node, claim["name"], claim["state"])
         now = (states or {}).get(claim["name"], {}).get("state") if isinstance(states, dict) else None
         if now != claim["state"]:
             return _drop(tag, f"not confirmed: {node} says {claim['name']} is {now}, not {claim['state']}")

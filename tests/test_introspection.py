@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import jinja2
@@ -597,3 +600,63 @@ def test_every_runner_the_masters_call_is_exported():
     assert {"react", "reconcile"} <= called
     assert called <= set(runner.__load__)
     assert all(callable(getattr(runner, name)) for name in runner.__load__)
+
+
+class _Director:
+    """A stand-in for Salt's LocalClient: a director answering vip.vrrp_state
+    from ``states``, counting the questions."""
+
+    def __init__(self, states: dict[str, str]):
+        self.states = states
+        self.questions = 0
+
+    def cmd(self, node, fun, arg, **_):
+        assert fun == "vip.vrrp_state"
+        self.questions += 1
+        time.sleep(0.05)  # a job's round trip: claims arriving meanwhile wait for it
+        return {node: {name: {"state": state} for name, state in self.states.items()}}
+
+
+TRANSITION = {"INSTANCE-VI_E": "MASTER", "INSTANCE-VI_I": "MASTER", "GROUP-VG1": "MASTER"}
+
+
+def test_the_events_of_one_transition_share_one_question(tmp_path):
+    """Each reaction asking at once (the reactor runs them side by side)."""
+    director = _Director(dict(TRANSITION))
+    threads = [
+        threading.Thread(target=runner._vrrp_state, args=(director, "standby", name, state, str(tmp_path)))
+        for name, state in TRANSITION.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert director.questions == 1
+
+
+def test_a_claim_the_last_answer_contradicts_is_asked_again(tmp_path):
+    """The node moved on since its last answer: the claim gets its own
+    question, and that answer is the one held against it."""
+    director = _Director(dict(TRANSITION))
+    ask = functools.partial(runner._vrrp_state, director, "master", cachedir=str(tmp_path))
+    assert runner._vrrp_confirms(ask("INSTANCE-VI_E", "MASTER"), "INSTANCE-VI_E", "MASTER")
+    director.states["INSTANCE-VI_E"] = "BACKUP"
+    answer = ask("INSTANCE-VI_E", "BACKUP")
+    assert director.questions == 2 and runner._vrrp_confirms(answer, "INSTANCE-VI_E", "BACKUP")
+    # A forged claim the node denies is asked about, and denied, every time.
+    for _ in range(2):
+        answer = ask("INSTANCE-VI_E", "FAULT")
+        assert not runner._vrrp_confirms(answer, "INSTANCE-VI_E", "FAULT")
+    assert director.questions == 4
+
+
+def test_an_old_answer_confirms_nothing(tmp_path):
+    director = _Director(dict(TRANSITION))
+    clock = [100.0]
+    runner._vrrp_state(director, "master", "INSTANCE-VI_E", "MASTER", str(tmp_path), lambda: clock[0])
+    clock[0] += runner.VRRP_ANSWER_REUSE_S * 0.9
+    runner._vrrp_state(director, "master", "INSTANCE-VI_I", "MASTER", str(tmp_path), lambda: clock[0])
+    assert director.questions == 1
+    clock[0] += runner.VRRP_ANSWER_REUSE_S * 0.2
+    runner._vrrp_state(director, "master", "GROUP-VG1", "MASTER", str(tmp_path), lambda: clock[0])
+    assert director.questions == 2
