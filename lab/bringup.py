@@ -135,6 +135,8 @@ class Bringup(SaltControl):
         net.ensure_switch(mtus)
         for lab_node in self.nodes.values():
             net.wire(lab_node)
+        if any(n.platform == "uml" for n in self.nodes.values()):
+            uml.set_rt_budget(uml.rt_budget_files())
         master_keys = keys.generate(node.STATE / "keys", "master")
         for name in self.retired():
             self.retire(name)
@@ -304,6 +306,7 @@ class Bringup(SaltControl):
         uml.kill_sessions(uml.leftovers(node.STATE))
         if node.kill_leftovers():
             time.sleep(1)  # let the killed processes leave their cgroups
+        uml.restore_rt_budget()
         for name in names:
             node.unmount(name)
         for lab_node in self.nodes.values():

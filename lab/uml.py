@@ -35,7 +35,7 @@ from pathlib import Path
 from lab import agent, kernel, rootfs
 from lab.net import SWITCH, host_ifname
 from lab.topology import MGMT_SWITCH_ADDRESS, LabNode
-from lab.util import alive, log, read_pid, run
+from lab.util import STATE, alive, log, read_pid, run
 
 MEMORY_MB = {"nas": 768, "director": 768, "web": 768}
 # Host scheduling of a node's user-mode kernel (and of every host process it
@@ -44,12 +44,21 @@ MEMORY_MB = {"nas": 768, "director": 768, "web": 768}
 # waits behind the others (a highstate elsewhere, a booting node) misses its
 # 0.1 s VRRP adverts and the standby takes the VIPs for nothing. Niceness
 # -10 still left gaps of 0.1-0.38 s in the guest (docs/lab.md); a low
-# realtime priority on the host leaves none. The host's realtime throttling
-# keeps a share of every core for the rest; without it (runtime -1, no limit
-# to a spinning guest) the lab falls back to niceness.
+# realtime priority on the host leaves none. Without realtime throttling
+# (runtime -1, no limit to a spinning guest) the lab falls back to niceness.
 HOST_RR_PRIORITY = {"director": 10}
 FALLBACK_NICE = -10
 RT_RUNTIME = Path("/proc/sys/kernel/sched_rt_runtime_us")
+RT_PERIOD = Path("/proc/sys/kernel/sched_rt_period_us")
+# With RT group scheduling (cgroup v1), the root cpu group's budget is the
+# one that holds for the lab's kernels; the kernel's global one caps it.
+RT_GROUP = Path("/sys/fs/cgroup/cpu")
+# The realtime budget while the lab runs: the directors' kernels get at most
+# 80 ms of every 100 ms of a core. The kernel's default (950 ms of every
+# second) let two busy directors hold both cores for most of a second, and
+# every server's health check timed out on both at once (docs/lab.md).
+LAB_RT_BUDGET = (80_000, 100_000)
+RT_SAVED = STATE / "host-rt-budget.json"
 ROOT_DISK_MB = 3072
 AGENT_PATH = "/usr/local/lib/lab/agent.py"
 UNUSED_GENERATORS = (
@@ -299,16 +308,77 @@ def command(node: LabNode, base: Path, root: Path) -> list[str]:
     return [*cmd, "con=null", "con0=null,fd:1"]
 
 
-def host_scheduling(node: LabNode, rt_runtime: str) -> tuple[str, int]:
+def host_scheduling(node: LabNode, budget: tuple[int, int] | None) -> tuple[str, int]:
     """How the node's kernel runs on the host: ("rr", priority), ("nice",
-    niceness) or ("normal", 0); rt_runtime is the host's realtime budget per
-    period (RT_RUNTIME's text, "-1" for none)."""
+    niceness) or ("normal", 0); budget is the host's realtime (runtime,
+    period) in microseconds, None when realtime tasks are not throttled."""
     priority = max((HOST_RR_PRIORITY.get(role, 0) for role in node.roles), default=0)
     if not priority:
         return ("normal", 0)
-    if rt_runtime.strip() in ("", "-1"):
+    if budget is None or budget[0] < 0:
         return ("nice", FALLBACK_NICE)
     return ("rr", priority)
+
+
+def rt_budget_files(group: Path = RT_GROUP) -> tuple[Path, Path]:
+    """The (runtime, period) files of the realtime budget that holds for the
+    lab's kernels on this host."""
+    if (group / "cpu.rt_runtime_us").exists():
+        return group / "cpu.rt_runtime_us", group / "cpu.rt_period_us"
+    return RT_RUNTIME, RT_PERIOD
+
+
+def read_rt_budget(files: tuple[Path, Path]) -> tuple[int, int] | None:
+    """The budget in force, None when there is none (runtime -1 or no files)."""
+    try:
+        runtime, period = (int(f.read_text()) for f in files)
+    except (OSError, ValueError):
+        return None
+    return None if runtime < 0 else (runtime, period)
+
+
+def rt_budget_writes(current: tuple[int, int], wanted: tuple[int, int]) -> list[tuple[int, int]]:
+    """The writes, as (index into the files, value), that move the budget
+    from current to wanted with the runtime never above the period (the
+    kernel refuses that): a shorter period after its runtime, a longer one
+    before it."""
+    runtime, period = 0, 1
+    order = (runtime, period) if wanted[period] < current[period] else (period, runtime)
+    return [(i, wanted[i]) for i in order if wanted[i] != current[i]]
+
+
+def set_rt_budget(
+    files: tuple[Path, Path], wanted: tuple[int, int] = LAB_RT_BUDGET, saved: Path = RT_SAVED
+) -> tuple[int, int] | None:
+    """Put the lab's realtime budget in force (before any realtime kernel
+    runs), keeping the host's own in saved for restore_rt_budget. Returns the
+    budget in force; the host's unchanged one if the kernel refused."""
+    current = read_rt_budget(files)
+    if current is None or current == wanted:
+        return current
+    if not saved.exists():
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps({"files": [str(f) for f in files], "budget": list(current)}))
+    try:
+        for index, value in rt_budget_writes(current, wanted):
+            files[index].write_text(f"{value}\n")
+    except OSError as exc:
+        log("lab", f"the host kept its realtime budget {current} ({exc})")
+    return read_rt_budget(files)
+
+
+def restore_rt_budget(saved: Path = RT_SAVED) -> None:
+    """Give the host back the realtime budget set_rt_budget found."""
+    if not saved.exists():
+        return
+    record = json.loads(saved.read_text())
+    files = (Path(record["files"][0]), Path(record["files"][1]))
+    original = (int(record["budget"][0]), int(record["budget"][1]))
+    current = read_rt_budget(files)
+    if current is not None:
+        for index, value in rt_budget_writes(current, original):
+            files[index].write_text(f"{value}\n")
+    saved.unlink()
 
 
 def _apply_host_scheduling(policy: tuple[str, int]) -> None:
@@ -330,7 +400,7 @@ def start(node: LabNode, base: Path, root: Path, lower: Path, log_path: Path) ->
     if on_disk(node):
         make_root_disk(base / "root.img", root, lower, base / "upper")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    policy = host_scheduling(node, RT_RUNTIME.read_text() if RT_RUNTIME.exists() else "-1")
+    policy = host_scheduling(node, read_rt_budget(rt_budget_files()))
     if policy[0] == "nice":
         log(node.name, f"the host has no realtime throttling ({RT_RUNTIME}): niceness {policy[1]} instead")
     with open(log_path, "ab") as log_file:

@@ -427,9 +427,53 @@ def test_directors_run_realtime_on_the_host_while_its_throttling_holds():
     guest could hold a core for good) gets niceness instead."""
     director = topology.LabNode("standby", ["director"], [], None)
     web = topology.LabNode("web1", ["web"], [], None)
-    assert uml.host_scheduling(director, "950000\n") == ("rr", uml.HOST_RR_PRIORITY["director"])
-    assert uml.host_scheduling(director, "-1\n") == ("nice", uml.FALLBACK_NICE)
-    assert uml.host_scheduling(web, "950000\n") == ("normal", 0)
+    assert uml.host_scheduling(director, (80_000, 100_000)) == ("rr", uml.HOST_RR_PRIORITY["director"])
+    assert uml.host_scheduling(director, None) == ("nice", uml.FALLBACK_NICE)
+    assert uml.host_scheduling(web, (80_000, 100_000)) == ("normal", 0)
+
+
+def fake_budget(tmp_path, runtime: str, period: str, group: bool = True) -> tuple[Path, Path]:
+    """A realtime budget's two files, as the kernel shows them."""
+    where = tmp_path / ("cpu" if group else "kernel")
+    where.mkdir()
+    names = ("cpu.rt_runtime_us", "cpu.rt_period_us") if group else ("sched_rt_runtime_us", "sched_rt_period_us")
+    (where / names[0]).write_text(runtime)
+    (where / names[1]).write_text(period)
+    return where / names[0], where / names[1]
+
+
+def test_the_budget_moves_with_the_runtime_never_above_the_period():
+    """The kernel refuses a runtime above the period at every write: the
+    lab's shorter period goes in after its runtime, the host's longer one
+    comes back before its runtime."""
+    assert uml.rt_budget_writes((950_000, 1_000_000), (80_000, 100_000)) == [(0, 80_000), (1, 100_000)]
+    assert uml.rt_budget_writes((80_000, 100_000), (950_000, 1_000_000)) == [(1, 1_000_000), (0, 950_000)]
+    assert uml.rt_budget_writes((80_000, 100_000), (80_000, 100_000)) == []
+    for current, wanted in [((950_000, 1_000_000), (80_000, 100_000)), ((80_000, 100_000), (950_000, 1_000_000))]:
+        budget = list(current)
+        for index, value in uml.rt_budget_writes(current, wanted):
+            budget[index] = value
+            assert budget[0] <= budget[1], (current, wanted, budget)
+        assert tuple(budget) == wanted
+
+
+def test_the_lab_sets_the_realtime_budget_and_gives_the_host_its_own_back(tmp_path):
+    """The root cpu group's budget where RT group scheduling has one, else
+    the kernel's; the host's own budget comes back on restore, and a budget
+    that is not there (-1: no throttling) is left alone."""
+    files = fake_budget(tmp_path, "950000\n", "1000000\n")
+    assert uml.rt_budget_files(tmp_path / "cpu") == files
+    assert uml.rt_budget_files(tmp_path / "none") == (uml.RT_RUNTIME, uml.RT_PERIOD)
+    saved = tmp_path / "state" / "saved.json"
+    assert uml.set_rt_budget(files, (80_000, 100_000), saved) == (80_000, 100_000)
+    assert [f.read_text() for f in files] == ["80000\n", "100000\n"]
+    assert uml.set_rt_budget(files, (80_000, 100_000), saved) == (80_000, 100_000)
+    uml.restore_rt_budget(saved)
+    assert [int(f.read_text()) for f in files] == [950_000, 1_000_000]
+    assert not saved.exists()
+    unthrottled = fake_budget(tmp_path, "-1\n", "1000000\n", group=False)
+    assert uml.set_rt_budget(unthrottled, (80_000, 100_000), saved) is None
+    assert unthrottled[0].read_text() == "-1\n" and not saved.exists()
 
 
 def test_a_ping_whose_cli_hangs_is_asked_again(monkeypatch):
