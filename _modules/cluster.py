@@ -1025,7 +1025,9 @@ def _state_sync(instances: list[dict], ipvs: bool) -> dict | None:
     sync (a master and a backup thread on every director, keepalived
     formula's sync unit); both to multicast groups that the firewall accepts
     from the peers' addresses only. ``ipvs_port`` is None when the IPVS
-    connections are not shared."""
+    connections are not shared. ``local_vips``: the VIPs, where the
+    director's own daemons (HAProxy, dnsmasq) end the connections; those
+    cannot outlive it, and conntrackd leaves them out."""
     internal = next((i for i in instances if i["network"] == "internal"), None)
     if internal is None or not internal["unicast_peers"]:
         return None
@@ -1037,6 +1039,7 @@ def _state_sync(instances: list[dict], ipvs: bool) -> dict | None:
         "sync_id": internal["virtual_router_id"],
         "ipvs_port": STATE_SYNC_PORTS["ipvs"] if ipvs else None,
         "conntrack_port": STATE_SYNC_PORTS["conntrackd"],
+        "local_vips": sorted({v.split("/")[0] for i in instances for v in i["vips"]}, key=ipaddress.ip_address),
     }
 
 

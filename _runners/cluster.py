@@ -445,12 +445,17 @@ def _ask(client: Any, node: str, fun: str, arg: list, tries: int = 2) -> Any:
 
 
 # One VRRP transition is several events at once (each instance and the sync
-# group), and a failover has both directors send them: each event asking its
-# own question put a dozen Salt jobs on the directors at the very moment
-# they take over or give back the VIPs (docs/operations.md, "Failover").
-# The reactor runs each reaction in a process of its own, so the last answer
-# of each director is kept in the master's cache directory, under a lock.
-VRRP_ANSWER_REUSE_S = 1.0
+# group), a failover has both directors send them, and a director that was
+# cut off sends the ones it could not send when it is back: each event
+# asking its own question put a dozen Salt jobs on the directors at the very
+# moment they take over or give back the VIPs, and on the lab's user-mode
+# directors, where each costs about a second of CPU, the web servers' answers
+# came late for seconds (docs/operations.md, "Failover"). So a VRRP reaction
+# first waits VRRP_SETTLE_S for the rest of its burst, and one answer of the
+# director, given after an event arrived, judges that event. The reactor runs
+# each reaction in a process of its own: the last answer of each director is
+# kept in the master's cache directory, under a lock.
+VRRP_SETTLE_S = 2.0
 
 
 def _vrrp_confirms(answer: Any, instance: str, state: str) -> bool:
@@ -461,16 +466,15 @@ def _vrrp_confirms(answer: Any, instance: str, state: str) -> bool:
     return isinstance(entry, Mapping) and entry.get("state") == state
 
 
-def _vrrp_state(
-    client: Any, node: str, instance: str, state: str, cachedir: str | None = None, now: Any = time.time
-) -> Any:
-    """The director's vip.vrrp_state answer to hold a VRRP claim against. An
-    answer the node gave less than VRRP_ANSWER_REUSE_S ago that says what
-    the claim says confirms it (the node did say so, authenticated); any
-    other claim gets a question of its own, so reuse never drops a claim.
-    Questions to one node are asked one at a time, so the events of one
-    transition, arriving together, share one. ``node`` is a director of the
-    topology (``screen``), so it is safe in a file name."""
+def _vrrp_state(client: Any, node: str, arrived: float, cachedir: str | None = None, now: Any = time.time) -> Any:
+    """The director's vip.vrrp_state answer that judges a VRRP event which
+    arrived at ``arrived``: its last answer if it gave it after that (it
+    says where the node stands since the event, as a question of the
+    event's own would), else a new question. Questions to one node are
+    asked one at a time, so the events of one burst share one; a node that
+    sends events faster than its answers come costs one question at a time.
+    ``node`` is a director of the topology (``screen``), so it is safe in a
+    file name."""
     directory = Path(cachedir or __opts__["cachedir"]) / "cluster-vrrp"  # noqa: F821
     directory.mkdir(mode=0o700, exist_ok=True)
     last = directory / f"{node}.json"
@@ -480,12 +484,8 @@ def _vrrp_state(
             kept = json.loads(last.read_text())
         except (OSError, ValueError):
             kept = {}
-        recent = (
-            isinstance(kept, dict)
-            and isinstance(kept.get("asked"), (int, float))
-            and 0 <= now() - kept["asked"] < VRRP_ANSWER_REUSE_S
-        )
-        if recent and _vrrp_confirms(kept.get("answer"), instance, state):
+        asked = kept.get("asked") if isinstance(kept, dict) else None
+        if isinstance(asked, (int, float)) and arrived <= asked <= now():
             return kept["answer"]
         asked = now()
         answer = _ask(client, node, "vip.vrrp_state", [])
@@ -533,11 +533,19 @@ def react(tag: str, data: dict):
     directors = _directors(topology)
     client = salt.client.get_local_client(__opts__["conf_file"])  # noqa: F821
     if claim["kind"] == "vrrp":
-        states = _vrrp_state(client, node, claim["name"], claim["state"])
-        now = (states or {}).get(claim["name"], {}).get("state") if isinstance(states, dict) else None
-        if now != claim["state"]:
+        arrived = time.time()
+        time.sleep(VRRP_SETTLE_S)
+        states = _vrrp_state(client, node, arrived)
+        if not _vrrp_confirms(states, claim["name"], claim["state"]):
+            now = states.get(claim["name"]) if isinstance(states, Mapping) else states
+            now = now.get("state") if isinstance(now, Mapping) else now
             return _drop(tag, f"not confirmed: {node} says {claim['name']} is {now}, not {claim['state']}")
-        transition = {"director": node, "instance": claim["name"], "state": now, "previous": claim["previous"]}
+        transition = {
+            "director": node,
+            "instance": claim["name"],
+            "state": claim["state"],
+            "previous": claim["previous"],
+        }
         __salt__["event.send"]("cluster/director/transition", transition)  # noqa: F821
         if claim["name"].startswith("GROUP-"):
             client.cmd_async(node, "mine.update", [], tgt_type="list")

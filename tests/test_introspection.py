@@ -620,43 +620,54 @@ class _Director:
 TRANSITION = {"INSTANCE-VI_E": "MASTER", "INSTANCE-VI_I": "MASTER", "GROUP-VG1": "MASTER"}
 
 
-def test_the_events_of_one_transition_share_one_question(tmp_path):
-    """Each reaction asking at once (the reactor runs them side by side)."""
+def test_the_events_of_one_burst_share_one_question(tmp_path):
+    """Each reaction asking at once (the reactor runs them side by side),
+    the stale claim of the burst included (a cut director's MASTER sent when
+    it is back as BACKUP): one question, which confirms the true claims
+    and denies the stale one."""
     director = _Director(dict(TRANSITION))
-    threads = [
-        threading.Thread(target=runner._vrrp_state, args=(director, "standby", name, state, str(tmp_path)))
-        for name, state in TRANSITION.items()
-    ]
+    claims = [*TRANSITION.items(), ("INSTANCE-VI_I", "FAULT")]
+    arrived = time.time()
+    answers: dict[tuple[str, str], object] = {}
+
+    def react(name: str, state: str) -> None:
+        answers[name, state] = runner._vrrp_state(director, "standby", arrived, str(tmp_path))
+
+    threads = [threading.Thread(target=react, args=claim) for claim in claims]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert director.questions == 1
+    assert [runner._vrrp_confirms(answers[claim], *claim) for claim in claims] == [True, True, True, False]
 
 
-def test_a_claim_the_last_answer_contradicts_is_asked_again(tmp_path):
-    """The node moved on since its last answer: the claim gets its own
-    question, and that answer is the one held against it."""
-    director = _Director(dict(TRANSITION))
-    ask = functools.partial(runner._vrrp_state, director, "master", cachedir=str(tmp_path))
-    assert runner._vrrp_confirms(ask("INSTANCE-VI_E", "MASTER"), "INSTANCE-VI_E", "MASTER")
-    director.states["INSTANCE-VI_E"] = "BACKUP"
-    answer = ask("INSTANCE-VI_E", "BACKUP")
-    assert director.questions == 2 and runner._vrrp_confirms(answer, "INSTANCE-VI_E", "BACKUP")
-    # A forged claim the node denies is asked about, and denied, every time.
-    for _ in range(2):
-        answer = ask("INSTANCE-VI_E", "FAULT")
-        assert not runner._vrrp_confirms(answer, "INSTANCE-VI_E", "FAULT")
-    assert director.questions == 4
-
-
-def test_an_old_answer_confirms_nothing(tmp_path):
+def test_a_claim_that_arrived_after_the_last_answer_gets_its_own_question(tmp_path):
+    """The node may have moved on since its last answer: a claim that
+    arrived later is asked about, and that answer judges it. A forged claim
+    the node denies is asked about once, and denied."""
     director = _Director(dict(TRANSITION))
     clock = [100.0]
-    runner._vrrp_state(director, "master", "INSTANCE-VI_E", "MASTER", str(tmp_path), lambda: clock[0])
-    clock[0] += runner.VRRP_ANSWER_REUSE_S * 0.9
-    runner._vrrp_state(director, "master", "INSTANCE-VI_I", "MASTER", str(tmp_path), lambda: clock[0])
-    assert director.questions == 1
-    clock[0] += runner.VRRP_ANSWER_REUSE_S * 0.2
-    runner._vrrp_state(director, "master", "GROUP-VG1", "MASTER", str(tmp_path), lambda: clock[0])
+    ask = functools.partial(runner._vrrp_state, director, "master", cachedir=str(tmp_path), now=lambda: clock[0])
+    assert runner._vrrp_confirms(ask(clock[0]), "INSTANCE-VI_E", "MASTER")
+    clock[0] += 5
+    director.states["INSTANCE-VI_E"] = "BACKUP"
+    assert runner._vrrp_confirms(ask(clock[0] - 0.1), "INSTANCE-VI_E", "BACKUP")
     assert director.questions == 2
+    clock[0] += 5
+    assert not runner._vrrp_confirms(ask(clock[0] - 0.1), "INSTANCE-VI_E", "FAULT")
+    assert director.questions == 3
+
+
+def test_an_answer_given_before_a_claim_arrived_judges_nothing(tmp_path):
+    director = _Director(dict(TRANSITION))
+    clock = [100.0]
+    runner._vrrp_state(director, "master", 99.0, str(tmp_path), lambda: clock[0])
+    runner._vrrp_state(director, "master", 100.0, str(tmp_path), lambda: clock[0])
+    assert director.questions == 1
+    runner._vrrp_state(director, "master", 100.5, str(tmp_path), lambda: clock[0] + 1)
+    assert director.questions == 2
+    # A clock that went back (an answer "from the future") is not trusted.
+    clock[0] = 50.0
+    runner._vrrp_state(director, "master", 40.0, str(tmp_path), lambda: clock[0])
+    assert director.questions == 3
