@@ -498,3 +498,17 @@ def test_a_ping_whose_cli_hangs_is_asked_again(monkeypatch):
     monkeypatch.setattr(lab, "salt_json", salt_json)
     assert lab.ping(["master", "standby"], timeout=60) == {"master": True, "standby": True}
     assert len(rounds) == 2 and any("did not return" in line for line in printed)
+
+
+def test_a_cable_cut_takes_every_cable_of_the_node_at_once():
+    """One batch per kind of port (user-mode taps: bridge port state; veths:
+    link down), so no cable of the node goes before another."""
+    commands = net.link_commands({"hl-master-e0": True, "hl-master-e1": True}, up=False)
+    assert commands == [
+        (
+            ["bridge", "-n", net.SWITCH, "-batch", "-"],
+            "link set dev hl-master-e0 state 0\nlink set dev hl-master-e1 state 0\n",
+        )
+    ]
+    commands = net.link_commands({"hl-dns1-e0": False}, up=True)
+    assert commands == [(["ip", "-n", net.SWITCH, "-batch", "-"], "link set hl-dns1-e0 up\n")]
