@@ -55,7 +55,10 @@ VRRP_KEYS = ("sync_group", "version", "advert_int", "ipvs_sync", "instances")
 INSTANCE_KEYS = ("network", "virtual_router_id")
 HAPROXY_KEYS = ("frontends", "backends", "stats")
 FRONTEND_KEYS = ("vip", "port", "mode", "backend")
-BACKEND_KEYS = ("role", "port", "mode", "cookie", "check_path", "balance")
+BACKEND_KEYS = ("role", "port", "mode", "cookie", "check_path", "balance", "proxy_protocol", "tls")
+# The web servers' own listeners, outside HAProxy's backends: plain HTTP
+# (IPVS, the direct path) and HTTPS.
+SERVER_PORTS = {80: "plain HTTP", 443: "HTTPS"}
 VIRTUAL_SERVER_KEYS = ("vip", "port", "protocol", "role", "scheduler", "forwarding", "real_port")
 NFS_KEYS = ("export", "mountpoint", "docroot", "clients", "copy")
 # The roles that mount the docroot when nfs.clients does not say.
@@ -593,6 +596,14 @@ def _check_haproxy(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listene
         ck.choice(f"{field}.mode", spec.get("mode", "tcp"), HAPROXY_MODES)
         if "cookie" in spec and spec.get("mode") != "http":
             ck.add(f"{field}.cookie", spec["cookie"], "needs mode http")
+        for flag in ("proxy_protocol", "tls"):
+            if flag in spec and not isinstance(spec[flag], bool):
+                ck.add(f"{field}.{flag}", spec[flag], "is not true or false")
+            elif spec.get(flag) and spec.get("mode", "tcp") != "tcp":
+                ck.add(f"{field}.{flag}", spec[flag], "needs mode tcp (layer 7 sends the client's address in a header)")
+        if spec.get("tls") is True and spec.get("proxy_protocol") is not True:
+            ck.add(f"{field}.tls", True, "needs proxy_protocol (without it, HTTPS goes to port 443)")
+    _check_proxy_ports(ck, backends, topo.get("ipvs"))
     frontends = ck.mapping(haproxy, "frontends", "haproxy.frontends", "name -> vip, port, mode, backend")
     for name, spec in frontends.items():
         field = f"haproxy.frontends.{name}"
@@ -616,6 +627,38 @@ def _check_haproxy(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listene
         vip = str(stats.get("vip"))
         if any(str(addr) == vip and net != "internal" for addr, net in vips.items()):
             ck.add("haproxy.stats.vip", vip, "is not an internal VIP: the stats page is for the internal network only")
+
+
+def _check_proxy_ports(ck: _Checker, backends: Mapping, ipvs: Any) -> None:
+    """A port where a role's servers take the PROXY protocol takes it from
+    every connection (Apache's RemoteIPProxyProtocol holds for the whole
+    port): no other listener of the role may share it, and the backends on
+    it must agree on TLS."""
+    uses: dict[tuple[Any, Any], list[tuple[str, str]]] = {}
+    for name, spec in backends.items():
+        if isinstance(spec, Mapping):
+            kind = "proxy tls" if spec.get("tls") else "proxy" if spec.get("proxy_protocol") else str(spec.get("mode"))
+            uses.setdefault((spec.get("role"), spec.get("port")), []).append((f"backend {name!r}", kind))
+    services = ipvs.get("virtual_servers") if isinstance(ipvs, Mapping) else None
+    for name, spec in (services or {}).items():
+        if isinstance(spec, Mapping) and spec.get("protocol", "tcp") == "tcp":
+            port = spec.get("real_port", spec.get("port"))
+            uses.setdefault((spec.get("role"), port), []).append((f"ipvs virtual server {name!r}", "ipvs"))
+    for name, spec in backends.items():
+        if not (isinstance(spec, Mapping) and spec.get("proxy_protocol") is True):
+            continue
+        port = spec.get("port")
+        mine = "proxy tls" if spec.get("tls") else "proxy"
+        others = [who for who, kind in uses.get((spec.get("role"), port), []) if kind != mine]
+        if port in SERVER_PORTS:
+            others.append(f"the web servers' {SERVER_PORTS[port]}")
+        if others:
+            ck.add(
+                f"haproxy.backends.{name}.port",
+                port,
+                f"takes the PROXY protocol{' over TLS' if spec.get('tls') else ''}, but is also the port of "
+                + ", ".join(sorted(set(others))),
+            )
 
 
 def _check_ipvs(ck: _Checker, topo: Mapping, nodes: dict, vips: dict, listeners: dict) -> None:
@@ -1062,6 +1105,8 @@ def haproxy_view(spec: Mapping, nodes: Mapping) -> dict:
             "balance": b.get("balance", "roundrobin"),
             "cookie": b.get("cookie"),
             "check_path": b.get("check_path"),
+            "proxy_protocol": b.get("proxy_protocol", False),
+            "tls": b.get("tls", False),
             "servers": _servers(nodes, b["role"], b["port"]),
         }
     frontends = {

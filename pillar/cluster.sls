@@ -114,8 +114,11 @@ cluster:
       https-l4: {vip: 192.168.1.200, port: 443, mode: tcp, backend: web-https-l4}
       http-l7: {vip: 192.168.1.200, port: 8000, mode: http, backend: web-http-l7}
     backends:
-      web-http-l4: {role: web, port: 80, mode: tcp}
-      web-https-l4: {role: web, port: 443, mode: tcp}
+      # Layer 4 sends the client's address ahead of each connection (PROXY
+      # protocol v2), to ports of their own on the web servers that accept
+      # it from the directors only; tls: the servers speak HTTPS there.
+      web-http-l4: {role: web, port: 8081, mode: tcp, proxy_protocol: true}
+      web-https-l4: {role: web, port: 8444, mode: tcp, proxy_protocol: true, tls: true}
       # The layer 7 path has its own port on the web servers: only there do
       # they take the client's address from the directors' header.
       web-http-l7: {role: web, port: 8080, mode: http, cookie: SERVERID, check_path: /}

@@ -174,6 +174,9 @@ INTERNAL_TARGETS = [
     # Every further Salt master of the topology (salt_masters), on its own node.
     *[(m["address"], 4506, "tcp", m["name"]) for m in MODEL["salt_masters"] if m["name"] not in MODEL["roles"]["nas"]],
     (WEB1["address"], 8080, "tcp", "web1"),
+    # HAProxy's layer 4 ports (PROXY protocol: whoever reaches them names the client).
+    (WEB1["address"], 8081, "tcp", "web1"),
+    (WEB1["address"], 8444, "tcp", "web1"),
     (WEB1["address"], 80, "tcp", "web1"),
     # The web server's copy of the docroot, offered to the nas (rsync daemon).
     (WEB1["address"], MODEL["nfs"]["copy"]["rsync"]["port"], "tcp", "web1"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -111,6 +112,7 @@ CHECKED_CONFIGS = {
     "web": [
         "firewall-config-file-managed",
         "apache-config-site-cluster-l7",
+        "apache-config-site-cluster-proxy",
         "apache-config-site-000-default",
         "apache-config-site-default-ssl",
     ],
@@ -515,7 +517,7 @@ def test_firewall_renders_and_nft_accepts_it(salt_call, node, tmp_path: Path):
         assert "ip saddr { 10.0.100.2, 10.0.100.3, 10.0.100.4 } tcp dport { 2049 }" in text
     if node == "web1":
         assert 'iifname "eth0" tcp dport { 80 } counter accept comment "public service (tcp)"' in text
-        assert "ip saddr { 10.0.100.1, 10.0.100.50, 10.0.100.200 } tcp dport { 443, 8080 }" in text
+        assert "ip saddr { 10.0.100.1, 10.0.100.50, 10.0.100.200 } tcp dport { 8080, 8081, 8444 }" in text
 
 
 def test_firewall_follows_a_changed_topology(salt_call, topology, tmp_path: Path):
@@ -606,6 +608,7 @@ RSYNCD = (
     '{% include "apache/files/rsyncd.conf.jinja" %}'
 )
 SITE_HTTP = '{% set tplroot = "apache" %}{% include "apache/files/site-http.conf.jinja" %}'
+SITE_L7 = '{% set tplroot = "apache" %}{% set ports = [8080] %}{% include "apache/files/site-l7.conf.jinja" %}'
 
 
 @pytest.mark.parametrize("copied", [False, True])
@@ -664,3 +667,45 @@ def test_apache_serves_its_copy_of_the_docroot_when_the_topology_asks(salt_call,
         assert settings["hosts allow"] == "10.0.100.100" and settings["hosts deny"] == "*", rsyncd
         assert settings["read only"] == "yes" and settings["uid"] == "nobody" and settings["port"] == "873"
         assert "[docroot]" in rsyncd and settings["path"] == "/srv/www", rsyncd
+
+
+def test_layer4_backends_send_the_proxy_header_to_ports_of_their_own(salt_call, tmp_path: Path):
+    """HAProxy's layer 4 servers (and their checks) get the PROXY protocol v2
+    header, on the ports the topology gives them; layer 7 keeps its header."""
+    lines, check = render_haproxy(salt_call, {}, tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    servers = [line.split() for line in lines if line.startswith("server ")]
+    proxied = sorted(words[2] for words in servers if words[-2:] == ["send-proxy-v2", "check-send-proxy"])
+    assert proxied == sorted(f"10.0.100.{n}:{port}" for n in (2, 3, 4) for port in (8081, 8444))
+    assert not any("send-proxy" in " ".join(words) for words in servers if words[2].endswith(":8080"))
+
+
+SITE_PROXY = (
+    '{% set tplroot = "apache" %}{% set cert = "/c.crt" %}{% set key = "/c.key" %}'
+    "{% set proxy_ports = PORTS %}"
+    '{% include "apache/files/site-proxy.conf.jinja" %}'
+)
+
+
+def test_apache_takes_the_proxy_header_on_the_layer4_ports_only(salt_call):
+    """The web servers' vhosts for the PROXY ports, as the apache formula
+    derives them from the topology's backends: TLS where the backend says
+    so; the other ports (80 for IPVS and the direct path, 8080 for layer 7)
+    take no header."""
+    code, states, stderr = salt_call("state.show_sls", "apache.config", node="web1")
+    assert code == 0, stderr
+    managed = states["apache-config-site-cluster-proxy"]["file"]
+    context = next(arg["context"] for arg in managed if isinstance(arg, dict) and "context" in arg)
+    assert context["proxy_ports"] == [{"port": 8081, "tls": False}, {"port": 8444, "tls": True}]
+    template = SITE_PROXY.replace("PORTS", json.dumps(context["proxy_ports"]))
+    code, site, stderr = salt_call("slsutil.renderer", f"string={template}", "default_renderer=jinja", node="web1")
+    assert code == 0, stderr
+    vhosts = site.split("<VirtualHost ")[1:]
+    assert [v.split(">")[0] for v in vhosts] == ["*:8081", "*:8444"]
+    assert all("RemoteIPProxyProtocol On" in v for v in vhosts)
+    assert ["SSLEngine on" in v for v in vhosts] == [False, True]
+    assert "Listen 8081" in site and "Listen 8444" in site
+    for other in (SITE_HTTP, SITE_L7):
+        code, text, stderr = salt_call("slsutil.renderer", f"string={other}", "default_renderer=jinja", node="web1")
+        assert code == 0, stderr
+        assert "RemoteIPProxyProtocol" not in text

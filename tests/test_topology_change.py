@@ -146,7 +146,7 @@ def test_add_web4_and_dns4_without_a_failed_request():
     assert dns_conns("10.0.100.9") == -1, "dns4 is balanced to before the rollout"
     plan = orchestrate(test=True)
     assert plan.returncode == 0, plan.stdout[-3000:]
-    assert re.search(r"\+\s+server web4 10\.0\.100\.8:80 ", plan.stdout), "the plan does not show web4 in HAProxy"
+    assert re.search(r"\+\s+server web4 10\.0\.100\.8:8081 ", plan.stdout), "the plan does not show web4 in HAProxy"
     assert "real_server 10.0.100.9 53" in plan.stdout, "the plan does not show dns4 in keepalived"
     assert "10.0.100.8" not in servers(f"http://{VIP}/", 12), "test=True must change nothing"
 
@@ -167,7 +167,7 @@ def test_remove_web2_drained_first_without_a_failed_request():
     plan = orchestrate(test=True)
     assert plan.returncode == 0, plan.stdout[-3000:]
     assert "would drain (not in the topology): " in plan.stdout and "web-http-l4/web2" in plan.stdout, plan.stdout
-    assert re.search(r"-\s+server web2 10\.0\.100\.3:80 ", plan.stdout), "the plan does not drop web2 from HAProxy"
+    assert re.search(r"-\s+server web2 10\.0\.100\.3:8081 ", plan.stdout), "the plan does not drop web2 from HAProxy"
 
     def change() -> None:
         run = orchestrate()

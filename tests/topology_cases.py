@@ -149,6 +149,33 @@ CASES = [
     ),
     Case("backend-role-without-nodes", _roles_to_dns, "haproxy.backends.web-http-l4.role: 'web' has no nodes"),
     Case(
+        "proxy-protocol-not-a-flag",
+        _set("haproxy.backends.web-http-l4.proxy_protocol", "yes"),
+        "haproxy.backends.web-http-l4.proxy_protocol: 'yes' is not true or false",
+    ),
+    Case(
+        "proxy-protocol-on-layer7",
+        _set("haproxy.backends.web-http-l7.proxy_protocol", True),
+        "haproxy.backends.web-http-l7.proxy_protocol: True needs mode tcp",
+    ),
+    Case(
+        "tls-without-proxy-protocol",
+        _set("haproxy.backends.web-https-l4.proxy_protocol", False),
+        "haproxy.backends.web-https-l4.tls: True needs proxy_protocol",
+    ),
+    Case(
+        "proxy-port-shared-with-ipvs",
+        _set("haproxy.backends.web-http-l4.port", 80),
+        "haproxy.backends.web-http-l4.port: 80 takes the PROXY protocol, but is also the port of"
+        " ipvs virtual server 'web', the web servers' plain HTTP",
+    ),
+    Case(
+        "proxy-port-tls-disagreement",
+        _set("haproxy.backends.web-https-l4.port", 8081),
+        "haproxy.backends.web-https-l4.port: 8081 takes the PROXY protocol over TLS, but is also the port of"
+        " backend 'web-http-l4'",
+    ),
+    Case(
         "frontend-port-collision",
         _set("haproxy.frontends.http-l7.port", 80),
         "haproxy.frontends.http-l7.port: 80 collides on 192.168.1.200 (tcp) with haproxy frontend 'http-l4'",

@@ -8,10 +8,18 @@ include:
 {#- Ports the directors' layer 7 backends use on this role. #}
 {%- set l7_ports = model.haproxy.backends.values() | selectattr('mode', 'equalto', 'http')
       | selectattr('role', 'in', node.roles) | map(attribute='port') | unique | sort | list %}
+{#- Ports the directors' layer 4 backends send the PROXY protocol to. #}
+{%- set proxy_ports = [] %}
+{%- for be in model.haproxy.backends.values() | selectattr('proxy_protocol') | selectattr('role', 'in', node.roles) %}
+{%-   if be.port not in proxy_ports | map(attribute='port') %}
+{%-     do proxy_ports.append({'port': be.port, 'tls': be.tls}) %}
+{%-   endif %}
+{%- endfor %}
 {%- set sites = {
       "000-default": "salt://" ~ tplroot ~ "/files/site-http.conf.jinja",
       "default-ssl": "salt://" ~ tplroot ~ "/files/site-https.conf.jinja",
       "cluster-l7": "salt://" ~ tplroot ~ "/files/site-l7.conf.jinja",
+      "cluster-proxy": "salt://" ~ tplroot ~ "/files/site-proxy.conf.jinja",
     } %}
 
 {%- for module in apache.modules %}
@@ -40,6 +48,7 @@ apache-config-site-{{ site }}:
         cert: {{ base }}.crt
         key: {{ base }}.key
         ports: {{ l7_ports | json }}
+        proxy_ports: {{ proxy_ports | sort(attribute='port') | json }}
     - require:
       - file: apache-package-check-script
       - x509: apache-tls-certificate

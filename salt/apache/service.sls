@@ -21,6 +21,8 @@ apache-service-running:
       - apache_conf: apache-config-site-default-ssl-enabled
       - file: apache-config-site-cluster-l7
       - apache_conf: apache-config-site-cluster-l7-enabled
+      - file: apache-config-site-cluster-proxy
+      - apache_conf: apache-config-site-cluster-proxy-enabled
       - x509: apache-tls-certificate
       - file: apache-config-mpm-prefork
 {%- for module in apache.modules %}
