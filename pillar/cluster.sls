@@ -115,7 +115,7 @@ cluster:
       http-l7: {vip: 192.168.1.200, port: 8000, mode: http, backend: web-http-l7}
     backends:
       # Layer 4 sends the client's address ahead of each connection (PROXY
-      # protocol v2), to ports of their own on the web servers that accept
+      # protocol), to ports of their own on the web servers that accept
       # it from the directors only; tls: the servers speak HTTPS there.
       web-http-l4: {role: web, port: 8081, mode: tcp, proxy_protocol: true}
       web-https-l4: {role: web, port: 8444, mode: tcp, proxy_protocol: true, tls: true}

@@ -670,12 +670,12 @@ def test_apache_serves_its_copy_of_the_docroot_when_the_topology_asks(salt_call,
 
 
 def test_layer4_backends_send_the_proxy_header_to_ports_of_their_own(salt_call, tmp_path: Path):
-    """HAProxy's layer 4 servers (and their checks) get the PROXY protocol v2
+    """HAProxy's layer 4 servers (and their checks) get the PROXY protocol
     header, on the ports the topology gives them; layer 7 keeps its header."""
     lines, check = render_haproxy(salt_call, {}, tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
     servers = [line.split() for line in lines if line.startswith("server ")]
-    proxied = sorted(words[2] for words in servers if words[-2:] == ["send-proxy-v2", "check-send-proxy"])
+    proxied = sorted(words[2] for words in servers if words[-2:] == ["send-proxy", "check-send-proxy"])
     assert proxied == sorted(f"10.0.100.{n}:{port}" for n in (2, 3, 4) for port in (8081, 8444))
     assert not any("send-proxy" in " ".join(words) for words in servers if words[2].endswith(":8080"))
 
