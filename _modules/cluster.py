@@ -634,22 +634,29 @@ def _check_proxy_ports(ck: _Checker, backends: Mapping, ipvs: Any) -> None:
     every connection (Apache's RemoteIPProxyProtocol holds for the whole
     port): no other listener of the role may share it, and the backends on
     it must agree on TLS."""
-    uses: dict[tuple[Any, Any], list[tuple[str, str]]] = {}
+
+    def key(spec: Mapping, port: Any) -> tuple[str, int] | None:
+        role = spec.get("role")
+        ok = isinstance(role, str) and isinstance(port, int) and not isinstance(port, bool)
+        return (role, port) if ok else None
+
+    uses: dict[tuple[str, int] | None, list[tuple[str, str]]] = {}
     for name, spec in backends.items():
-        if isinstance(spec, Mapping):
+        if isinstance(spec, Mapping) and key(spec, spec.get("port")):
             kind = "proxy tls" if spec.get("tls") else "proxy" if spec.get("proxy_protocol") else str(spec.get("mode"))
-            uses.setdefault((spec.get("role"), spec.get("port")), []).append((f"backend {name!r}", kind))
+            uses.setdefault(key(spec, spec.get("port")), []).append((f"backend {name!r}", kind))
     services = ipvs.get("virtual_servers") if isinstance(ipvs, Mapping) else None
-    for name, spec in (services or {}).items():
+    for name, spec in (services if isinstance(services, Mapping) else {}).items():
         if isinstance(spec, Mapping) and spec.get("protocol", "tcp") == "tcp":
             port = spec.get("real_port", spec.get("port"))
-            uses.setdefault((spec.get("role"), port), []).append((f"ipvs virtual server {name!r}", "ipvs"))
+            if key(spec, port):
+                uses.setdefault(key(spec, port), []).append((f"ipvs virtual server {name!r}", "ipvs"))
     for name, spec in backends.items():
-        if not (isinstance(spec, Mapping) and spec.get("proxy_protocol") is True):
+        if not (isinstance(spec, Mapping) and spec.get("proxy_protocol") is True and key(spec, spec.get("port"))):
             continue
         port = spec.get("port")
         mine = "proxy tls" if spec.get("tls") else "proxy"
-        others = [who for who, kind in uses.get((spec.get("role"), port), []) if kind != mine]
+        others = [who for who, kind in uses.get(key(spec, port), []) if kind != mine]
         if port in SERVER_PORTS:
             others.append(f"the web servers' {SERVER_PORTS[port]}")
         if others:
