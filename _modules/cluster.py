@@ -640,23 +640,26 @@ def _check_proxy_ports(ck: _Checker, backends: Mapping, ipvs: Any) -> None:
         ok = isinstance(role, str) and isinstance(port, int) and not isinstance(port, bool)
         return (role, port) if ok else None
 
-    uses: dict[tuple[str, int] | None, list[tuple[str, str]]] = {}
+    def kind(spec: Mapping) -> str:
+        return "proxy tls" if spec.get("tls") else "proxy" if spec.get("proxy_protocol") else str(spec.get("mode"))
+
+    uses: dict[tuple[str, int], list[tuple[str, str]]] = {}
     for name, spec in backends.items():
-        if isinstance(spec, Mapping) and key(spec, spec.get("port")):
-            kind = "proxy tls" if spec.get("tls") else "proxy" if spec.get("proxy_protocol") else str(spec.get("mode"))
-            uses.setdefault(key(spec, spec.get("port")), []).append((f"backend {name!r}", kind))
+        where = key(spec, spec.get("port")) if isinstance(spec, Mapping) else None
+        if where:
+            uses.setdefault(where, []).append((f"backend {name!r}", kind(spec)))
     services = ipvs.get("virtual_servers") if isinstance(ipvs, Mapping) else None
     for name, spec in (services if isinstance(services, Mapping) else {}).items():
         if isinstance(spec, Mapping) and spec.get("protocol", "tcp") == "tcp":
-            port = spec.get("real_port", spec.get("port"))
-            if key(spec, port):
-                uses.setdefault(key(spec, port), []).append((f"ipvs virtual server {name!r}", "ipvs"))
+            where = key(spec, spec.get("real_port", spec.get("port")))
+            if where:
+                uses.setdefault(where, []).append((f"ipvs virtual server {name!r}", "ipvs"))
     for name, spec in backends.items():
-        if not (isinstance(spec, Mapping) and spec.get("proxy_protocol") is True and key(spec, spec.get("port"))):
+        where = key(spec, spec.get("port")) if isinstance(spec, Mapping) else None
+        if not (where and spec.get("proxy_protocol") is True):
             continue
-        port = spec.get("port")
-        mine = "proxy tls" if spec.get("tls") else "proxy"
-        others = [who for who, kind in uses.get(key(spec, port), []) if kind != mine]
+        port = where[1]
+        others = [who for who, used in uses[where] if used != kind(spec)]
         if port in SERVER_PORTS:
             others.append(f"the web servers' {SERVER_PORTS[port]}")
         if others:

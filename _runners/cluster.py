@@ -458,6 +458,13 @@ def _ask(client: Any, node: str, fun: str, arg: list, tries: int = 2) -> Any:
 VRRP_SETTLE_S = 2.0
 
 
+def _vrrp_said(answer: Any, instance: str) -> Any:
+    """The state a vip.vrrp_state answer gives ``instance``; what the answer
+    was instead, when it is not one (pure)."""
+    entry = answer.get(instance) if isinstance(answer, Mapping) else answer
+    return entry.get("state") if isinstance(entry, Mapping) else entry
+
+
 def _vrrp_confirms(answer: Any, instance: str, state: str) -> bool:
     """Whether a vip.vrrp_state answer says ``instance`` is in ``state`` (pure)."""
     if not isinstance(answer, Mapping):
@@ -537,9 +544,8 @@ def react(tag: str, data: dict):
         time.sleep(VRRP_SETTLE_S)
         states = _vrrp_state(client, node, arrived)
         if not _vrrp_confirms(states, claim["name"], claim["state"]):
-            now = states.get(claim["name"]) if isinstance(states, Mapping) else states
-            now = now.get("state") if isinstance(now, Mapping) else now
-            return _drop(tag, f"not confirmed: {node} says {claim['name']} is {now}, not {claim['state']}")
+            said = _vrrp_said(states, claim["name"])
+            return _drop(tag, f"not confirmed: {node} says {claim['name']} is {said}, not {claim['state']}")
         transition = {
             "director": node,
             "instance": claim["name"],

@@ -400,9 +400,10 @@ def start(node: LabNode, base: Path, root: Path, lower: Path, log_path: Path) ->
     if on_disk(node):
         make_root_disk(base / "root.img", root, lower, base / "upper")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    policy = host_scheduling(node, read_rt_budget(rt_budget_files()))
+    budget_files = rt_budget_files()
+    policy = host_scheduling(node, read_rt_budget(budget_files))
     if policy[0] == "nice":
-        log(node.name, f"the host has no realtime throttling ({RT_RUNTIME}): niceness {policy[1]} instead")
+        log(node.name, f"the host has no realtime throttling ({budget_files[0]}): niceness {policy[1]} instead")
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", SWITCH, *command(node, base, root)],
