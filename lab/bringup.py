@@ -12,12 +12,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
+
 from lab import catalogue, kernel, keys, net, node, provision, rootfs, uml, umlkernel
 from lab.salt_control import SaltControl
-from lab.topology import REPO, LabNode
+from lab.topology import OPERATOR, REPO, LabNode
 from lab.util import log, run
 
 REPO_IN_NAS = node.REPO_IN_NAS
+# Files a node keeps readable by root only.
+PRIVATE_FILES = frozenset({provision.SSH_HOST_KEY, provision.OPERATOR_KEY, "/root/.ssh/authorized_keys"})
 
 
 class Bringup(SaltControl):
@@ -30,7 +34,7 @@ class Bringup(SaltControl):
     kernel_paths: dict
 
     # -- up --------------------------------------------------------------
-    def _boot(self, lab_node: LabNode, root_fs: Path, master_keys: tuple[str, str]) -> bool:
+    def _boot(self, lab_node: LabNode, root_fs: Path, master_keys: tuple[str, str] | None) -> bool:
         """Boot the node; False when it was already running."""
         if node.leader_pid(lab_node.name) is not None:
             log(lab_node.name, "already running")
@@ -44,11 +48,14 @@ class Bringup(SaltControl):
             REPO_IN_NAS,
             self.master.address,
             [m.address for m in self.extra_masters],
+            bare=self.bare,
         )
         if lab_node.platform == "uml":
             files.update(uml.files_for(lab_node))
+        if self.bare:
+            files.update(self._bare_files(lab_node))
         for path, text in files.items():
-            node.write(root, path, text)
+            node.write(root, path, text, 0o600 if path in PRIVATE_FILES else 0o644)
         if lab_node.platform == "uml":
             for path, target in uml.links_for(lab_node).items():
                 node.symlink(root, path, target)
@@ -58,7 +65,9 @@ class Bringup(SaltControl):
             run(["systemctl", f"--root={root}", "enable", "--quiet", *services])
         wants = root / "etc/systemd/system/multi-user.target.wants"
         units = []
-        if lab_node.minion:
+        if self.bare and lab_node.kind == "cluster":
+            units.append("ssh.service")
+        elif lab_node.minion:
             units.append("salt-minion.service")
             for path, text in provision.extension_modules(REPO).items():
                 node.write(root, path, text)
@@ -68,7 +77,7 @@ class Bringup(SaltControl):
             node.write(root, "/etc/salt/pki/minion/minion_master.pub", master_keys[1])
             for master in self._master_roots():
                 node.write(master, f"/etc/salt/pki/master/minions/{lab_node.name}", pub)
-        if lab_node.runs_master or lab_node.extra_master:
+        if (lab_node.runs_master or lab_node.extra_master) and not self.bare:
             units.append("salt-master.service")
             for path, text in provision.master_extension_modules(REPO).items():
                 node.write(root, path, text)
@@ -98,6 +107,27 @@ class Bringup(SaltControl):
         log(lab_node.name, f"systemd {state} after {self.boot_seconds[lab_node.name]:.1f} s")
         return True
 
+    def _bare_files(self, lab_node: LabNode) -> dict[str, str]:
+        """A bare node's SSH: its own host key, and the operator's login key
+        in root's authorized keys; `operator` gets that key and the inventory."""
+        _, operator_public = keys.ssh_pair(node.STATE / "ssh", "operator")
+        if lab_node.kind == "cluster":
+            host_private, host_public = keys.ssh_pair(node.STATE / "ssh", lab_node.name)
+            return {
+                provision.SSH_HOST_KEY: host_private,
+                provision.SSH_HOST_KEY + ".pub": host_public + "\n",
+                "/root/.ssh/authorized_keys": operator_public + "\n",
+            }
+        if lab_node.name != OPERATOR:
+            return {}
+        operator_private, _ = keys.ssh_pair(node.STATE / "ssh", "operator")
+        return {provision.OPERATOR_KEY: operator_private, provision.OPERATOR_INVENTORY: self.inventory_text()}
+
+    def inventory_text(self) -> str:
+        cluster = [n for n in self.nodes.values() if n.kind == "cluster"]
+        host_keys = {n.name: keys.ssh_pair(node.STATE / "ssh", n.name)[1] for n in cluster}
+        return yaml.safe_dump(provision.bare_inventory(self.nodes, host_keys), sort_keys=False)
+
     def _master_roots(self) -> list[Path]:
         """Every master's tree: each accepts the minions' keys."""
         return [node.merged(m.name) for m in (self.master, *self.extra_masters)]
@@ -107,11 +137,56 @@ class Bringup(SaltControl):
         """The topology's further Salt masters (salt_masters beyond the nas)."""
         return [n for n in self.nodes.values() if n.extra_master]
 
-    def _wave(self, nodes: list[LabNode], root_fs: Path, master_keys: tuple[str, str]) -> list[str]:
+    def _wave(self, nodes: list[LabNode], root_fs: Path, master_keys: tuple[str, str] | None) -> list[str]:
         """Boot these nodes in parallel; the names of those that were not running."""
         with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
             futures = {n.name: pool.submit(self._boot, n, root_fs, master_keys) for n in nodes}
             return [name for name, future in futures.items() if future.result()]
+
+    def up_bare(self) -> None:
+        """Boot every node bare: no Salt settings, no keys, Salt's services
+        off, sshd on with the node's own host key (`bootstrap` does the rest)."""
+        started = time.monotonic()
+        root_fs = rootfs.build()
+        if any(n.platform == "uml" for n in self.nodes.values()) and not kernel.package_kernel_forced():
+            umlkernel.ensure()
+        self.kernel_paths = kernel.paths()
+        mtus = {link.network: link.mtu for lab_node in self.nodes.values() for link in lab_node.links}
+        net.ensure_switch(mtus)
+        for lab_node in self.nodes.values():
+            net.wire(lab_node)
+        if any(n.platform == "uml" for n in self.nodes.values()):
+            uml.set_rt_budget(uml.rt_budget_files())
+        self.inventory_text()  # every SSH key pair, before the nodes boot in parallel
+        keys.ssh_pair(node.STATE / "ssh", "operator")
+        first = [n for n in self.nodes.values() if n.order in (0, 1)]
+        self._wave(first, root_fs, None)
+        self._wave([n for n in self.nodes.values() if n.order == 2], root_fs, None)
+        node.save_state(
+            {
+                "up_seconds": round(time.monotonic() - started, 1),
+                "rootfs": str(root_fs),
+                "kernel_paths": {f: p.describe() for f, p in self.kernel_paths.items()},
+                "uml_nodes": sorted(n.name for n in self.nodes.values() if n.platform == "uml"),
+                "master": self.master.name,
+                "bare": True,
+            }
+        )
+        log(
+            "lab",
+            f"up, bare: {len(self.nodes)} nodes, {time.monotonic() - started:.1f} s; next: python -m lab bootstrap",
+        )
+
+    def bootstrap(self) -> int:
+        """tools/bootstrap.py from `operator`, as an administrator runs it
+        from a machine of the internal network, with the lab's inventory."""
+        argv = ["/opt/salt/bin/python", f"{REPO_IN_NAS}/tools/bootstrap.py", "--workdir", provision.OPERATOR_WORKDIR]
+        started = time.monotonic()
+        proc = subprocess.run(
+            node.exec_argv(OPERATOR, [*argv, provision.OPERATOR_INVENTORY]), check=False, timeout=3600
+        )
+        log("lab", f"bootstrap: exit {proc.returncode} after {time.monotonic() - started:.0f} s")
+        return proc.returncode
 
     def up(self, apply_servers: bool = False) -> None:
         """Boot every node and highstate the directors and the nas (the servers
@@ -316,4 +391,5 @@ class Bringup(SaltControl):
         net.remove_switch()
         node.remove_cgroup_root()
         node.state_file().unlink(missing_ok=True)
+        node.mode_file().unlink(missing_ok=True)
         log("lab", "down: no lab namespace, mount or process left")

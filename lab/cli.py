@@ -15,18 +15,22 @@ import yaml
 from lab import bench, events, kernel, net, node
 from lab.bringup import Bringup
 from lab.checks import Checks
-from lab.topology import REPO, load, place_on_kernels
+from lab.topology import OPERATOR, REPO, load, place_on_kernels
 from lab.util import log
 
 
 class Lab(Bringup, Checks):
     """The lab of the topology in pillar/cluster.sls, as this host runs it."""
 
-    def __init__(self) -> None:
+    def __init__(self, bare: bool | None = None) -> None:
         self.topology, self.model, nodes = load()
+        # A bare lab: nodes without Salt, for tools/bootstrap.py (`up --bare`).
+        self.bare = node.bare_mode() if bare is None else bare
+        if self.bare:
+            nodes[OPERATOR].extra["checkout"] = True
         # IPVS and NFS: the host kernel's, or the nodes that need them boot a user-mode kernel.
         self.kernel_paths = kernel.paths()
-        self.nodes = place_on_kernels(nodes, kernel.uml_roles(self.kernel_paths))
+        self.nodes = place_on_kernels(nodes, kernel.uml_roles(self.kernel_paths), bare=self.bare)
         self.nas = next(n for n in self.nodes.values() if "nas" in n.roles)
         self.master = next(n for n in self.nodes.values() if n.runs_master)
         self.boot_seconds: dict[str, float] = {}
@@ -40,8 +44,11 @@ class Lab(Bringup, Checks):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("up", "apply", "verify", "status", "down", "lab"):
+    for name in ("apply", "verify", "status", "down", "lab"):
         sub.add_parser(name)
+    p_up = sub.add_parser("up", help="boot the lab (--bare: nodes without Salt, for `bootstrap`)")
+    p_up.add_argument("--bare", action="store_true")
+    sub.add_parser("bootstrap", help="a bare lab: tools/bootstrap.py from the operator node")
     p_exec = sub.add_parser("exec", help="run a command in a node: exec NODE -- CMD...")
     p_exec.add_argument("node")
     p_exec.add_argument("argv", nargs=argparse.REMAINDER)
@@ -105,7 +112,15 @@ def _exec_command(parser: argparse.ArgumentParser, args: argparse.Namespace, mas
 
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
-        lab = Lab()
+        bare = None
+        if args.command == "up":
+            running = node.load_state()
+            if running and bool(running.get("bare")) != args.bare:
+                parser.error(
+                    f"the lab runs {'bare' if running.get('bare') else 'provisioned'}: `python -m lab down` first"
+                )
+            bare = args.bare
+        lab = Lab(bare)
     except ValueError as err:
         # An invalid topology: the running lab still takes commands (to see
         # Salt refuse the edit, say), its nodes found by name.
@@ -114,8 +129,16 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
             raise
         log("lab", f"the topology is invalid, the running lab is used as it is: {str(err).splitlines()[0]}")
         return _exec_command(parser, args, running)
-    if args.command == "up":
+    if args.command == "up" and lab.bare:
+        node.STATE.mkdir(parents=True, exist_ok=True)
+        node.mode_file().write_text("bare\n")
+        lab.up_bare()
+    elif args.command == "up":
         lab.up()
+    elif args.command == "bootstrap":
+        if not lab.bare:
+            parser.error("bootstrap is for a bare lab: `python -m lab down`, then `python -m lab up --bare`")
+        return lab.bootstrap()
     elif args.command == "apply":
         return 0 if lab.apply() else 1
     elif args.command == "verify":

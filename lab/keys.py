@@ -20,3 +20,23 @@ def generate(directory: Path, name: str) -> tuple[str, str]:
             capture_output=True,
         )
     return pem.read_text(), pub.read_text()
+
+
+def ssh_pair(directory: Path, name: str) -> tuple[str, str]:
+    """(OpenSSH private key, public key line) of a new Ed25519 pair, kept in
+    ``directory``: a bare node's host key, or the lab operator's login key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    directory.mkdir(parents=True, exist_ok=True)
+    private, public = directory / name, directory / f"{name}.pub"
+    if not private.exists():
+        key = Ed25519PrivateKey.generate()
+        text = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        ).decode()
+        line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        private.touch(mode=0o600)
+        private.write_text(text)
+        public.write_text(line.decode() + "\n")
+    return private.read_text(), public.read_text().strip()

@@ -244,6 +244,18 @@ def save_state(data: dict) -> None:
     state_file().write_text(json.dumps(data, indent=2))
 
 
+def mode_file() -> Path:
+    return STATE / "mode"
+
+
+def bare_mode() -> bool:
+    """Whether the lab runs bare (nodes without Salt, for tools/bootstrap.py)."""
+    try:
+        return mode_file().read_text().strip() == "bare"
+    except FileNotFoundError:
+        return False
+
+
 def load_state() -> dict:
     try:
         return json.loads(state_file().read_text())
@@ -299,6 +311,10 @@ class Container:
             "--link-journal",
             "no",
         ]
+        if node.extra.get("checkout"):
+            # A bare lab's operator runs tools/bootstrap.py from a checkout.
+            cmd += ["--bind-ro", f"{REPO}:{REPO_IN_NAS}"]
+            cmd += [f"--tmpfs={REPO_IN_NAS}/{name}:ro" for name in UNDEPLOYED if (REPO / name).is_dir()]
         if node.runs_master or node.extra_master:
             cmd += ["--bind-ro", f"{REPO}:{REPO_IN_NAS}"]
             # The master sees a checkout as deployed, without this one's build

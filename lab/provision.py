@@ -29,6 +29,14 @@ SEEDED_EXTMODS = {"_grains": "grains", "_beacons": "beacons", "_modules": "modul
 # would put them.
 MASTER_EXTMODS = "/var/cache/salt/master/extmods"
 MASTER_SEEDED_EXTMODS = {"_runners": "runners", "_modules": "modules", "_states": "states"}
+# A bare node's sshd: its own host key only (written by the lab), keys only.
+SSHD_CONF = "/etc/ssh/sshd_config.d/lab.conf"
+SSHD_SETTINGS = "HostKey /etc/ssh/ssh_host_ed25519_key\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+SSH_HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
+# The lab's inventory for tools/bootstrap.py, and its login key, in `operator`.
+OPERATOR_INVENTORY = "/root/inventory.yaml"
+OPERATOR_KEY = "/root/.ssh/id_ed25519"
+OPERATOR_WORKDIR = "/root/bootstrap"
 PUBLISH_PORT = 4505  # the salt-master's publish port: every connected minion holds one connection to it
 REQUEST_PORT = 4506  # and its request port (jobs' returns, file server, auth)
 
@@ -93,59 +101,67 @@ def minion_conf(node: LabNode, master_addresses: list[str]) -> str:
         {
             "id": node.name,
             **failover_conf(master_addresses),
-            "log_level": "warning",
-            "acceptance_wait_time": 1,
-            "random_reauth_delay": 0,
-            "recon_default": 200,
-            "recon_max": 2000,
-            "master_tries": -1,
-            "auth_tries": 30,
-            "auth_timeout": 10,
-            # User-mode-kernel nodes are slow: give a job's return more time
-            # before it is retried (the default 5 s times out under load).
-            "return_retry_timer": 15,
-            "return_retry_timer_max": 30,
-            # Salt's default runs each job in a forked child that exits (the
-            # modules a highstate loads do not stay resident). Under a
-            # user-mode kernel a fork of the minion costs about a second:
-            # there jobs run in threads (measured: test.ping 1.8 -> 0.9 s,
-            # a no-change highstate of a web node 21 -> 17 s; +70 MB).
-            "multiprocessing": node.platform != "uml",
-            # A highstate starts with a saltutil.sync_all: twenty-odd module
-            # types, each over a new channel to the master, ~10 s per
-            # user-mode node even when nothing changed. Lab minions start with
-            # the repo's modules (extension_modules) and `python -m lab apply`
-            # syncs before it highstates; after editing _modules & co. in a
-            # running lab, `salt '*' saltutil.sync_all` before a bare
-            # `salt '*' state.apply` (a real minion keeps Salt's default).
-            "autoload_dynamic_modules": False,
-            # A minion computes its grains twice as it starts (before it
-            # connects, and again when it loads its modules): 2.7 s each on a
-            # user-mode node. With the cache the second load reads the first's
-            # (measured on an idle web node: answering 14 -> 11 s after the
-            # start, 9 -> 6 CPU-s). A refresh (saltutil.refresh_grains,
-            # sync_all) still computes them; the cache is trusted for 5 min.
-            "grains_cache": True,
-            # Salt starts and stops services through `systemd-run --scope
-            # systemctl ...` so that the systemctl call survives a restart of
-            # the minion; the service itself is always PID 1's, in its own
-            # cgroup. Under a user-mode kernel the scope costs 0.6 s of each
-            # start (1.5 against 0.9 s for apache2): the self-healing
-            # reactor's restart of a service is that much later.
-            "systemd.scope": node.platform != "uml",
-            # Find a dead connection to the master in seconds, not Salt's 300.
-            # The master drops a silent minion's publish connection after 30 s
-            # (ZeroMQ heartbeats); the minion, which only listens there, would
-            # otherwise wait for its first keepalive probe (5 min idle) to learn
-            # that, and miss every job meanwhile: after a cable cut longer than
-            # 30 s it answered again only 185 s after the heal (measured).
-            "tcp_keepalive_idle": 10,
-            "tcp_keepalive_intvl": 5,
-            "tcp_keepalive_cnt": 3,
+            **lab_minion_settings(node),
             "grains": {"roles": node.roles},
         },
         sort_keys=False,
     )
+
+
+def lab_minion_settings(node: LabNode) -> dict:
+    """What the lab's minions run with beyond Salt's defaults (a bare lab's
+    inventory gives the same to tools/bootstrap.py)."""
+    return {
+        "log_level": "warning",
+        "acceptance_wait_time": 1,
+        "random_reauth_delay": 0,
+        "recon_default": 200,
+        "recon_max": 2000,
+        "master_tries": -1,
+        "auth_tries": 30,
+        "auth_timeout": 10,
+        # User-mode-kernel nodes are slow: give a job's return more time
+        # before it is retried (the default 5 s times out under load).
+        "return_retry_timer": 15,
+        "return_retry_timer_max": 30,
+        # Salt's default runs each job in a forked child that exits (the
+        # modules a highstate loads do not stay resident). Under a
+        # user-mode kernel a fork of the minion costs about a second:
+        # there jobs run in threads (measured: test.ping 1.8 -> 0.9 s,
+        # a no-change highstate of a web node 21 -> 17 s; +70 MB).
+        "multiprocessing": node.platform != "uml",
+        # A highstate starts with a saltutil.sync_all: twenty-odd module
+        # types, each over a new channel to the master, ~10 s per
+        # user-mode node even when nothing changed. Lab minions start with
+        # the repo's modules (extension_modules) and `python -m lab apply`
+        # syncs before it highstates; after editing _modules & co. in a
+        # running lab, `salt '*' saltutil.sync_all` before a bare
+        # `salt '*' state.apply` (a real minion keeps Salt's default).
+        "autoload_dynamic_modules": False,
+        # A minion computes its grains twice as it starts (before it
+        # connects, and again when it loads its modules): 2.7 s each on a
+        # user-mode node. With the cache the second load reads the first's
+        # (measured on an idle web node: answering 14 -> 11 s after the
+        # start, 9 -> 6 CPU-s). A refresh (saltutil.refresh_grains,
+        # sync_all) still computes them; the cache is trusted for 5 min.
+        "grains_cache": True,
+        # Salt starts and stops services through `systemd-run --scope
+        # systemctl ...` so that the systemctl call survives a restart of
+        # the minion; the service itself is always PID 1's, in its own
+        # cgroup. Under a user-mode kernel the scope costs 0.6 s of each
+        # start (1.5 against 0.9 s for apache2): the self-healing
+        # reactor's restart of a service is that much later.
+        "systemd.scope": node.platform != "uml",
+        # Find a dead connection to the master in seconds, not Salt's 300.
+        # The master drops a silent minion's publish connection after 30 s
+        # (ZeroMQ heartbeats); the minion, which only listens there, would
+        # otherwise wait for its first keepalive probe (5 min idle) to learn
+        # that, and miss every job meanwhile: after a cable cut longer than
+        # 30 s it answered again only 185 s after the heal (measured).
+        "tcp_keepalive_idle": 10,
+        "tcp_keepalive_intvl": 5,
+        "tcp_keepalive_cnt": 3,
+    }
 
 
 def failover_conf(master_addresses: list[str]) -> dict:
@@ -179,7 +195,14 @@ def master_conf(repo_master: dict, repo_path: str, interface: str) -> str:
 
     conf["file_roots"] = {env: absolute(p) for env, p in repo_master["file_roots"].items()}
     conf["pillar_roots"] = {env: absolute(p) for env, p in repo_master["pillar_roots"].items()}
-    conf.update({"interface": interface, "worker_threads": 2, "log_level": "warning", "presence_events": True})
+    conf.update({"interface": interface, **lab_master_settings()})
+    conf["ext_pillar"] = [{"cmd_yaml": f"cat {LAB_PILLAR}"}]
+    return yaml.safe_dump(conf, sort_keys=False)
+
+
+def lab_master_settings() -> dict:
+    """What the lab's masters run with beyond the repository's settings."""
+    conf: dict = {"worker_threads": 2, "log_level": "warning", "presence_events": True}
     # While a job runs, the master asks the minion every few seconds whether it
     # still does (saltutil.find_job) and gives the job up as "did not return"
     # when one answer takes longer than this (Salt's default: 10 s). A
@@ -187,15 +210,18 @@ def master_conf(repo_master: dict, repo_path: str, interface: str) -> str:
     # later than that once, and an orchestration failed with the highstate
     # still running fine.
     conf["gather_job_timeout"] = 60
-    conf["ext_pillar"] = [{"cmd_yaml": f"cat {LAB_PILLAR}"}]
-    return yaml.safe_dump(conf, sort_keys=False)
+    return conf
 
 
 def lab_pillar() -> str:
+    return yaml.safe_dump(lab_pillar_data())
+
+
+def lab_pillar_data() -> dict:
     """The management NIC (lab0) of the exec agent and the master's container:
     the host firewalls accept it (firewall formula, ``management``), as a
     data centre's management LAN would be."""
-    return yaml.safe_dump({"firewall": {"management": {"interface": "lab0", "cidr": str(MGMT_NETWORK)}}})
+    return {"firewall": {"management": {"interface": "lab0", "cidr": str(MGMT_NETWORK)}}}
 
 
 def upstream_dns_unit(address: str) -> str:
@@ -235,10 +261,12 @@ def files_for(
     repo_path: str,
     master_address: str | None = None,
     extra_masters: list[str] = (),
+    bare: bool = False,
 ) -> dict[str, str]:
     """master_address: where the salt-master listens (the nas itself unless a
     container behind it); extra_masters: the further masters' addresses
-    (topology nodes), which the minions fail over to."""
+    (topology nodes), which the minions fail over to. A bare node gets no
+    Salt settings at all: tools/bootstrap.py gives them over SSH."""
     master_address = master_address or nas_address
     files = {
         "/etc/hostname": node.name + "\n",
@@ -247,8 +275,11 @@ def files_for(
         "/etc/hosts": f"127.0.0.1\tlocalhost\n127.0.1.1\t{node.name}\n",
         **network_units(node),
     }
+    if bare and node.kind == "cluster":
+        files[SSHD_CONF] = SSHD_SETTINGS
     if node.minion:
-        files[MINION_CONF] = minion_conf(node, [nas_address, *extra_masters])
+        if not bare:
+            files[MINION_CONF] = minion_conf(node, [nas_address, *extra_masters])
         # A node runs on one (user-mode) CPU: a highstate at normal priority
         # starved keepalived's check scripts on a director, which then timed
         # out, dropped its priority and handed the VIPs over for nothing.
@@ -265,11 +296,11 @@ def files_for(
             # reads. The minion's systemctl calls skip that there (the formulas
             # are unchanged; a real server just spends the 0.3 s).
             files[MINION_SKIP_SYSV] = "[Service]\nEnvironment=SYSTEMCTL_SKIP_SYSV=1\n"
-    if node.runs_master or node.extra_master:
+    if (node.runs_master or node.extra_master) and not bare:
         interface = master_address if node.runs_master else node.address
         files[MASTER_CONF] = master_conf(repo_master, repo_path, interface)
         files[LAB_PILLAR] = lab_pillar()
-    if "nas" in node.roles and master_address != nas_address:
+    if "nas" in node.roles and master_address != nas_address and not bare:
         files["/etc/systemd/system/lab-salt-forward.service"] = salt_forward_unit(nas_address, master_address)
     if node.name == "upstream":
         files["/etc/systemd/system/lab-upstream-dns.service"] = upstream_dns_unit(node.address)
@@ -319,3 +350,26 @@ def connected_minions(ss_established: str, nodes: dict[str, LabNode]) -> set[str
             if str(peer) in by_address:
                 found.add(by_address[str(peer)])
     return found
+
+
+def bare_inventory(nodes: dict[str, LabNode], host_keys: dict[str, str]) -> dict:
+    """The inventory a bare lab gives tools/bootstrap.py (pure): the pinned
+    host key of each topology node (reached at its internal address, the
+    default), Salt as the image has it, and the lab's own tuning and
+    management network, as a site would give its own."""
+    cluster = {name: n for name, n in nodes.items() if n.kind == "cluster"}
+    uml = {
+        name: {"minion": {"multiprocessing": False, "systemd.scope": False}}
+        for name, n in cluster.items()
+        if n.platform == "uml"
+    }
+    some = next(iter(cluster.values()))
+    tuning = {k: v for k, v in lab_minion_settings(some).items() if k not in ("multiprocessing", "systemd.scope")}
+    return {
+        "ssh": {"user": "root", "key": OPERATOR_KEY},
+        "salt": {"install": "present", "version": "3008"},
+        "nodes": {name: {"host_key": host_keys[name], **uml.get(name, {})} for name in sorted(cluster)},
+        "minion": tuning,
+        "master": lab_master_settings(),
+        "pillar": lab_pillar_data(),
+    }

@@ -48,6 +48,10 @@ SYSTEM_PACKAGES = [
     "openssl",
     "python3",
     "python3-venv",
+    # A bare lab's nodes are reached as real servers are: sshd with a host
+    # key of each node's own (the image holds none), salt-ssh from `operator`.
+    "openssh-server",
+    "openssh-client",
 ]
 LAB_TOOLS = ["curl", "apache2-utils", "dnsperf"]
 PACKAGES = list(dict.fromkeys([*SYSTEM_PACKAGES, *catalogue.packages(), *LAB_TOOLS]))
@@ -68,6 +72,7 @@ DISABLED_UNITS = [
     "man-db.timer",
     "fstrim.timer",
     "dpkg-db-backup.timer",
+    "ssh.service",
 ]
 MASKED_UNITS = ["e2scrub_reap.service", "systemd-timesyncd.service", "getty@tty1.service"]
 
@@ -185,6 +190,8 @@ def build(force: bool = False) -> Path:
         for unit in DISABLED_UNITS:
             subprocess.run(["chroot", str(work), "systemctl", "disable", unit], capture_output=True, check=False)
         _chroot(work, "systemctl", "mask", *MASKED_UNITS)
+        for host_key in (work / "etc/ssh").glob("ssh_host_*"):
+            host_key.unlink()  # made by the package for the image: every node would share them
         _chroot(work, "systemctl", "enable", "systemd-networkd.service")
         for link in ("salt-master", "salt-minion", "salt-call", "salt", "salt-key", "salt-run"):
             os.symlink(f"/opt/salt/bin/{link}", work / "usr/local/bin" / link)

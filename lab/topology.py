@@ -221,14 +221,15 @@ def _lab_node(
     )
 
 
-def place_on_kernels(nodes: dict[str, LabNode], uml_roles: set[str]) -> dict[str, LabNode]:
+def place_on_kernels(nodes: dict[str, LabNode], uml_roles: set[str], bare: bool = False) -> dict[str, LabNode]:
     """Move the nodes of ``uml_roles`` onto user-mode kernels (pure: returns new nodes).
 
     Each such node gets a management NIC (lab0) for the exec agent. A user-mode
     nas hands the salt-master to a container behind it (``salt``, on the
     management network; the nas forwards ports 4505/4506 to it): Salt under a
     user-mode kernel is several times slower, and every lab command goes
-    through the master."""
+    through the master. A bare lab (``bare``) has no such container: the
+    bootstrap puts the master where the topology says, on the nas."""
     out: dict[str, LabNode] = {}
     uml = sorted(n for n, node in nodes.items() if set(node.roles) & uml_roles)
     hosts = list(MGMT_NETWORK.hosts())
@@ -246,14 +247,14 @@ def place_on_kernels(nodes: dict[str, LabNode], uml_roles: set[str]) -> dict[str
             MGMT_NETWORK.prefixlen,
             False,
         )
-        out[name] = replace(node, links=[*node.links, mgmt], platform="uml", runs_master=False)
+        out[name] = replace(node, links=[*node.links, mgmt], platform="uml", runs_master=node.runs_master and bare)
     clamped = {link.network for name in uml for link in out[name].links if link.mtu > UML_MAX_MTU}
     for name, node in out.items():
         if any(link.network in clamped for link in node.links):
             links = [replace(link, mtu=UML_MAX_MTU) if link.network in clamped else link for link in node.links]
             out[name] = replace(node, links=links)
     nas = next((n for n in out.values() if "nas" in n.roles), None)
-    if nas is not None and nas.platform == "uml":
+    if nas is not None and nas.platform == "uml" and not bare:
         if MASTER_CONTAINER in out:
             raise ValueError(f"lab node {MASTER_CONTAINER!r} collides with a topology node")
         out[MASTER_CONTAINER] = _lab_node(

@@ -1,0 +1,605 @@
+"""Bare Debian machines to a joined, highstated cluster, with salt-ssh.
+
+    python3 tools/bootstrap.py INVENTORY [--only NODE,...]
+
+The topology (pillar/cluster.sls) says what each node is; the inventory says
+only how to reach it over SSH (address, user, key, and its pinned host key).
+From them this generates salt-ssh's roster and known_hosts (in
+.salt/bootstrap/, never written by hand) and then, in rounds:
+
+1. the Salt masters of the topology (``salt_masters``): Salt installed and
+   pinned, the repository's formulas and pillar, secrets made on the master,
+   the master's settings; salt-master running (``bootstrap.master``);
+2. every node: its minion key pair made on the node, its settings (id, roles
+   grain, masters, the master key's fingerprint) and salt-minion running
+   (``bootstrap.minion``);
+3. the masters accept exactly the minion keys read from the nodes over SSH
+   (``bootstrap.accept``): no auto-accept, and no key crosses the wire in clear;
+4. once the minions answer: the directors and the nas first (the DHCP server
+   and the export), then nodes that could not be reached before (their
+   address comes from the directors' DHCP) get rounds 2-3, and finally the
+   topology orchestration (orch.topology) when every node answers.
+
+Idempotent: a second run changes nothing. A node that cannot be reached is
+reported by name with its SSH error; the others are still brought up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import contextlib
+import hashlib
+import importlib.util
+import ipaddress
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+WORKDIR = REPO / ".salt" / "bootstrap"
+CHECKOUT = "/srv/cluster"  # bootstrap formula defaults: master.checkout
+SECRETS_DIR = "/etc/salt/cluster-secrets"  # bootstrap formula defaults: master.secrets's folder
+SITE_PILLAR = "/etc/salt/cluster-site.yaml"  # bootstrap formula defaults: master.site_pillar
+MASTER_PUB = "/etc/salt/pki/master/master.pub"
+MINION_PUB = "/etc/salt/pki/minion/minion.pub"
+SSH_TIMEOUT = 10
+NODE_KEYS = {"host", "user", "key", "port", "host_key", "minion"}
+TOP_KEYS = {"topology", "ssh", "nodes", "salt", "minion", "master", "pillar"}
+SSH_KEYS = {"user", "key", "port"}
+SALT_KEYS = {"install", "version"}
+HOST_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
+USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# The minion settings the docs recommend: a dead connection to the master is
+# found in seconds (Salt's default waits 5 minutes for the first probe).
+MINION_DEFAULTS = {"tcp_keepalive": True, "tcp_keepalive_idle": 10, "tcp_keepalive_intvl": 5, "tcp_keepalive_cnt": 3}
+
+
+class InventoryError(ValueError):
+    """Every problem of an inventory, each naming its field and value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Target:
+    """How to reach one node over SSH."""
+
+    name: str
+    host: str
+    user: str
+    key: str
+    port: int
+    host_key: str | None
+    minion: dict = field(default_factory=dict)
+
+
+# -- the inventory -----------------------------------------------------------
+
+
+def check_inventory(inventory: Any, nodes: Mapping[str, Mapping]) -> list[str]:
+    """Problems of an inventory (parsed YAML) against the topology's nodes."""
+    if not isinstance(inventory, Mapping):
+        return [f"inventory: {inventory!r} is not a mapping"]
+    problems = [f"{key}: unknown key" for key in sorted(set(inventory) - TOP_KEYS, key=str)]
+    ssh = inventory.get("ssh", {})
+    if not isinstance(ssh, Mapping):
+        problems.append(f"ssh: {ssh!r} is not a mapping")
+        ssh = {}
+    problems += [f"ssh.{key}: unknown key" for key in sorted(set(ssh) - SSH_KEYS, key=str)]
+    problems += _check_reach("ssh", ssh)
+    salt = inventory.get("salt", {})
+    if not isinstance(salt, Mapping):
+        problems.append(f"salt: {salt!r} is not a mapping")
+        salt = {}
+    problems += [f"salt.{key}: unknown key" for key in sorted(set(salt) - SALT_KEYS, key=str)]
+    if salt.get("install", "repository") not in ("repository", "present"):
+        problems.append(f"salt.install: {salt['install']!r} is neither 'repository' nor 'present'")
+    if not re.fullmatch(r"\d{4}(\.\d+)?", str(salt.get("version", "3008"))):
+        problems.append(f"salt.version: {salt['version']!r} is not a Salt release such as 3008")
+    for key in ("minion", "master", "pillar"):
+        if not isinstance(inventory.get(key, {}), Mapping):
+            problems.append(f"{key}: {inventory[key]!r} is not a mapping")
+    given = inventory.get("nodes", {})
+    if not isinstance(given, Mapping):
+        return [*problems, f"nodes: {given!r} is not a mapping"]
+    for name in sorted(set(given) - set(nodes), key=str):
+        problems.append(f"nodes.{name}: not a node of the topology")
+    for name, spec in given.items():
+        if spec is None:
+            continue
+        if not isinstance(spec, Mapping):
+            problems.append(f"nodes.{name}: {spec!r} is not a mapping")
+            continue
+        problems += [f"nodes.{name}.{key}: unknown key" for key in sorted(set(spec) - NODE_KEYS, key=str)]
+        problems += _check_reach(f"nodes.{name}", spec)
+        if "host" in spec and not _host_ok(spec["host"]):
+            problems.append(f"nodes.{name}.host: {spec['host']!r} is not an address or host name")
+        if spec.get("host_key") is not None and not HOST_KEY.match(str(spec["host_key"])):
+            problems.append(
+                f"nodes.{name}.host_key: {spec['host_key']!r} is not an SSH public key line ('TYPE BASE64')"
+            )
+        if not isinstance(spec.get("minion", {}), Mapping):
+            problems.append(f"nodes.{name}.minion: {spec['minion']!r} is not a mapping")
+    return problems
+
+
+def _check_reach(where: str, spec: Mapping) -> list[str]:
+    problems = []
+    if "user" in spec and not (isinstance(spec["user"], str) and USER.match(spec["user"])):
+        problems.append(f"{where}.user: {spec['user']!r} is not a user name")
+    if "key" in spec and not (isinstance(spec["key"], str) and spec["key"].strip()):
+        problems.append(f"{where}.key: {spec['key']!r} is not a path to a private key")
+    port = spec.get("port", 22)
+    if not (isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536):
+        problems.append(f"{where}.port: {port!r} is not a TCP port")
+    return problems
+
+
+def _host_ok(host: Any) -> bool:
+    if not isinstance(host, str):
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return bool(re.fullmatch(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.?)+", host, re.IGNORECASE))
+
+
+def targets(inventory: Mapping, model: Mapping) -> dict[str, Target]:
+    """Each topology node's SSH target: the inventory's word, else its internal address."""
+    ssh = inventory.get("ssh", {})
+    given = inventory.get("nodes") or {}
+    out = {}
+    for name, node in model["nodes"].items():
+        spec = given.get(name) or {}
+        internal = next(i["address"] for i in node["interfaces"].values() if i["network"] == "internal")
+        out[name] = Target(
+            name=name,
+            host=spec.get("host", internal),
+            user=spec.get("user", ssh.get("user", "root")),
+            key=os.path.expanduser(spec.get("key", ssh.get("key", "~/.ssh/id_ed25519"))),
+            port=spec.get("port", ssh.get("port", 22)),
+            host_key=spec.get("host_key"),
+            minion=dict(spec.get("minion") or {}),
+        )
+    return out
+
+
+# -- what the bootstrap writes for salt-ssh and the formula -------------------
+
+
+def roster(nodes: Mapping[str, Target]) -> dict:
+    """salt-ssh's roster: every node whose host key is pinned."""
+    out = {}
+    for name, target in sorted(nodes.items()):
+        if not target.host_key:
+            continue
+        entry = {"host": target.host, "user": target.user, "priv": target.key, "port": target.port}
+        entry |= {"timeout": SSH_TIMEOUT, "tty": False, "ssh_options": ["StrictHostKeyChecking=yes"]}
+        if target.user != "root":
+            entry["sudo"] = True
+        out[name] = entry
+    return out
+
+
+def known_hosts(nodes: Mapping[str, Target]) -> str:
+    """The pinned host keys, in OpenSSH's known_hosts format."""
+    lines = []
+    for _name, target in sorted(nodes.items()):
+        if target.host_key:
+            host = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
+            lines.append(f"{host} {target.host_key}")
+    return "".join(line + "\n" for line in lines)
+
+
+def salt_ssh_config(workdir: Path, repo: Path) -> dict:
+    """salt-ssh's own (operator-side) settings: the repository's formulas,
+    an empty pillar of its own (the data goes on the command line), host
+    keys checked against the pinned ones, and the repository's own secrets
+    never packed for a node."""
+    repo_master = yaml.safe_load((repo / "etc/salt/master").read_text())
+    return {
+        "root_dir": str(workdir),
+        "roster_file": str(workdir / "roster"),
+        "known_hosts_file": str(workdir / "known_hosts"),
+        "file_roots": {"base": [str(repo), str(repo / "salt")]},
+        "pillar_roots": {"base": [str(workdir / "pillar")]},
+        "file_ignore_regex": repo_master["file_ignore_regex"],
+        "ssh_timeout": SSH_TIMEOUT,
+        "log_file": str(workdir / "salt-ssh.log"),
+        "ssh_log_file": str(workdir / "ssh.log"),
+    }
+
+
+def master_settings(repo_master: Mapping, extra: Mapping, site_pillar: bool) -> dict:
+    """The master's settings: the repository's (etc/salt/master) with its roots
+    in the checkout, the secrets outside it, and the inventory's additions."""
+    conf = {k: v for k, v in repo_master.items() if k != "root_dir"}
+
+    def absolute(paths: list[str]) -> list[str]:
+        return [p if p.startswith("/") else CHECKOUT if p == "." else f"{CHECKOUT}/{p}" for p in paths]
+
+    conf["file_roots"] = {env: absolute(p) for env, p in repo_master["file_roots"].items()}
+    conf["pillar_roots"] = {
+        env: [SECRETS_DIR if p.startswith("/etc/salt/cluster-secrets") else p for p in absolute(paths)]
+        for env, paths in repo_master["pillar_roots"].items()
+    }
+    if site_pillar:
+        conf["ext_pillar"] = [{"cmd_yaml": f"cat {SITE_PILLAR}"}]
+    conf.update(extra)
+    return conf
+
+
+def minion_settings(model: Mapping, name: str, finger: str, extra: Mapping) -> dict:
+    """One node's minion settings: who it is, what it is, whom it trusts."""
+    masters = [m["address"] for m in model["salt_masters"]]
+    conf: dict[str, Any] = {"id": name}
+    if len(masters) == 1:
+        conf["master"] = masters[0]
+    else:
+        conf |= {
+            "master": masters,
+            "master_type": "failover",
+            "master_alive_interval": 5,
+            "master_failback": True,
+            "master_failback_interval": 15,
+            "retry_dns": 0,
+        }
+    conf |= {"master_finger": finger, "grains": {"roles": list(model["nodes"][name]["roles"])}, **MINION_DEFAULTS}
+    conf.update(extra)
+    return conf
+
+
+def pem_body(pem: str) -> str:
+    """The base64 lines of a PEM block, as Salt's fingerprint reads them."""
+    lines = [line for line in pem.replace("\r\n", "\n").splitlines(keepends=True) if line.strip()]
+    return "".join(lines[1:-1])
+
+
+def finger(pem: str) -> str:
+    """Salt's fingerprint of a public key (``salt-key -F``; master_finger)."""
+    digest = hashlib.sha256(pem_body(pem).encode()).hexdigest()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def public_key_problem(name: str, pem: Any) -> str | None:
+    """Why a node's minion.pub is not one Salt would accept, or None."""
+    if not isinstance(pem, str) or not pem.startswith("-----BEGIN PUBLIC KEY-----"):
+        return f"{name}: {MINION_PUB} is not a PEM public key: {str(pem)[:60]!r}"
+    lines = [line for line in pem.strip().splitlines() if line.strip()]
+    if lines[-1] != "-----END PUBLIC KEY-----":
+        return f"{name}: {MINION_PUB} does not end its PEM block"
+    try:
+        der = base64.b64decode("".join(lines[1:-1]), validate=True)
+    except binascii.Error:
+        return f"{name}: {MINION_PUB} is not base64 inside its PEM block"
+    if len(der) < 270:  # a 2048-bit RSA key's SubjectPublicKeyInfo is 294 bytes
+        return f"{name}: {MINION_PUB} holds a key of {len(der)} bytes, shorter than RSA 2048"
+    return None
+
+
+# -- salt-ssh's answers ------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    changes: list[str] = field(default_factory=list)  # state ids that changed something
+    error: str = ""
+    value: Any = None  # an execution function's return
+
+
+def outcomes(stdout: str, names: list[str]) -> dict[str, Outcome]:
+    """salt-ssh --out=json --static: each node's result, a failure read as
+    its SSH or state error (pure). A node salt-ssh did not answer for is
+    reported as such."""
+    try:
+        data = json.loads(stdout) if stdout.strip() else {}
+    except json.JSONDecodeError:
+        data = {}
+    out = {}
+    for name in names:
+        ret = data.get(name)
+        if ret is None:
+            out[name] = Outcome(False, error="no answer from salt-ssh")
+        elif isinstance(ret, Mapping) and ("stderr" in ret or "_error" in ret) and "retcode" in ret:
+            out[name] = Outcome(False, error=_ssh_error(ret))
+        elif isinstance(ret, Mapping) and ret and all("_|-" in str(k) for k in ret):
+            failed = [f"{k.split('_|-')[1]}: {v.get('comment', '')}" for k, v in ret.items() if not v.get("result")]
+            changed = sorted(k.split("_|-")[1] for k, v in ret.items() if v.get("changes"))
+            out[name] = Outcome(not failed, changed, "; ".join(failed))
+        elif isinstance(ret, list) and ret and all(isinstance(r, str) for r in ret):
+            out[name] = Outcome(False, error="; ".join(ret))  # render errors
+        else:
+            out[name] = Outcome(True, value=ret)
+    return out
+
+
+def _ssh_error(ret: Mapping) -> str:
+    text = " ".join(str(ret.get(k) or "") for k in ("stderr", "_error", "stdout")).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and "Warning: Permanently" not in line]
+    return " ".join(lines)[:300] or f"exit {ret.get('retcode')}"
+
+
+# -- running it ---------------------------------------------------------------
+
+
+class Bootstrap:
+    def __init__(self, inventory_path: Path, repo: Path = REPO, workdir: Path = WORKDIR) -> None:
+        self.repo, self.workdir = repo, workdir
+        inventory = yaml.safe_load(inventory_path.read_text()) or {}
+        given = inventory.get("topology") if isinstance(inventory, Mapping) else None
+        topology_path = repo / str(given or "pillar/cluster.sls")
+        cluster = _cluster_module(repo)
+        topology = yaml.safe_load(topology_path.read_text())["cluster"]
+        problems = cluster.check(topology)
+        if problems:
+            raise InventoryError([f"{topology_path}: {p}" for p in problems])
+        self.model = cluster.derive(topology)
+        problems = check_inventory(inventory, self.model["nodes"])
+        if problems:
+            raise InventoryError([f"{inventory_path}: {p}" for p in problems])
+        self.inventory = inventory
+        self.nodes = targets(inventory, self.model)
+        self.masters = [m["name"] for m in self.model["salt_masters"]]
+        self.errors: dict[str, str] = {}
+        self.changes: dict[str, list[str]] = {}
+        self.done: set[str] = set()  # nodes some step reached
+        self.answers = 0
+        self.masters_up_: list[str] = []  # masters that run with the repository's settings
+
+    # salt-ssh and ssh, with the pinned host keys
+    def prepare(self) -> None:
+        (self.workdir / "pillar").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "pillar" / "top.sls").write_text("base: {}\n")
+        (self.workdir / "master").write_text(yaml.safe_dump(salt_ssh_config(self.workdir, self.repo)))
+        (self.workdir / "roster").write_text(yaml.safe_dump(roster(self.nodes)))
+        (self.workdir / "known_hosts").write_text(known_hosts(self.nodes))
+        for name, target in sorted(self.nodes.items()):
+            if not target.host_key:
+                scanned = subprocess.run(
+                    ["ssh-keyscan", "-T", "5", "-p", str(target.port), target.host],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                offers = sorted({" ".join(line.split()[1:3]) for line in scanned.stdout.splitlines() if line.strip()})
+                hint = "; it offers: " + " | ".join(offers) if offers else f": {scanned.stderr.strip()[:200]}"
+                self._fail(name, f"no host_key in the inventory (check one and add it){hint}")
+
+    def salt_ssh(self, names: list[str], *args: str, pillar: Mapping | None = None) -> dict[str, Outcome]:
+        salt_ssh = str(Path(sys.executable).with_name("salt-ssh"))
+        argv = [salt_ssh, "-c", str(self.workdir), "--out=json", "--static", "--no-color", "-L", ",".join(names)]
+        argv += ["--log-level=quiet", *args]
+        if pillar is not None:
+            argv.append("pillar=" + json.dumps(pillar))
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=self.workdir)
+        # Each whole answer is kept for the operator (what failed, and why).
+        self.answers += 1
+        answer = self.workdir / "answers" / f"{self.answers:02d}-{'-'.join(args[:2])}.json"
+        answer.parent.mkdir(exist_ok=True)
+        answer.write_text(proc.stdout + proc.stderr)
+        return outcomes(proc.stdout, names)
+
+    def ssh(self, name: str, argv: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
+        target = self.nodes[name]
+        options = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+        options += ["-o", f"UserKnownHostsFile={self.workdir / 'known_hosts'}", "-o", f"ConnectTimeout={SSH_TIMEOUT}"]
+        command = shlex.join(argv if target.user == "root" else ["sudo", "-n", *argv])
+        ssh_argv = ["ssh", *options, "-i", target.key, "-p", str(target.port), f"{target.user}@{target.host}"]
+        return subprocess.run([*ssh_argv, command], capture_output=True, text=True, check=False, timeout=timeout)
+
+    def _record(self, step: str, results: dict[str, Outcome]) -> list[str]:
+        ok = []
+        for name, result in results.items():
+            if result.ok:
+                ok.append(name)
+                self.done.add(name)
+                if result.changes:
+                    self.changes.setdefault(name, []).extend(f"{step}: {c}" for c in result.changes)
+            else:
+                self._fail(name, f"{step}: {result.error}")
+        return ok
+
+    def _fail(self, name: str, error: str) -> None:
+        self.errors[name] = error
+        log(f"{name}: {error}")
+
+    def _pillar(self, **data: Any) -> dict:
+        salt = self.inventory.get("salt", {})
+        settings = {k: str(v) if k == "version" else v for k, v in salt.items()}
+        return {"bootstrap": {**settings, "masters": self.masters, **data}}
+
+    # the rounds
+    def masters_up(self) -> str | None:
+        """The masters' Salt, checkout and service; the master key's fingerprint."""
+        names = [m for m in self.masters if m not in self.errors]
+        if not names:
+            return None
+        site = dict(self.inventory.get("pillar") or {})
+        repo_master = yaml.safe_load((self.repo / "etc/salt/master").read_text())
+        settings = master_settings(repo_master, self.inventory.get("master") or {}, bool(site))
+        log(f"masters {', '.join(names)}: Salt, the checkout, salt-master")
+        done = self._record(
+            "master",
+            self.salt_ssh(
+                names,
+                "state.apply",
+                "bootstrap.master",
+                pillar=self._pillar(master_settings=settings, site_pillar=site),
+            ),
+        )
+        self.masters_up_ = done
+        fingers = set()
+        for name in done:
+            pub = self._read(name, MASTER_PUB)
+            if pub:
+                fingers.add(finger(pub))
+        if len(fingers) > 1:
+            raise SystemExit(f"the masters {', '.join(done)} hold different key pairs: they must share one")
+        return fingers.pop() if fingers else None
+
+    def _read(self, name: str, path: str, tries: int = 20) -> str | None:
+        for _ in range(tries):
+            proc = self.ssh(name, ["cat", path], timeout=60)
+            if proc.returncode == 0 and proc.stdout.strip():
+                return proc.stdout
+            time.sleep(2)
+        self._fail(name, f"could not read {path}: {proc.stderr.strip()[:200]}")
+        return None
+
+    def minions_up(self, names: list[str], master_finger: str) -> list[str]:
+        """Salt, key pair, settings and salt-minion on these nodes; the masters
+        accept the keys read back over SSH. Returns the nodes accepted."""
+        names = [n for n in names if n not in self.errors]
+        if not names:
+            return []
+        extra = self.inventory.get("minion") or {}
+        settings = {n: minion_settings(self.model, n, master_finger, {**extra, **self.nodes[n].minion}) for n in names}
+        log(f"minions {', '.join(names)}: Salt, key pair, settings, salt-minion")
+        done = self._record(
+            "minion", self.salt_ssh(names, "state.apply", "bootstrap.minion", pillar=self._pillar(nodes=settings))
+        )
+        keys = {}
+        for name in done:
+            pub = self._read(name, MINION_PUB)
+            problem = public_key_problem(name, pub) if pub is not None else None
+            if problem:
+                self._fail(name, problem)
+            elif pub is not None:
+                keys[name] = pub
+        if not keys:
+            return []
+        masters = self.masters_up_
+        log(f"masters {', '.join(masters)}: accepting the keys of {', '.join(sorted(keys))}")
+        accepted = self._record(
+            "accept", self.salt_ssh(masters, "state.apply", "bootstrap.accept", pillar=self._pillar(minion_keys=keys))
+        )
+        return sorted(keys) if set(accepted) == set(masters) else []
+
+    def master_salt(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+        return self.ssh(self.masters[0], list(args), timeout=timeout)
+
+    def wait_answering(self, names: list[str], timeout: float = 300) -> list[str]:
+        if not names:
+            return []
+        deadline = time.monotonic() + timeout
+        answered: set[str] = set()
+        while time.monotonic() < deadline and set(names) - answered:
+            silent = sorted(set(names) - answered)
+            proc = self.master_salt("salt", "--out=json", "--static", "-t", "15", "-L", ",".join(silent), "test.ping")
+            with contextlib.suppress(json.JSONDecodeError):
+                answered |= {n for n, v in json.loads(proc.stdout or "{}").items() if v is True}
+            if set(names) - answered:
+                time.sleep(5)
+        for name in set(names) - answered:
+            self._fail(name, f"minion does not answer its master within {timeout:.0f} s")
+        return sorted(answered)
+
+    def highstate(self, names: list[str]) -> None:
+        log(f"highstate of {', '.join(names)}")
+        self.master_salt("salt", "-L", ",".join(names), "saltutil.sync_all", "--out=quiet")
+        proc = self.master_salt("salt", "--out=json", "--static", "-L", ",".join(names), "state.apply")
+        self._record("highstate", outcomes(proc.stdout, names))
+
+    def orchestrate(self) -> None:
+        log("orchestration (orch.topology)")
+        proc = self.master_salt("salt-run", "--out=json", "state.orchestrate", "orch.topology")
+        try:
+            result = json.loads(proc.stdout or "{}")
+        except json.JSONDecodeError:
+            result = {}
+        data = result.get("data", {}) if isinstance(result, Mapping) else {}
+        runs = next(iter(data.values()), {}) if isinstance(data, Mapping) and data else {}
+        failed = [k.split("_|-")[1] for k, v in runs.items() if isinstance(v, Mapping) and not v.get("result")]
+        # salt.function steps always report their return as changes; a
+        # salt.state step reports the states that changed something.
+        changed = [
+            k.split("_|-")[1]
+            for k, v in runs.items()
+            if k.endswith("_|-state") and isinstance(v, Mapping) and v.get("changes")
+        ]
+        if proc.returncode != 0 or failed or not runs:
+            self._fail("orchestration", "failed: " + (", ".join(failed) or proc.stderr.strip()[:300]))
+        elif changed:
+            self.changes.setdefault("orchestration", []).extend(changed)
+
+    def run(self, only: list[str] | None = None) -> int:
+        self.prepare()
+        wanted = [n for n in self.nodes if not only or n in only]
+        finger_ = self.masters_up()
+        if finger_ is None:
+            return self.report(wanted)
+        self.master_salt("salt-run", "saltutil.sync_all", "--out=quiet")
+        first = [n for n in wanted if set(self.model["nodes"][n]["roles"]) & {"nas", "director"} or n in self.masters]
+        rest = [n for n in wanted if n not in first]
+        accepted = self.wait_answering(self.minions_up(first, finger_))
+        if accepted:
+            self.highstate(accepted)
+        # The servers' addresses come from the directors' DHCP, served now.
+        accepted += self.wait_answering(self.minions_up(rest, finger_))
+        if set(accepted) == set(self.nodes):
+            self.master_salt("salt", "*", "saltutil.sync_all", "--out=quiet")
+            self.orchestrate()
+        elif rest:
+            servers = [n for n in accepted if n in rest]
+            if servers:
+                self.highstate(servers)
+        return self.report(wanted)
+
+    def report(self, wanted: list[str]) -> int:
+        for name in [*wanted, "orchestration"]:
+            if name in self.errors:
+                print(f"{name:14} FAILED  {self.errors[name]}")
+            elif name in self.changes:
+                print(f"{name:14} changed {len(self.changes[name])}: {', '.join(self.changes[name][:6])}")
+            elif name in self.done:
+                print(f"{name:14} ok, no change")
+            elif name in wanted:
+                print(f"{name:14} NOT DONE: no master to join (above)")
+        return 1 if self.errors or set(wanted) - self.done else 0
+
+
+def _cluster_module(repo: Path) -> Any:
+    spec = importlib.util.spec_from_file_location("cluster", repo / "_modules" / "cluster.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def log(message: str) -> None:
+    print(f"bootstrap: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("inventory", type=Path, help="the SSH inventory (docs: README, 'Using it on real servers')")
+    parser.add_argument("--only", help="comma-separated nodes (default: every node of the topology)")
+    parser.add_argument("--workdir", type=Path, default=WORKDIR, help="roster, known_hosts, salt-ssh's cache")
+    args = parser.parse_args(argv)
+    try:
+        bootstrap = Bootstrap(args.inventory, workdir=args.workdir)
+    except InventoryError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    return bootstrap.run(args.only.split(",") if args.only else None)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
