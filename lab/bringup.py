@@ -177,10 +177,11 @@ class Bringup(SaltControl):
             f"up, bare: {len(self.nodes)} nodes, {time.monotonic() - started:.1f} s; next: python -m lab bootstrap",
         )
 
-    def bootstrap(self) -> int:
+    def bootstrap(self, only: str | None = None) -> int:
         """tools/bootstrap.py from `operator`, as an administrator runs it
         from a machine of the internal network, with the lab's inventory."""
         argv = ["/opt/salt/bin/python", f"{REPO_IN_NAS}/tools/bootstrap.py", "--workdir", provision.OPERATOR_WORKDIR]
+        argv += ["--only", only] if only else []
         started = time.monotonic()
         proc = subprocess.run(
             node.exec_argv(OPERATOR, [*argv, provision.OPERATOR_INVENTORY]), check=False, timeout=3600

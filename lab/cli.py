@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name)
     p_up = sub.add_parser("up", help="boot the lab (--bare: nodes without Salt, for `bootstrap`)")
     p_up.add_argument("--bare", action="store_true")
-    sub.add_parser("bootstrap", help="a bare lab: tools/bootstrap.py from the operator node")
+    p_boot = sub.add_parser("bootstrap", help="a bare lab: tools/bootstrap.py from the operator node")
+    p_boot.add_argument("--only", help="comma-separated nodes (tools/bootstrap.py --only)")
     p_exec = sub.add_parser("exec", help="run a command in a node: exec NODE -- CMD...")
     p_exec.add_argument("node")
     p_exec.add_argument("argv", nargs=argparse.REMAINDER)
@@ -113,13 +114,14 @@ def _exec_command(parser: argparse.ArgumentParser, args: argparse.Namespace, mas
 def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         bare = None
-        if args.command == "up":
+        if args.command in ("up", "lab"):
+            wanted = args.command == "up" and args.bare
             running = node.load_state()
-            if running and bool(running.get("bare")) != args.bare:
+            if running and bool(running.get("bare")) != wanted:
                 parser.error(
                     f"the lab runs {'bare' if running.get('bare') else 'provisioned'}: `python -m lab down` first"
                 )
-            bare = args.bare
+            bare = wanted
         lab = Lab(bare)
     except ValueError as err:
         # An invalid topology: the running lab still takes commands (to see
@@ -138,7 +140,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     elif args.command == "bootstrap":
         if not lab.bare:
             parser.error("bootstrap is for a bare lab: `python -m lab down`, then `python -m lab up --bare`")
-        return lab.bootstrap()
+        return lab.bootstrap(args.only)
     elif args.command == "apply":
         return 0 if lab.apply() else 1
     elif args.command == "verify":

@@ -144,10 +144,45 @@ def test_only_a_real_public_key_is_accepted():
     assert "does not end" in bootstrap.public_key_problem("web1", pem.replace("-----END PUBLIC KEY-----", ""))
 
 
-def test_salt_ssh_answers_are_read_per_node():
-    answers = json.loads((FIXTURES / "salt-ssh-state.json").read_text())
-    names = [*sorted(answers), "ghost"]
-    out = bootstrap.outcomes(json.dumps(answers), names)
-    assert out["ghost"].ok is False and out["ghost"].error == "no answer from salt-ssh"
-    unreachable = [n for n, o in out.items() if not o.ok and "ssh" in o.error.lower()]
-    assert unreachable, out
+def answer(name: str) -> str:
+    return (FIXTURES / f"salt-ssh-{name}.json").read_text()
+
+
+def test_a_state_run_with_nothing_to_do_is_ok_without_changes():
+    out = bootstrap.outcomes(answer("master-state"), ["nas"])
+    assert out["nas"].ok and out["nas"].changes == [] and out["nas"].error == ""
+
+
+def test_the_states_that_changed_something_are_named():
+    data = json.loads(answer("accept-state"))
+    key = next(k for k in data["nas"] if k.endswith("_|-managed"))
+    data["nas"][key]["changes"] = {"diff": "New file"}
+    out = bootstrap.outcomes(json.dumps(data), ["nas"])
+    assert out["nas"].ok and out["nas"].changes == [key.split("_|-")[1]]
+
+
+def test_a_failed_state_is_an_error_with_its_comment():
+    data = json.loads(answer("accept-state"))
+    key = next(iter(data["nas"]))
+    data["nas"][key] |= {"result": False, "comment": "Permission denied"}
+    out = bootstrap.outcomes(json.dumps(data), ["nas"])
+    assert not out["nas"].ok and out["nas"].error == f"{key.split('_|-')[1]}: Permission denied"
+
+
+def test_an_unreachable_node_carries_the_ssh_error():
+    out = bootstrap.outcomes(answer("unreachable"), ["dns3", "ghost"])
+    assert not out["dns3"].ok
+    assert out["dns3"].error == "ssh: connect to host 10.0.100.7 port 22: No route to host"
+    assert not out["ghost"].ok and out["ghost"].error == "no answer from salt-ssh"
+    assert not bootstrap.outcomes("not json", ["nas"])["nas"].ok
+
+
+def test_a_host_key_that_is_not_the_pinned_one_is_said_plainly():
+    banner = (
+        "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n"
+        "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n"
+        "IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\n"
+        "Host key verification failed.\n"
+    )
+    out = bootstrap.outcomes(json.dumps({"web1": banner}), ["web1"])["web1"]
+    assert not out.ok and out.error.startswith("Host key verification failed: the node's host key is not")

@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ SECRETS_DIR = "/etc/salt/cluster-secrets"  # bootstrap formula defaults: master.
 SITE_PILLAR = "/etc/salt/cluster-site.yaml"  # bootstrap formula defaults: master.site_pillar
 MASTER_PUB = "/etc/salt/pki/master/master.pub"
 MINION_PUB = "/etc/salt/pki/minion/minion.pub"
+# What every master must hold the same of: one key pair, one set of secrets.
+SHARED = ("/etc/salt/pki/master/master.pem", MASTER_PUB, f"{SECRETS_DIR}/secrets.sls")
 SSH_TIMEOUT = 10
 NODE_KEYS = {"host", "user", "key", "port", "host_key", "minion"}
 TOP_KEYS = {"topology", "ssh", "nodes", "salt", "minion", "master", "pillar"}
@@ -316,6 +319,8 @@ def outcomes(stdout: str, names: list[str]) -> dict[str, Outcome]:
         ret = data.get(name)
         if ret is None:
             out[name] = Outcome(False, error="no answer from salt-ssh")
+        elif isinstance(ret, str):
+            out[name] = Outcome(False, error=ssh_message(ret))  # SSH's own error
         elif isinstance(ret, Mapping) and ("stderr" in ret or "_error" in ret) and "retcode" in ret:
             out[name] = Outcome(False, error=_ssh_error(ret))
         elif isinstance(ret, Mapping) and ret and all("_|-" in str(k) for k in ret):
@@ -330,9 +335,16 @@ def outcomes(stdout: str, names: list[str]) -> dict[str, Outcome]:
 
 
 def _ssh_error(ret: Mapping) -> str:
-    text = " ".join(str(ret.get(k) or "") for k in ("stderr", "_error", "stdout")).strip()
+    text = "\n".join(str(ret.get(k) or "") for k in ("stderr", "_error", "stdout")).strip()
+    return ssh_message(text) or f"exit {ret.get('retcode')}"
+
+
+def ssh_message(text: str) -> str:
+    """SSH's error in one line; a host key that is not the pinned one first."""
+    if "Host key verification failed" in text:
+        return "Host key verification failed: the node's host key is not the one in the inventory"
     lines = [line.strip() for line in text.splitlines() if line.strip() and "Warning: Permanently" not in line]
-    return " ".join(lines)[:300] or f"exit {ret.get('retcode')}"
+    return " ".join(lines)[:300]
 
 
 # -- running it ---------------------------------------------------------------
@@ -365,6 +377,8 @@ class Bootstrap:
     # salt-ssh and ssh, with the pinned host keys
     def prepare(self) -> None:
         (self.workdir / "pillar").mkdir(parents=True, exist_ok=True)
+        for old in (self.workdir / "answers").glob("*.json"):
+            old.unlink()
         (self.workdir / "pillar" / "top.sls").write_text("base: {}\n")
         (self.workdir / "master").write_text(yaml.safe_dump(salt_ssh_config(self.workdir, self.repo)))
         (self.workdir / "roster").write_text(yaml.safe_dump(roster(self.nodes)))
@@ -395,13 +409,15 @@ class Bootstrap:
         answer.write_text(proc.stdout + proc.stderr)
         return outcomes(proc.stdout, names)
 
-    def ssh(self, name: str, argv: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
+    def ssh(self, name: str, argv: list[str], timeout: float = 900, stdin: str = "") -> subprocess.CompletedProcess:
         target = self.nodes[name]
         options = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
         options += ["-o", f"UserKnownHostsFile={self.workdir / 'known_hosts'}", "-o", f"ConnectTimeout={SSH_TIMEOUT}"]
         command = shlex.join(argv if target.user == "root" else ["sudo", "-n", *argv])
         ssh_argv = ["ssh", *options, "-i", target.key, "-p", str(target.port), f"{target.user}@{target.host}"]
-        return subprocess.run([*ssh_argv, command], capture_output=True, text=True, check=False, timeout=timeout)
+        return subprocess.run(
+            [*ssh_argv, command], input=stdin, capture_output=True, text=True, check=False, timeout=timeout
+        )
 
     def _record(self, step: str, results: dict[str, Outcome]) -> list[str]:
         ok = []
@@ -433,16 +449,15 @@ class Bootstrap:
         site = dict(self.inventory.get("pillar") or {})
         repo_master = yaml.safe_load((self.repo / "etc/salt/master").read_text())
         settings = master_settings(repo_master, self.inventory.get("master") or {}, bool(site))
-        log(f"masters {', '.join(names)}: Salt, the checkout, salt-master")
-        done = self._record(
-            "master",
-            self.salt_ssh(
-                names,
-                "state.apply",
-                "bootstrap.master",
-                pillar=self._pillar(master_settings=settings, site_pillar=site),
-            ),
-        )
+        pillar = self._pillar(master_settings=settings, site_pillar=site)
+        log(f"master {names[0]}: Salt, the checkout, salt-master")
+        done = self._record("master", self.salt_ssh(names[:1], "state.apply", "bootstrap.master", pillar=pillar))
+        # Further masters share the first one's key pair and secrets, in place
+        # before their salt-master first starts.
+        others = [m for m in names[1:] if done and all(self.share(done[0], m, path) for path in SHARED)]
+        if others:
+            log(f"masters {', '.join(others)}: Salt, the checkout, salt-master")
+            done += self._record("master", self.salt_ssh(others, "state.apply", "bootstrap.master", pillar=pillar))
         self.masters_up_ = done
         fingers = set()
         for name in done:
@@ -453,11 +468,34 @@ class Bootstrap:
             raise SystemExit(f"the masters {', '.join(done)} hold different key pairs: they must share one")
         return fingers.pop() if fingers else None
 
+    def share(self, source: str, target: str, path: str) -> bool:
+        """Copy a file the masters must share from one to another, unless the
+        target has it already; it travels inside the two SSH sessions only.
+        False (and the target failed) when the target's differs."""
+        sums = {n: self.ssh(n, ["sha256sum", path], timeout=60) for n in (source, target)}
+        if sums[source].returncode != 0:
+            self._fail(target, f"{source} has no {path} to share")
+            return False
+        if sums[target].returncode == 0:
+            if sums[target].stdout.split()[:1] == sums[source].stdout.split()[:1]:
+                return True
+            self._fail(target, f"its {path} differs from {source}'s: the masters must share one")
+            return False
+        content = self.ssh(source, ["cat", path], timeout=60).stdout
+        folder = path.rsplit("/", 1)[0]
+        write = ["sh", "-c", 'umask 077 && mkdir -p "$1" && cat > "$2"', "share", folder, path]
+        proc = self.ssh(target, write, timeout=60, stdin=content)
+        if proc.returncode != 0:
+            self._fail(target, f"could not receive {path}: {proc.stderr.strip()[:200]}")
+        return proc.returncode == 0
+
     def _read(self, name: str, path: str, tries: int = 20) -> str | None:
         for _ in range(tries):
             proc = self.ssh(name, ["cat", path], timeout=60)
             if proc.returncode == 0 and proc.stdout.strip():
                 return proc.stdout
+            if proc.returncode == 255:  # ssh itself failed: no use asking again
+                break
             time.sleep(2)
         self._fail(name, f"could not read {path}: {proc.stderr.strip()[:200]}")
         return None
@@ -535,8 +573,10 @@ class Bootstrap:
         ]
         if proc.returncode != 0 or failed or not runs:
             self._fail("orchestration", "failed: " + (", ".join(failed) or proc.stderr.strip()[:300]))
-        elif changed:
-            self.changes.setdefault("orchestration", []).extend(changed)
+        else:
+            self.done.add("orchestration")
+            if changed:
+                self.changes.setdefault("orchestration", []).extend(changed)
 
     def run(self, only: list[str] | None = None) -> int:
         self.prepare()
@@ -547,19 +587,59 @@ class Bootstrap:
         self.master_salt("salt-run", "saltutil.sync_all", "--out=quiet")
         first = [n for n in wanted if set(self.model["nodes"][n]["roles"]) & {"nas", "director"} or n in self.masters]
         rest = [n for n in wanted if n not in first]
-        accepted = self.wait_answering(self.minions_up(first, finger_))
-        if accepted:
-            self.highstate(accepted)
-        # The servers' addresses come from the directors' DHCP, served now.
-        accepted += self.wait_answering(self.minions_up(rest, finger_))
+        accepted = self.join(first, finger_)
+        accepted += self.join(rest, finger_)
+        # A server whose address comes from the directors' DHCP is reached
+        # once they serve it its lease (a new cluster, or a node new to the
+        # topology): their DHCP and the masters' firewall first, then again.
+        unreached = [n for n in rest if self.errors.get(n, "").startswith("minion:")]
+        directors = [n for n in self.model["roles"]["director"] if n in accepted]
+        if unreached and directors:
+            self.serve_leases(directors, [m for m in self.masters if m in accepted])
+            for name in unreached:
+                self.errors.pop(name)
+            accepted += self.join(self.wait_reachable(unreached), finger_)
         if set(accepted) == set(self.nodes):
-            self.master_salt("salt", "*", "saltutil.sync_all", "--out=quiet")
             self.orchestrate()
-        elif rest:
-            servers = [n for n in accepted if n in rest]
-            if servers:
-                self.highstate(servers)
+        elif accepted:
+            self.highstate(accepted)
         return self.report(wanted)
+
+    def join(self, names: list[str], finger_: str) -> list[str]:
+        """Minions up, keys accepted, answering, with the repository's modules."""
+        answering = self.wait_answering(self.minions_up(names, finger_))
+        if answering:
+            self.master_salt("salt", "-L", ",".join(answering), "saltutil.sync_all", "--out=quiet")
+        return answering
+
+    def serve_leases(self, directors: list[str], masters: list[str]) -> None:
+        """The directors' hosts and DHCP leases, one at a time, the standby
+        first (as orch.topology goes); the masters' firewall, which lets only
+        the topology's nodes reach them."""
+        priority = self.model["vrrp"]["directors"]
+        for director in sorted(directors, key=lambda d: priority[d]["priority"]):
+            log(f"{director}: hosts and DHCP leases (common, dnsmasq)")
+            proc = self.master_salt("salt", "--out=json", "--static", director, "state.apply", "common,dnsmasq")
+            self._record("leases", outcomes(proc.stdout, [director]))
+        if masters:
+            log(f"{', '.join(masters)}: firewall")
+            proc = self.master_salt(
+                "salt", "--out=json", "--static", "-L", ",".join(masters), "state.apply", "firewall"
+            )
+            self._record("firewall", outcomes(proc.stdout, masters))
+
+    def wait_reachable(self, names: list[str], timeout: float = 240) -> list[str]:
+        """These nodes, once each answers on SSH (its DHCP client retries on
+        its own schedule), or the timeout; the others as they are."""
+        deadline = time.monotonic() + timeout
+        pending = set(names)
+        while pending and time.monotonic() < deadline:
+            with ThreadPoolExecutor(max_workers=len(pending)) as pool:
+                answers = {n: pool.submit(self.ssh, n, ["true"], timeout=30) for n in pending}
+            pending -= {n for n, answer in answers.items() if answer.result().returncode == 0}
+            if pending:
+                time.sleep(5)
+        return names
 
     def report(self, wanted: list[str]) -> int:
         for name in [*wanted, "orchestration"]:
