@@ -32,6 +32,7 @@ class Bringup(SaltControl):
     repo_master: dict
     boot_seconds: dict[str, float]
     kernel_paths: dict
+    bare: bool  # nodes without Salt, for tools/bootstrap.py
 
     # -- up --------------------------------------------------------------
     def _boot(self, lab_node: LabNode, root_fs: Path, master_keys: tuple[str, str] | None) -> bool:
@@ -110,7 +111,7 @@ class Bringup(SaltControl):
     def _bare_files(self, lab_node: LabNode) -> dict[str, str]:
         """A bare node's SSH: its own host key, and the operator's login key
         in root's authorized keys; `operator` gets that key and the inventory."""
-        _, operator_public = keys.ssh_pair(node.STATE / "ssh", "operator")
+        operator_private, operator_public = keys.ssh_pair(node.STATE / "ssh", "operator")
         if lab_node.kind == "cluster":
             host_private, host_public = keys.ssh_pair(node.STATE / "ssh", lab_node.name)
             return {
@@ -120,10 +121,11 @@ class Bringup(SaltControl):
             }
         if lab_node.name != OPERATOR:
             return {}
-        operator_private, _ = keys.ssh_pair(node.STATE / "ssh", "operator")
         return {provision.OPERATOR_KEY: operator_private, provision.OPERATOR_INVENTORY: self.inventory_text()}
 
     def inventory_text(self) -> str:
+        """The lab's inventory; makes every SSH key pair it names and the operator's."""
+        keys.ssh_pair(node.STATE / "ssh", "operator")
         cluster = [n for n in self.nodes.values() if n.kind == "cluster"]
         host_keys = {n.name: keys.ssh_pair(node.STATE / "ssh", n.name)[1] for n in cluster}
         return yaml.safe_dump(provision.bare_inventory(self.nodes, host_keys), sort_keys=False)
@@ -143,25 +145,30 @@ class Bringup(SaltControl):
             futures = {n.name: pool.submit(self._boot, n, root_fs, master_keys) for n in nodes}
             return [name for name, future in futures.items() if future.result()]
 
-    def up_bare(self) -> None:
-        """Boot every node bare: no Salt settings, no keys, Salt's services
-        off, sshd on with the node's own host key (`bootstrap` does the rest)."""
-        started = time.monotonic()
-        root_fs = rootfs.build()
-        if any(n.platform == "uml" for n in self.nodes.values()) and not kernel.package_kernel_forced():
-            umlkernel.ensure()
+    def _host_ready(self) -> Path:
+        """The rootfs (and Debian 13's user-mode kernel, fetched meanwhile),
+        the switch, every node's wires and the realtime budget: what a node
+        needs before it boots. Returns the rootfs."""
+        uml_nodes = any(n.platform == "uml" for n in self.nodes.values())
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            fetch = None
+            if uml_nodes and not kernel.package_kernel_forced():
+                # Debian 13's user-mode kernel, installed once in the lab's
+                # cache (else Debian 12's), while a rootfs builds.
+                fetch = pool.submit(umlkernel.ensure)
+            root_fs = rootfs.build()
+            if fetch is not None:
+                fetch.result()
         self.kernel_paths = kernel.paths()
-        mtus = {link.network: link.mtu for lab_node in self.nodes.values() for link in lab_node.links}
-        net.ensure_switch(mtus)
+        # The lab's MTUs (clamped where a user-mode node is).
+        net.ensure_switch({link.network: link.mtu for n in self.nodes.values() for link in n.links})
         for lab_node in self.nodes.values():
             net.wire(lab_node)
-        if any(n.platform == "uml" for n in self.nodes.values()):
+        if uml_nodes:
             uml.set_rt_budget(uml.rt_budget_files())
-        self.inventory_text()  # every SSH key pair, before the nodes boot in parallel
-        keys.ssh_pair(node.STATE / "ssh", "operator")
-        first = [n for n in self.nodes.values() if n.order in (0, 1)]
-        self._wave(first, root_fs, None)
-        self._wave([n for n in self.nodes.values() if n.order == 2], root_fs, None)
+        return root_fs
+
+    def _save_up_state(self, started: float, root_fs: Path) -> None:
         node.save_state(
             {
                 "up_seconds": round(time.monotonic() - started, 1),
@@ -169,9 +176,20 @@ class Bringup(SaltControl):
                 "kernel_paths": {f: p.describe() for f, p in self.kernel_paths.items()},
                 "uml_nodes": sorted(n.name for n in self.nodes.values() if n.platform == "uml"),
                 "master": self.master.name,
-                "bare": True,
+                "bare": self.bare,
             }
         )
+
+    def up_bare(self) -> None:
+        """Boot every node bare: no Salt settings, no keys, Salt's services
+        off, sshd on with the node's own host key (`bootstrap` does the rest)."""
+        started = time.monotonic()
+        root_fs = self._host_ready()
+        self.inventory_text()  # every SSH key pair, before the nodes boot in parallel
+        first = [n for n in self.nodes.values() if n.order in (0, 1)]
+        self._wave(first, root_fs, None)
+        self._wave([n for n in self.nodes.values() if n.order == 2], root_fs, None)
+        self._save_up_state(started, root_fs)
         log(
             "lab",
             f"up, bare: {len(self.nodes)} nodes, {time.monotonic() - started:.1f} s; next: python -m lab bootstrap",
@@ -193,26 +211,8 @@ class Bringup(SaltControl):
         """Boot every node and highstate the directors and the nas (the servers
         depend on them); with apply_servers, the servers too, as soon as they can."""
         started = time.monotonic()
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            fetch = None
-            if any(n.platform == "uml" for n in self.nodes.values()) and not kernel.package_kernel_forced():
-                # Debian 13's user-mode kernel, installed once in the lab's
-                # cache (else Debian 12's), while a rootfs builds.
-                fetch = pool.submit(umlkernel.ensure)
-            root_fs = rootfs.build()
-            if fetch is not None:
-                fetch.result()
-        self.kernel_paths = kernel.paths()
+        root_fs = self._host_ready()
         run([sys.executable, str(REPO / "tools" / "gen_secrets.py"), str(REPO / "pillar" / "secrets.sls")])
-        mtus: dict[str, int] = {}
-        for lab_node in self.nodes.values():  # the lab's MTUs (clamped where a user-mode node is)
-            for link in lab_node.links:
-                mtus[link.network] = link.mtu
-        net.ensure_switch(mtus)
-        for lab_node in self.nodes.values():
-            net.wire(lab_node)
-        if any(n.platform == "uml" for n in self.nodes.values()):
-            uml.set_rt_budget(uml.rt_budget_files())
         master_keys = keys.generate(node.STATE / "keys", "master")
         for name in self.retired():
             self.retire(name)
@@ -230,15 +230,7 @@ class Bringup(SaltControl):
         silent = [n.name for n in self.minions() if n.name not in self.heard]
         answered = self._require_answers(silent, timeout=120) if silent else {}
         answered |= {n.name: True for n in self.minions() if n.name in self.heard}
-        node.save_state(
-            {
-                "up_seconds": round(time.monotonic() - started, 1),
-                "rootfs": str(root_fs),
-                "kernel_paths": {f: p.describe() for f, p in self.kernel_paths.items()},
-                "uml_nodes": sorted(n.name for n in self.nodes.values() if n.platform == "uml"),
-                "master": self.master.name,
-            }
-        )
+        self._save_up_state(started, root_fs)
         log(
             "lab", f"up: {len(self.nodes)} nodes, {len(answered)} minions answering, {time.monotonic() - started:.1f} s"
         )

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import yaml
 
-from lab.topology import MGMT_NETWORK, UPSTREAM_NAMES, LabNode
+from lab.topology import MGMT_NETWORK, UPSTREAM_NAMES, LabNode, repo_module
+
+# The deployment's own choices (failover masters, keepalives, master roots),
+# which the lab's nodes take as a real deployment's do.
+BOOTSTRAP = repo_module("tools/bootstrap.py")
 
 MASTER_CONF = "/etc/salt/master.d/lab.conf"
 # The lab's own pillar, laid over the repo's (the master's ext_pillar): what
@@ -96,11 +100,11 @@ def resolv_conf(node: LabNode, model: dict) -> str:
 
 
 def minion_conf(node: LabNode, master_addresses: list[str]) -> str:
-    """master_addresses: the masters, the primary first (see failover_conf)."""
+    """master_addresses: the masters, the primary first (tools/bootstrap.py's failover_settings)."""
     return yaml.safe_dump(
         {
             "id": node.name,
-            **failover_conf(master_addresses),
+            **BOOTSTRAP.failover_settings(master_addresses),
             **lab_minion_settings(node),
             "grains": {"roles": node.roles},
         },
@@ -152,50 +156,15 @@ def lab_minion_settings(node: LabNode) -> dict:
         # start (1.5 against 0.9 s for apache2): the self-healing
         # reactor's restart of a service is that much later.
         "systemd.scope": node.platform != "uml",
-        # Find a dead connection to the master in seconds, not Salt's 300.
-        # The master drops a silent minion's publish connection after 30 s
-        # (ZeroMQ heartbeats); the minion, which only listens there, would
-        # otherwise wait for its first keepalive probe (5 min idle) to learn
-        # that, and miss every job meanwhile: after a cable cut longer than
-        # 30 s it answered again only 185 s after the heal (measured).
-        "tcp_keepalive_idle": 10,
-        "tcp_keepalive_intvl": 5,
-        "tcp_keepalive_cnt": 3,
-    }
-
-
-def failover_conf(master_addresses: list[str]) -> dict:
-    """The minion's masters. Several: Salt's failover masters, one at a time.
-    Hot multi-master (a connection to each) runs a minion per master in each
-    node, beacons and schedule included, and each master's reactor acts on
-    every event: on the lab's two cores that doubled work slowed the
-    directors enough to fail the director cable cut drill (measured,
-    docs/operations.md). A minion checks its master's connection every
-    master_alive_interval seconds (an established TCP connection; the
-    keepalives below end a dead one), moves to the next master when it is
-    gone, and goes back to the first once that answers again."""
-    if len(master_addresses) == 1:
-        return {"master": master_addresses[0]}
-    return {
-        "master": list(master_addresses),
-        "master_type": "failover",
-        "master_alive_interval": 5,
-        "master_failback": True,
-        "master_failback_interval": 15,
-        "retry_dns": 0,
+        # The TCP keepalives a real deployment's minions get too.
+        **BOOTSTRAP.MINION_DEFAULTS,
     }
 
 
 def master_conf(repo_master: dict, repo_path: str, interface: str) -> str:
     """The repo's master settings with the repo's roots made absolute inside nas."""
-    conf = {k: v for k, v in repo_master.items() if k != "root_dir"}
-
-    def absolute(paths: list[str]) -> list[str]:
-        return [repo_path if p == "." else p if p.startswith("/") else f"{repo_path}/{p}" for p in paths]
-
-    conf["file_roots"] = {env: absolute(p) for env, p in repo_master["file_roots"].items()}
-    conf["pillar_roots"] = {env: absolute(p) for env, p in repo_master["pillar_roots"].items()}
-    conf.update({"interface": interface, **lab_master_settings()})
+    extra = {"interface": interface, **lab_master_settings()}
+    conf = BOOTSTRAP.master_settings(repo_master, extra, site_pillar=False, checkout=repo_path)
     conf["ext_pillar"] = [{"cmd_yaml": f"cat {LAB_PILLAR}"}]
     return yaml.safe_dump(conf, sort_keys=False)
 
@@ -357,19 +326,18 @@ def bare_inventory(nodes: dict[str, LabNode], host_keys: dict[str, str]) -> dict
     host key of each topology node (reached at its internal address, the
     default), Salt as the image has it, and the lab's own tuning and
     management network, as a site would give its own."""
-    cluster = {name: n for name, n in nodes.items() if n.kind == "cluster"}
-    uml = {
-        name: {"minion": {"multiprocessing": False, "systemd.scope": False}}
-        for name, n in cluster.items()
-        if n.platform == "uml"
-    }
-    some = next(iter(cluster.values()))
-    tuning = {k: v for k, v in lab_minion_settings(some).items() if k not in ("multiprocessing", "systemd.scope")}
+    settings = {name: lab_minion_settings(n) for name, n in nodes.items() if n.kind == "cluster"}
+    first = next(iter(settings.values()))
+    common = {k: v for k, v in first.items() if all(s.get(k) == v for s in settings.values())}
+    own = {name: {k: v for k, v in s.items() if k not in common} for name, s in settings.items()}
     return {
         "ssh": {"user": "root", "key": OPERATOR_KEY},
         "salt": {"install": "present", "version": "3008"},
-        "nodes": {name: {"host_key": host_keys[name], **uml.get(name, {})} for name in sorted(cluster)},
-        "minion": tuning,
+        "nodes": {
+            name: {"host_key": host_keys[name], **({"minion": own[name]} if own[name] else {})}
+            for name in sorted(settings)
+        },
+        "minion": common,
         "master": lab_master_settings(),
         "pillar": lab_pillar_data(),
     }

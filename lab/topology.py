@@ -43,9 +43,10 @@ def repo_module(path: str) -> ModuleType:
     imported as a plain module: their pure functions serve the lab too."""
     name = Path(path).stem
     if name not in _LOADED:
-        spec = importlib.util.spec_from_file_location(name, REPO / path)
+        spec = importlib.util.spec_from_file_location(f"repo_{name}", REPO / path)
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         hook = sys.excepthook
         spec.loader.exec_module(module)
         sys.excepthook = hook  # importing salt installs its own hook; the lab reports its own errors

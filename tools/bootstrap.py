@@ -50,13 +50,14 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 WORKDIR = REPO / ".salt" / "bootstrap"
-CHECKOUT = "/srv/cluster"  # bootstrap formula defaults: master.checkout
-SECRETS_DIR = "/etc/salt/cluster-secrets"  # bootstrap formula defaults: master.secrets's folder
-SITE_PILLAR = "/etc/salt/cluster-site.yaml"  # bootstrap formula defaults: master.site_pillar
-MASTER_PUB = "/etc/salt/pki/master/master.pub"
-MINION_PUB = "/etc/salt/pki/minion/minion.pub"
+# The paths the formula (salt/bootstrap) writes, from its defaults.
+FORMULA = yaml.safe_load((REPO / "salt" / "bootstrap" / "defaults.yaml").read_text())["bootstrap"]
+CHECKOUT = FORMULA["master"]["checkout"]
+SITE_PILLAR = FORMULA["master"]["site_pillar"]
+MASTER_PUB = f"{FORMULA['master']['pki']}/master.pub"
+MINION_PUB = f"{FORMULA['minion']['pki']}/minion.pub"
 # What every master must hold the same of: one key pair, one set of secrets.
-SHARED = ("/etc/salt/pki/master/master.pem", MASTER_PUB, f"{SECRETS_DIR}/secrets.sls")
+SHARED = (f"{FORMULA['master']['pki']}/master.pem", MASTER_PUB, FORMULA["master"]["secrets"])
 SSH_TIMEOUT = 10
 NODE_KEYS = {"host", "user", "key", "port", "host_key", "minion"}
 TOP_KEYS = {"topology", "ssh", "nodes", "salt", "minion", "master", "pillar"}
@@ -64,8 +65,13 @@ SSH_KEYS = {"user", "key", "port"}
 SALT_KEYS = {"install", "version"}
 HOST_KEY = re.compile(r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/]+={0,3}$")
 USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-# The minion settings the docs recommend: a dead connection to the master is
-# found in seconds (Salt's default waits 5 minutes for the first probe).
+# The minion settings the docs recommend. Find a dead connection to the
+# master in seconds, not Salt's 300: the master drops a silent minion's
+# publish connection after 30 s (ZeroMQ heartbeats); the minion, which only
+# listens there, would otherwise wait for its first keepalive probe (5 min
+# idle) to learn that, and miss every job meanwhile: after a cable cut
+# longer than 30 s it answered again only 185 s after the heal (measured on
+# the lab).
 MINION_DEFAULTS = {"tcp_keepalive": True, "tcp_keepalive_idle": 10, "tcp_keepalive_intvl": 5, "tcp_keepalive_cnt": 3}
 
 
@@ -228,40 +234,48 @@ def salt_ssh_config(workdir: Path, repo: Path) -> dict:
     }
 
 
-def master_settings(repo_master: Mapping, extra: Mapping, site_pillar: bool) -> dict:
+def master_settings(repo_master: Mapping, extra: Mapping, site_pillar: bool, checkout: str = CHECKOUT) -> dict:
     """The master's settings: the repository's (etc/salt/master) with its roots
-    in the checkout, the secrets outside it, and the inventory's additions."""
+    in the checkout (the secrets' root is absolute there, outside it), and
+    the inventory's additions."""
     conf = {k: v for k, v in repo_master.items() if k != "root_dir"}
 
     def absolute(paths: list[str]) -> list[str]:
-        return [p if p.startswith("/") else CHECKOUT if p == "." else f"{CHECKOUT}/{p}" for p in paths]
+        return [p if p.startswith("/") else checkout if p == "." else f"{checkout}/{p}" for p in paths]
 
     conf["file_roots"] = {env: absolute(p) for env, p in repo_master["file_roots"].items()}
-    conf["pillar_roots"] = {
-        env: [SECRETS_DIR if p.startswith("/etc/salt/cluster-secrets") else p for p in absolute(paths)]
-        for env, paths in repo_master["pillar_roots"].items()
-    }
+    conf["pillar_roots"] = {env: absolute(p) for env, p in repo_master["pillar_roots"].items()}
     if site_pillar:
         conf["ext_pillar"] = [{"cmd_yaml": f"cat {SITE_PILLAR}"}]
     conf.update(extra)
     return conf
 
 
+def failover_settings(master_addresses: list[str]) -> dict:
+    """The minion's masters. Several: Salt's failover masters, one at a time.
+    Hot multi-master (a connection to each) runs a minion per master in each
+    node, beacons and schedule included, and each master's reactor acts on
+    every event: on the lab's two cores that doubled work slowed the
+    directors enough to fail the director cable cut drill (measured,
+    docs/operations.md). A minion checks its master's connection every
+    master_alive_interval seconds (an established TCP connection; the
+    keepalives of MINION_DEFAULTS end a dead one), moves to the next master
+    when it is gone, and goes back to the first once that answers again."""
+    if len(master_addresses) == 1:
+        return {"master": master_addresses[0]}
+    return {
+        "master": list(master_addresses),
+        "master_type": "failover",
+        "master_alive_interval": 5,
+        "master_failback": True,
+        "master_failback_interval": 15,
+        "retry_dns": 0,
+    }
+
+
 def minion_settings(model: Mapping, name: str, finger: str, extra: Mapping) -> dict:
     """One node's minion settings: who it is, what it is, whom it trusts."""
-    masters = [m["address"] for m in model["salt_masters"]]
-    conf: dict[str, Any] = {"id": name}
-    if len(masters) == 1:
-        conf["master"] = masters[0]
-    else:
-        conf |= {
-            "master": masters,
-            "master_type": "failover",
-            "master_alive_interval": 5,
-            "master_failback": True,
-            "master_failback_interval": 15,
-            "retry_dns": 0,
-        }
+    conf: dict[str, Any] = {"id": name, **failover_settings([m["address"] for m in model["salt_masters"]])}
     conf |= {"master_finger": finger, "grains": {"roles": list(model["nodes"][name]["roles"])}, **MINION_DEFAULTS}
     conf.update(extra)
     return conf
@@ -550,7 +564,6 @@ class Bootstrap:
 
     def highstate(self, names: list[str]) -> None:
         log(f"highstate of {', '.join(names)}")
-        self.master_salt("salt", "-L", ",".join(names), "saltutil.sync_all", "--out=quiet")
         proc = self.master_salt("salt", "--out=json", "--static", "-L", ",".join(names), "state.apply")
         self._record("highstate", outcomes(proc.stdout, names))
 
