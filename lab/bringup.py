@@ -189,6 +189,10 @@ class Bringup(SaltControl):
         first = [n for n in self.nodes.values() if n.order in (0, 1)]
         self._wave(first, root_fs, None)
         self._wave([n for n in self.nodes.values() if n.order == 2], root_fs, None)
+        # A node new to the topology joins a running bare lab: the operator's
+        # inventory (written at its boot) gains it.
+        write = ["sh", "-c", f"umask 077 && cat > {provision.OPERATOR_INVENTORY}"]
+        node.execute(OPERATOR, write, check=True, stdin=self.inventory_text())
         self._save_up_state(started, root_fs)
         log(
             "lab",

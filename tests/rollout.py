@@ -1,0 +1,84 @@
+"""Topology edits as a user makes them, and a client load that watches them.
+
+Shared by the tests that change the topology of a running lab: the pillar
+edit (restored afterwards), the servers a user adds, and the probe that runs
+from the external client through the VIPs while a change rolls out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+import yaml
+
+from conftest import REPO
+from lab.bench import Cluster, Probe
+from lab.topology import load
+from labtools import MASTER_NODE, in_node
+
+PILLAR = REPO / "pillar" / "cluster.sls"
+_, MODEL, NODES = load()
+VIP = MODEL["vips"]["external"][0]
+L7_PORT = Cluster(MODEL, NODES, MASTER_NODE, ipvs=True).l7_port
+
+
+def new_node(role: str, address: str, mac: str) -> dict:
+    """A server as a user adds it to the topology: its address by DHCP, by MAC."""
+    eth0 = {"network": "internal", "address": address, "mac": mac, "dhcp": True}
+    return {"roles": [role], "aliases": [], "interfaces": {"eth0": eth0}}
+
+
+WEB4 = new_node("web", "10.0.100.8", "08:00:27:01:01:08")
+DNS4 = new_node("dns", "10.0.100.9", "08:00:27:01:01:09")
+
+
+@contextlib.contextmanager
+def pillar_kept() -> Iterator[None]:
+    """The topology pillar as it was, whatever the edits in between."""
+    original = PILLAR.read_text()
+    try:
+        yield
+    finally:
+        PILLAR.write_text(original)
+
+
+def edit(change: Callable[[dict], None]) -> None:
+    """Edit the topology pillar as a user would (here through YAML)."""
+    data = yaml.safe_load(PILLAR.read_text())
+    change(data["cluster"]["nodes"])
+    PILLAR.write_text("# Edited by a test (tests/rollout.py)\n" + yaml.safe_dump(data, sort_keys=False))
+
+
+def under_load(action: Callable[[], None]) -> list[list]:
+    """Run ``action`` while the client probes the VIPs; the probes' results."""
+    probe = Probe(VIP, L7_PORT, "web1.lab.local", interval=0.1, timeout=5.0)
+    try:
+        action()
+    finally:
+        probes = probe.stop()
+    assert len(probes) > 100, f"the probe hardly ran: {len(probes)} probes"
+    return probes
+
+
+def failed(probes: list[list]) -> list[tuple[str, float, str | None]]:
+    """The probes whose first attempt failed: (kind, sent at, what went wrong)."""
+    return [(p[0], p[1], p[6]) for p in probes if not p[2]]
+
+
+def outage(probes: list[list]) -> str:
+    """The failed probes, summed up, and what both directors' keepalived and
+    HAProxy logged around them (a rollout step that cost requests says so here)."""
+    bad = failed(probes)
+    if not bad:
+        return ""
+    first, last = bad[0][1], bad[-1][1]
+    kinds = Counter(f"{kind} {error}" for kind, _, error in bad)
+    lines = [f"{len(bad)} failed probes over {last - first:.1f} s from {first:.1f}: {dict(kinds)}"]
+    units = ["-u", "keepalived", "-u", "haproxy", "-u", "keepalived-haproxy-watch"]
+    window = ["--since", f"@{int(first) - 10}", "--until", f"@{int(last) + 5}"]
+    for director in MODEL["roles"]["director"]:
+        journal = in_node(director, "journalctl", "--no-pager", "-o", "short-precise", *window, *units, check=False)
+        lines += [f"--- {director}", *journal.stdout.splitlines()[-60:]]
+    return "\n".join(lines)
