@@ -64,13 +64,14 @@ class Checks(SaltControl):
         highstate everywhere that must show nothing pending (a minute on this
         machine: every user-mode node renders and checks all its states)."""
         names = [n.name for n in self.minions()]
-        with ThreadPoolExecutor(max_workers=3) as pool:
+        # The pings first: a master on a user-mode kernel, busy with the
+        # test=True highstate of every minion, can leave them unanswered.
+        answered = self.ping(names, timeout=60)
+        with ThreadPoolExecutor(max_workers=2) as pool:
             # The longest check runs while the others look at the cluster from outside.
             second_apply = pool.submit(self.apply_states, "*", test=True) if second_highstate else None
-            pinged = pool.submit(self.ping, names, timeout=30)
             capabilities = pool.submit(self.capabilities)
             outside = self._outside_checks()
-            answered = pinged.result()
             summary = second_apply.result() if second_apply else None
         checks = [
             (

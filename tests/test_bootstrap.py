@@ -88,7 +88,16 @@ def test_the_roster_holds_only_pinned_nodes_and_checks_their_keys(model):
     assert "sudo" not in roster["nas"] and roster["web1"]["sudo"] is True
     lines = bootstrap.known_hosts(nodes).splitlines()
     web1 = model["nodes"]["web1"]["interfaces"]["eth0"]["address"]
-    assert lines == [f"10.0.100.100 {KEY}", f"[{web1}]:2222 {KEY}"]
+    assert lines == [f"10.0.100.100 {KEY}", f"nas {KEY}", f"[{web1}]:2222 {KEY}", f"web1 {KEY}"]
+
+
+def test_a_node_holding_a_pool_address_is_found_by_its_mac():
+    """dnsmasq's lease table as a director held it: web4 booted before the
+    directors knew its lease and took 10.0.100.27 from the pool."""
+    leases = (FIXTURES / "dnsmasq.leases").read_text()
+    found = bootstrap.pool_addresses(leases, ["08:00:27:01:01:08", "08:00:27:01:01:05"])
+    assert found == {"08:00:27:01:01:08": "10.0.100.27"}
+    assert bootstrap.pool_addresses("garbage\n0 08:00:27:01:01:08 not-an-address web4 *\n", ["08:00:27:01:01:08"]) == {}
 
 
 def test_each_minion_gets_its_id_roles_masters_and_the_master_fingerprint(model):

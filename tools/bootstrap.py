@@ -40,7 +40,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +57,10 @@ SITE_PILLAR = FORMULA["master"]["site_pillar"]
 MASTER_PUB = f"{FORMULA['master']['pki']}/master.pub"
 MINION_PUB = f"{FORMULA['minion']['pki']}/minion.pub"
 # What every master must hold the same of: one key pair, one set of secrets.
+# A state run through the master: a minion on a busy master's own node (the
+# nas) may take longer than the CLI's default wait to say it is still at it.
+STATE_RUN = ("--out=json", "--static", "-t", "120")
+LEASE_FILE = yaml.safe_load((REPO / "salt" / "dnsmasq" / "defaults.yaml").read_text())["dnsmasq"]["lease_file"]
 SHARED = (f"{FORMULA['master']['pki']}/master.pem", MASTER_PUB, FORMULA["master"]["secrets"])
 SSH_TIMEOUT = 10
 NODE_KEYS = {"host", "user", "key", "port", "host_key", "minion"}
@@ -206,13 +210,27 @@ def roster(nodes: Mapping[str, Target]) -> dict:
 
 
 def known_hosts(nodes: Mapping[str, Target]) -> str:
-    """The pinned host keys, in OpenSSH's known_hosts format."""
+    """The pinned host keys, in OpenSSH's known_hosts format: by address, and
+    by node name (HostKeyAlias: a node reached at another address)."""
     lines = []
-    for _name, target in sorted(nodes.items()):
+    for name, target in sorted(nodes.items()):
         if target.host_key:
             host = target.host if target.port == 22 else f"[{target.host}]:{target.port}"
-            lines.append(f"{host} {target.host_key}")
+            lines += [f"{host} {target.host_key}", f"{name} {target.host_key}"]
     return "".join(line + "\n" for line in lines)
+
+
+def pool_addresses(leases: str, macs: Iterable[str]) -> dict[str, str]:
+    """The addresses dnsmasq's lease file (``expiry mac address name id``
+    lines) gives these MACs (pure)."""
+    wanted = {mac.lower() for mac in macs}
+    out = {}
+    for line in leases.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1].lower() in wanted:
+            with contextlib.suppress(ValueError):
+                out[fields[1].lower()] = str(ipaddress.IPv4Address(fields[2]))
+    return out
 
 
 def salt_ssh_config(workdir: Path, repo: Path) -> dict:
@@ -423,12 +441,18 @@ class Bootstrap:
         answer.write_text(proc.stdout + proc.stderr)
         return outcomes(proc.stdout, names)
 
-    def ssh(self, name: str, argv: list[str], timeout: float = 900, stdin: str = "") -> subprocess.CompletedProcess:
+    def ssh(
+        self, name: str, argv: list[str], timeout: float = 900, stdin: str = "", host: str | None = None
+    ) -> subprocess.CompletedProcess:
+        """``argv`` on the node, over SSH with its pinned host key; ``host``:
+        at another address than its own (the key is looked up by its name)."""
         target = self.nodes[name]
         options = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
         options += ["-o", f"UserKnownHostsFile={self.workdir / 'known_hosts'}", "-o", f"ConnectTimeout={SSH_TIMEOUT}"]
+        if host is not None:
+            options += ["-o", f"HostKeyAlias={name}"]
         command = shlex.join(argv if target.user == "root" else ["sudo", "-n", *argv])
-        ssh_argv = ["ssh", *options, "-i", target.key, "-p", str(target.port), f"{target.user}@{target.host}"]
+        ssh_argv = ["ssh", *options, "-i", target.key, "-p", str(target.port), f"{target.user}@{host or target.host}"]
         return subprocess.run(
             [*ssh_argv, command], input=stdin, capture_output=True, text=True, check=False, timeout=timeout
         )
@@ -564,7 +588,7 @@ class Bootstrap:
 
     def highstate(self, names: list[str]) -> None:
         log(f"highstate of {', '.join(names)}")
-        proc = self.master_salt("salt", "--out=json", "--static", "-L", ",".join(names), "state.apply")
+        proc = self.master_salt("salt", *STATE_RUN, "-L", ",".join(names), "state.apply")
         self._record("highstate", outcomes(proc.stdout, names))
 
     def orchestrate(self) -> None:
@@ -609,6 +633,7 @@ class Bootstrap:
         directors = [n for n in self.model["roles"]["director"] if n in accepted]
         if unreached and directors:
             self.serve_leases(directors, [m for m in self.masters if m in accepted])
+            self.renew_pool_leases(unreached, directors)
             for name in unreached:
                 self.errors.pop(name)
             accepted += self.join(self.wait_reachable(unreached), finger_)
@@ -632,14 +657,44 @@ class Bootstrap:
         priority = self.model["vrrp"]["directors"]
         for director in sorted(directors, key=lambda d: priority[d]["priority"]):
             log(f"{director}: hosts and DHCP leases (common, dnsmasq)")
-            proc = self.master_salt("salt", "--out=json", "--static", director, "state.apply", "common,dnsmasq")
+            proc = self.master_salt("salt", *STATE_RUN, director, "state.apply", "common,dnsmasq")
             self._record("leases", outcomes(proc.stdout, [director]))
         if masters:
             log(f"{', '.join(masters)}: firewall")
-            proc = self.master_salt(
-                "salt", "--out=json", "--static", "-L", ",".join(masters), "state.apply", "firewall"
-            )
+            proc = self.master_salt("salt", *STATE_RUN, "-L", ",".join(masters), "state.apply", "firewall")
             self._record("firewall", outcomes(proc.stdout, masters))
+
+    def renew_pool_leases(self, names: list[str], directors: list[str]) -> None:
+        """A node that booted before the directors knew its lease holds an
+        address of their pool: found in their lease tables by its MAC, it is
+        asked over SSH (its pinned host key) to ask again; the directors
+        refuse the pool address and it gets its own."""
+        macs = {
+            iface["mac"]: (name, ifname)
+            for name in names
+            for ifname, iface in self.model["nodes"][name]["interfaces"].items()
+            if iface["dhcp"] and iface["mac"]
+        }
+        if not macs:
+            return
+        found: dict[str, str] = {}
+        for director in directors:
+            found |= pool_addresses(self.ssh(director, ["cat", LEASE_FILE], timeout=60).stdout, macs)
+        for mac, address in sorted(found.items()):
+            name, ifname = macs[mac]
+            if address == self.model["nodes"][name]["interfaces"][ifname]["address"]:
+                continue
+            log(f"{name}: holds {address} from the DHCP pool; asking it to renew its lease")
+            # Its DHCP client starts over (a renewal of the pool address is
+            # refused, and systemd-networkd 252 keeps the address on that
+            # refusal): networkd reconfigures the link, ifupdown takes it down
+            # and up; either cuts this session.
+            script = (
+                'if systemctl -q is-active systemd-networkd; then networkctl reconfigure "$1"; '
+                'else (ifdown "$1"; ifup "$1") </dev/null >/dev/null 2>&1 & fi'
+            )
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.ssh(name, ["sh", "-c", script, "renew", ifname], timeout=30, host=address)
 
     def wait_reachable(self, names: list[str], timeout: float = 240) -> list[str]:
         """These nodes, once each answers on SSH (its DHCP client retries on
