@@ -40,7 +40,20 @@ __virtualname__ = "cluster"
 __load__ = ["validate", "model", "node", "zone_serial", "settings", "watched"]
 
 ROLES = ("nas", "director", "web", "dns")
-SECTIONS = ("domain", "networks", "vips", "nodes", "vrrp", "haproxy", "ipvs", "nfs", "dns", "salt_masters", "ha")
+SECTIONS = (
+    "domain",
+    "networks",
+    "vips",
+    "nodes",
+    "vrrp",
+    "haproxy",
+    "ipvs",
+    "nfs",
+    "dns",
+    "salt_masters",
+    "monitoring",
+    "ha",
+)
 PROTOCOLS = ("tcp", "udp")
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq")
 FORWARDING = ("nat", "dr", "tun")
@@ -66,6 +79,14 @@ NFS_DEFAULT_CLIENTS = ["web"]
 NFS_COPY_KEYS = ("path", "refresh")
 NFS_REFRESH_RANGE = (1, 3600)  # seconds between two refreshes of a client's copy
 DNS_KEYS = ("forwarders", "allow_recursion", "ttl")
+MONITORING_KEYS = ("server",)
+# Prometheus's scrape jobs: the roles whose nodes each scrapes, and the port
+# its exporter listens on, on the node's internal address (the firewall opens
+# it to the monitoring server only).
+EXPORTERS = {
+    "node": {"roles": ROLES, "port": 9100},
+    "haproxy": {"roles": ("director",), "port": 8405},
+}
 MTU_RANGE = (68, 65535)  # IPv4 minimum .. largest Linux MTU
 VRID_RANGE = (1, 255)
 PRIORITY_RANGE = (1, 254)  # 255 is reserved for the address owner
@@ -237,6 +258,7 @@ def check(topology: Any, secrets: Any = _UNCHECKED) -> list[str]:
     _check_nfs(ck, topology, nodes)
     _check_dns(ck, topology, networks)
     _check_salt_masters(ck, topology, nodes)
+    _check_monitoring(ck, topology, nodes)
     _check_ha(ck, topology, nodes)
     if secrets is not _UNCHECKED:
         _check_secrets(ck, secrets)
@@ -753,6 +775,26 @@ def _check_salt_masters(ck: _Checker, topo: Mapping, nodes: dict) -> None:
         seen.add(name if isinstance(name, str) else None)
 
 
+def _monitoring_server(topo: Mapping, nodes: Mapping) -> Any:
+    """Where Prometheus runs: the topology's choice, by default the nas."""
+    monitoring = topo.get("monitoring")
+    if isinstance(monitoring, Mapping) and "server" in monitoring:
+        return monitoring["server"]
+    return next(iter(_role_nodes(nodes, "nas")), None)
+
+
+def _check_monitoring(ck: _Checker, topo: Mapping, nodes: dict) -> None:
+    monitoring = ck.mapping(topo, "monitoring", "monitoring", "where Prometheus runs", required=False)
+    ck.known("monitoring", monitoring, MONITORING_KEYS)
+    if "server" not in monitoring:
+        return
+    server = monitoring["server"]
+    if not _is_in(server, nodes):
+        ck.add("monitoring.server", server, "is not a node of the topology")
+    elif "director" in nodes[server]["roles"]:
+        ck.add("monitoring.server", server, "is a director (its CPU is for VRRP and the balancers)")
+
+
 def _check_ha(ck: _Checker, topo: Mapping, nodes: dict) -> None:
     """ha: true asks that no single node beyond a director holds anything
     alone: the Salt masters and the docroot's copies."""
@@ -862,11 +904,10 @@ def derive(topology: Mapping) -> dict:
         # The first is the minions' master while it answers (Salt's failover
         # masters); each runs the reactor and the periodic check.
         "salt_masters": [{"name": name, "address": nodes[name]["address"]} for name in _salt_masters(topology, nodes)],
+        "monitoring": monitoring_view(_monitoring_server(topology, nodes), nodes),
         "ha": topology.get("ha", False),
     }
-    model["firewall"] = firewall_view(
-        networks, nodes, vips, model["haproxy"], model["ipvs"], model["nfs"], model["vrrp"], model["salt_masters"]
-    )
+    model["firewall"] = firewall_view(networks, nodes, vips, model)
     return model
 
 
@@ -1207,6 +1248,22 @@ def nfs_view(spec: Mapping, networks: Mapping, nodes: Mapping) -> dict | None:
     }
 
 
+def monitoring_view(server: str | None, nodes: Mapping) -> dict | None:
+    """Prometheus's node and its scrape jobs: each job's port and targets
+    (the nodes of its roles); None without a monitoring server."""
+    if server is None:
+        return None
+    jobs = {}
+    for job, exporter in EXPORTERS.items():
+        targets = [
+            {"name": name, "address": node["address"]}
+            for name, node in sorted(nodes.items())
+            if set(node["roles"]) & set(exporter["roles"])
+        ]
+        jobs[job] = {"port": exporter["port"], "targets": targets}
+    return {"server": {"name": server, "address": nodes[server]["address"]}, "jobs": jobs}
+
+
 SSH_PORT = 22
 NFS_PORT = 2049  # NFSv4 needs nothing else (no rpcbind, no mountd)
 # The web servers' rsync daemon, offering their copies of the docroot (nfs.copy).
@@ -1304,16 +1361,7 @@ def _server_rules(node: Mapping, directors: list[str], vips: Mapping, haproxy: M
     return inputs
 
 
-def firewall_view(
-    networks: Mapping,
-    nodes: Mapping,
-    vips: Mapping,
-    haproxy: Mapping,
-    ipvs: Mapping,
-    nfs: Any,
-    vrrp: Mapping,
-    salt_masters: list[Mapping],
-) -> dict:
+def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, model: Mapping) -> dict:
     """Each node's host firewall: what it accepts (input) and routes (forward).
 
     Everything not listed is dropped, and so is everything from the external
@@ -1321,6 +1369,8 @@ def firewall_view(
     what a node sends (and ICMP errors about it) are accepted by the firewall
     formula's fixed part, as is loopback.
     """
+    haproxy, ipvs, nfs, vrrp = model["haproxy"], model["ipvs"], model["nfs"], model["vrrp"]
+    salt_masters, monitoring = model["salt_masters"], model["monitoring"]
     internal_cidr = networks["internal"]["cidr"]
     directors = sorted((n["address"] for n in nodes.values() if "director" in n["roles"]), key=ipaddress.IPv4Address)
     everyone = sorted((n["address"] for n in nodes.values()), key=ipaddress.IPv4Address)
@@ -1352,8 +1402,17 @@ def firewall_view(
             if "nas" in roles:
                 forward.append(_fw_rule("salt master from the minions, forwarded", ct="dnat", **salt))
         inputs += _server_rules(node, directors, vips, haproxy, ipvs)
+        if monitoring:
+            scraped = [job["port"] for job in monitoring["jobs"].values() if name in _names(job["targets"])]
+            if scraped:
+                server = [monitoring["server"]["address"]]
+                inputs.append(_fw_rule("metrics, to the monitoring server", "tcp", scraped, iif=inside, saddr=server))
         out[name] = {"input": inputs, "forward": forward}
     return out
+
+
+def _names(targets: list[Mapping]) -> set[str]:
+    return {target["name"] for target in targets}
 
 
 def node_view(model: Mapping, name: str) -> dict:
@@ -1368,6 +1427,9 @@ def node_view(model: Mapping, name: str) -> dict:
     nfs = model["nfs"]
     node["nfs_mount"] = nfs if nfs and name in nfs["clients"] else None
     node["firewall"] = model["firewall"][name]
+    # The exporters Prometheus scrapes here: job -> port.
+    jobs = (model["monitoring"] or {}).get("jobs", {})
+    node["exporters"] = {job: spec["port"] for job, spec in jobs.items() if name in _names(spec["targets"])}
     return node
 
 

@@ -65,9 +65,9 @@ def services(role: str, catalogue: Mapping | None = None) -> list[str]:
 
 
 def service_of(role: str, catalogue: Mapping | None = None) -> str:
-    """The one daemon a server role runs (web: apache2, dns: named)."""
-    (only,) = services(role, catalogue)
-    return only
+    """The daemon a server role serves with (web: apache2, dns: named): its
+    first formula's; the formulas after it (the exporter) serve no client."""
+    return services(role, catalogue)[0]
 
 
 def runtime(name: str, key: str, catalogue: Mapping | None = None) -> str:

@@ -14,9 +14,9 @@
 catalogue:
   roles:
     nas:
-      formulas: [common, firewall, nfs.server]
+      formulas: [common, firewall, nfs.server, node_exporter, prometheus]
     director:
-      formulas: [common, firewall, gateway, conntrackd, dnsmasq, keepalived, haproxy]
+      formulas: [common, firewall, gateway, conntrackd, dnsmasq, keepalived, haproxy, node_exporter]
       # The cluster_watch beacon (_beacons/cluster_watch.py) watches the
       # services of the role's formulas, and these.
       watch: {haproxy: true, vrrp: true}
@@ -25,10 +25,10 @@ catalogue:
       mine_functions:
         vip.held: []
     web:
-      formulas: [common, firewall, apache]
+      formulas: [common, firewall, apache, node_exporter]
       watch: {backend: true}
     dns:
-      formulas: [common, firewall, bind]
+      formulas: [common, firewall, bind, node_exporter]
       watch: {backend: true}
 
   # Per formula: Debian's packages and service, and the paths that modules,
@@ -75,6 +75,12 @@ catalogue:
     nfs:
       packages: [nfs-kernel-server, rsync]
       service: nfs-server
+    node_exporter:
+      packages: [prometheus-node-exporter]
+      service: prometheus-node-exporter
+    prometheus:
+      packages: [prometheus]
+      service: prometheus
     webcontent:
       # What the index page prints before the serving node's address: how
       # the lab, the bench and the tests tell who answered.

@@ -139,6 +139,11 @@ cluster:
   # default). Not a director.
   salt_masters: [nas]
 
+  # Where Prometheus runs (not a director); it scrapes every node's exporters,
+  # which the firewalls open to this node only.
+  monitoring:
+    server: nas
+
   # true: cluster.validate refuses a single Salt master or a docroot
   # without copies (nfs.copy).
   ha: false

@@ -34,6 +34,23 @@ def in_node(node: str, *argv: str, check: bool = True, timeout: float = 60) -> s
 PREFIX = catalogue.server_prefix()
 
 
+def prometheus(path: str, server: str = "nas") -> dict:
+    """An answer of Prometheus's query API on the monitoring server (it
+    listens on that node's loopback)."""
+    import json
+
+    out = in_node(server, "curl", "-s", "-m", "10", f"http://127.0.0.1:9090/api/v1/{path}").stdout
+    answer = json.loads(out)
+    assert answer["status"] == "success", answer
+    return answer["data"]
+
+
+def scraped(server: str = "nas") -> dict[tuple[str, str], str]:
+    """(job, node) -> health of every target Prometheus scrapes but itself."""
+    labels = [(t["labels"], t["health"]) for t in prometheus("targets?state=active", server)["activeTargets"]]
+    return {(lab["job"], lab["node"]): health for lab, health in labels if lab["job"] != "prometheus"}
+
+
 def servers(url: str, count: int, *extra: str) -> list[str]:
     """The web servers (addresses) that answered ``count`` GETs of ``url`` from the client."""
     out = in_node("client", "sh", "-c", f"for i in $(seq {count}); do curl -s -m 5 {' '.join(extra)} {url}; done")

@@ -171,8 +171,10 @@ def test_the_catalogues_services_are_those_the_highstate_runs(salt_call, node):
         if str(args["name"]).startswith("/etc/systemd/system/") and str(args["name"]).endswith((".service", ".timer"))
     }
     role = SEED["nodes"][node]["roles"][0]
-    expected = {"nas": {"nfs-server"}, "director": {"conntrackd", "dnsmasq", "keepalived", "haproxy"}}
+    exporter = {"prometheus-node-exporter"}
+    expected = {"nas": {"nfs-server", "prometheus"}, "director": {"conntrackd", "dnsmasq", "keepalived", "haproxy"}}
     expected |= {"web": {"apache2"}, "dns": {"named"}}
+    expected = {role: services | exporter for role, services in expected.items()}
     assert set(catalogue.services(role)) == expected[role]
     assert running - written - {"nftables"} == expected[role]
 
@@ -184,13 +186,13 @@ def test_the_catalogues_services_are_those_the_highstate_runs(salt_call, node):
             "master",
             [
                 {"interval": 1},
-                {"services": ["conntrackd", "dnsmasq", "keepalived", "haproxy"]},
+                {"services": ["conntrackd", "dnsmasq", "keepalived", "haproxy", "prometheus-node-exporter"]},
                 {"haproxy": True},
                 {"vrrp": True},
             ],
         ),
-        ("web1", [{"interval": 1}, {"services": ["apache2"]}, {"backend": True}]),
-        ("dns1", [{"interval": 1}, {"services": ["named"]}, {"backend": True}]),
+        ("web1", [{"interval": 1}, {"services": ["apache2", "prometheus-node-exporter"]}, {"backend": True}]),
+        ("dns1", [{"interval": 1}, {"services": ["named", "prometheus-node-exporter"]}, {"backend": True}]),
         ("nas", None),
     ],
 )
@@ -208,7 +210,11 @@ def test_a_node_with_two_roles_watches_the_services_of_both(salt_call):
     pillar = salt_call.pillar(topology)
     code, result, stderr = salt_call("pillar.raw", "beacons", node="web1", roles=["web", "dns"], pillar=pillar)
     assert code == 0, stderr
-    assert result["cluster_watch"] == [{"interval": 1}, {"services": ["apache2", "named"]}, {"backend": True}]
+    assert result["cluster_watch"] == [
+        {"interval": 1},
+        {"services": ["apache2", "prometheus-node-exporter", "named"]},
+        {"backend": True},
+    ]
 
 
 @pytest.mark.parametrize("node", ["web1", "standby"])

@@ -224,6 +224,30 @@ def test_salt_masters_and_their_firewall(topology):
     assert cluster.derive(topology)["salt_masters"] == [{"name": "nas", "address": "10.0.100.100"}]
 
 
+def test_monitoring_scrapes_every_node_and_only_its_server_may(topology):
+    model = cluster.derive(topology)
+    monitoring = model["monitoring"]
+    assert monitoring["server"] == {"name": "nas", "address": "10.0.100.100"}
+    node_job = monitoring["jobs"]["node"]
+    assert [t["name"] for t in node_job["targets"]] == sorted(topology["nodes"])
+    assert [t["name"] for t in monitoring["jobs"]["haproxy"]["targets"]] == ["master", "standby"]
+    for name in topology["nodes"]:
+        rule = next(r for r in model["firewall"][name]["input"] if r["comment"].startswith("metrics"))
+        assert rule["saddr"] == ["10.0.100.100"] and rule["iif"] == model["nodes"][name]["by_network"]["internal"]
+        expected = [9100, 8405] if name in ("master", "standby") else [9100]
+        assert rule["ports"] == sorted(expected)
+        assert cluster.node_view(model, name)["exporters"]["node"] == 9100
+    # A node added to the topology is a target; one removed is not.
+    topology["nodes"]["web4"] = copy.deepcopy(topology["nodes"]["web3"])
+    topology["nodes"]["web4"]["interfaces"]["eth0"].update(address="10.0.100.8", mac="08:00:27:01:01:08")
+    topology["nodes"]["web4"]["aliases"] = []
+    del topology["nodes"]["web2"]
+    names = [t["name"] for t in cluster.derive(topology)["monitoring"]["jobs"]["node"]["targets"]]
+    assert "web4" in names and "web2" not in names
+    topology["monitoring"] = {"server": "dns1"}
+    assert cluster.derive(topology)["monitoring"]["server"]["address"] == "10.0.100.5"
+
+
 def test_node_view(topology):
     model = cluster.derive(topology)
     web1 = cluster.node_view(model, "web1")

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 
 from lab import node
-from labtools import MASTER_NODE, in_node, lab, salt_json, servers
+from labtools import MASTER_NODE, in_node, lab, salt_json, scraped, servers
 from rollout import DNS4, VIP, WEB4, edit, failed, outage, pillar_kept, under_load
 
 pytestmark = pytest.mark.usefixtures("running_lab")
@@ -101,6 +101,9 @@ def test_add_web4_and_dns4_without_a_failed_request():
     in_node("client", "sh", "-c", f"for i in $(seq 12); do dig +short +time=2 +tries=1 @{VIP} web4.lab.local; done")
     assert dns_conns("10.0.100.9") > 0, "dns4 receives no queries"
     assert in_node("client", "dig", "+short", f"@{VIP}", "web4.lab.local").stdout.split() == ["10.0.100.8"]
+    # The monitoring server scrapes the new nodes (the nas's highstate in the rollout).
+    targets = scraped()
+    assert {("node", "web4"), ("node", "dns4")} <= set(targets), targets
 
 
 def test_remove_web2_drained_first_without_a_failed_request():
@@ -118,6 +121,7 @@ def test_remove_web2_drained_first_without_a_failed_request():
     probes = under_load(change)
     assert failed(probes) == [], outage(probes)
     assert "10.0.100.3" not in servers(f"http://{VIP}/", 12)
+    assert ("node", "web2") not in scraped(), "the monitoring server still scrapes web2"
     lab("up", timeout=600)
     assert node.leader_pid("web2") is None, "lab up did not retire web2"
     assert "web2" not in in_node(MASTER_NODE, "salt-key", "-l", "accepted").stdout.split()

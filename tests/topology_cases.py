@@ -248,6 +248,9 @@ CASES = [
         "nfs.copy: None is not set, and ha is true",
     ),
     Case("ha-not-bool", _set("ha", "yes"), "ha: 'yes' is not true or false"),
+    Case("monitoring-unknown", _set("monitoring", {"server": "nas9"}), "monitoring.server: 'nas9' is not a node"),
+    Case("monitoring-director", _set("monitoring", {"server": "master"}), "monitoring.server: 'master' is a director"),
+    Case("monitoring-key", _set("monitoring", {"server": "nas", "port": 1}), "monitoring: 'port' is not a known key"),
     Case(
         "forwarder-not-an-ip",
         _set("dns.forwarders", ["resolver.example"]),

@@ -1,0 +1,81 @@
+"""Prometheus on the nas scrapes every node's numbers (issue 28), on the shared lab.
+
+The targets expected are read from the topology pillar as a user reads it
+(every node; HAProxy's exporter on each director), not from the model the
+formulas render. The exporters answer the monitoring server only: the
+external client (an attacker on the Internet) and `operator` (an internal
+machine that is no monitoring server) are refused, the nas is answered.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO
+from lab.topology import OPERATOR
+from labtools import in_node, prometheus, salt_json, scraped
+
+pytestmark = pytest.mark.usefixtures("running_lab")
+
+TOPOLOGY = yaml.safe_load((REPO / "pillar" / "cluster.sls").read_text())["cluster"]
+NODES = TOPOLOGY["nodes"]
+DIRECTORS = sorted(name for name, spec in NODES.items() if "director" in spec["roles"])
+SERVER = "nas"
+
+
+def internal_address(name: str) -> str:
+    return next(i["address"] for i in NODES[name]["interfaces"].values() if i["network"] == "internal")
+
+
+def external_address(name: str) -> str:
+    return next(i["address"] for i in NODES[name]["interfaces"].values() if i["network"] == "external")
+
+
+def test_every_node_and_every_director_haproxy_is_scraped_and_up():
+    expected = {("node", name) for name in NODES} | {("haproxy", name) for name in DIRECTORS}
+    deadline = time.monotonic() + 90
+    while True:
+        targets = scraped()
+        if set(targets) == expected and set(targets.values()) == {"up"}:
+            break
+        assert time.monotonic() < deadline, f"targets not all up: {targets}"
+        time.sleep(3)
+    # The numbers are the cluster's: the node exporter's view of each
+    # node's name, and HAProxy's count of the web servers it sees UP.
+    names = prometheus("query?query=node_uname_info")["result"]
+    assert sorted(r["metric"]["nodename"] for r in names) == sorted(NODES)
+    web = [name for name, spec in NODES.items() if "web" in spec["roles"]]
+    backends = sorted(name for name, b in TOPOLOGY["haproxy"]["backends"].items() if b["role"] == "web")
+    active = prometheus("query?query=haproxy_backend_active_servers")["result"]
+    counts = {(r["metric"]["node"], r["metric"]["proxy"]): int(float(r["value"][1])) for r in active}
+    assert {key: n for key, n in counts.items() if key[1] in backends} == {
+        (director, backend): len(web) for director in DIRECTORS for backend in backends
+    }, counts
+
+
+def probe(source: str, url: str) -> bool:
+    """True when ``url`` answers from ``source`` within 3 s."""
+    proc = in_node(source, "curl", "-s", "-o", "/dev/null", "-m", "3", url, check=False)
+    return proc.returncode == 0
+
+
+def test_the_exporters_answer_the_monitoring_server_only():
+    director, web1 = DIRECTORS[0], "web1"
+    # The nas is answered (what Prometheus does every few seconds).
+    assert probe(SERVER, f"http://{internal_address(web1)}:9100/metrics")
+    # An attacker on the Internet: not on the director's own address, nor on a VIP.
+    vips = [str(v) for v in TOPOLOGY["vips"]["external"]]
+    before = salt_json(director, "firewall.dropped")[director]["input"]
+    for host in [external_address(director), *vips]:
+        for port in (9100, 8405):
+            assert not probe("client", f"http://{host}:{port}/metrics"), (host, port)
+    # An internal machine that is no monitoring server.
+    for port in (9100, 8405):
+        assert not probe(OPERATOR, f"http://{internal_address(director)}:{port}/metrics"), port
+    assert not probe(OPERATOR, f"http://{internal_address(web1)}:9100/metrics")
+    assert salt_json(director, "firewall.dropped")[director]["input"] > before, "the attempts did not reach it"
+    # Prometheus itself listens on the nas's loopback only.
+    assert not probe(OPERATOR, f"http://{internal_address(SERVER)}:9090/api/v1/targets")
