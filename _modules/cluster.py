@@ -907,7 +907,7 @@ def derive(topology: Mapping) -> dict:
         "monitoring": monitoring_view(_monitoring_server(topology, nodes), nodes),
         "ha": topology.get("ha", False),
     }
-    model["firewall"] = firewall_view(networks, nodes, vips, model)
+    model["firewall"] = firewall_view(model)
     return model
 
 
@@ -1361,7 +1361,7 @@ def _server_rules(node: Mapping, directors: list[str], vips: Mapping, haproxy: M
     return inputs
 
 
-def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, model: Mapping) -> dict:
+def firewall_view(model: Mapping) -> dict:
     """Each node's host firewall: what it accepts (input) and routes (forward).
 
     Everything not listed is dropped, and so is everything from the external
@@ -1369,6 +1369,7 @@ def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, model: Mappi
     what a node sends (and ICMP errors about it) are accepted by the firewall
     formula's fixed part, as is loopback.
     """
+    networks, nodes, vips = model["networks"], model["nodes"], model["vips"]
     haproxy, ipvs, nfs, vrrp = model["haproxy"], model["ipvs"], model["nfs"], model["vrrp"]
     salt_masters, monitoring = model["salt_masters"], model["monitoring"]
     internal_cidr = networks["internal"]["cidr"]
@@ -1402,17 +1403,20 @@ def firewall_view(networks: Mapping, nodes: Mapping, vips: Mapping, model: Mappi
             if "nas" in roles:
                 forward.append(_fw_rule("salt master from the minions, forwarded", ct="dnat", **salt))
         inputs += _server_rules(node, directors, vips, haproxy, ipvs)
-        if monitoring:
-            scraped = [job["port"] for job in monitoring["jobs"].values() if name in _names(job["targets"])]
-            if scraped:
-                server = [monitoring["server"]["address"]]
-                inputs.append(_fw_rule("metrics, to the monitoring server", "tcp", scraped, iif=inside, saddr=server))
+        scraped = exporters_of(monitoring, name)
+        if scraped:
+            server = [monitoring["server"]["address"]]
+            inputs.append(
+                _fw_rule("metrics, to the monitoring server", "tcp", scraped.values(), iif=inside, saddr=server)
+            )
         out[name] = {"input": inputs, "forward": forward}
     return out
 
 
-def _names(targets: list[Mapping]) -> set[str]:
-    return {target["name"] for target in targets}
+def exporters_of(monitoring: Mapping | None, name: str) -> dict[str, int]:
+    """The exporters the monitoring server scrapes on node ``name``: job -> port."""
+    jobs = (monitoring or {}).get("jobs", {})
+    return {job: spec["port"] for job, spec in jobs.items() if name in {t["name"] for t in spec["targets"]}}
 
 
 def node_view(model: Mapping, name: str) -> dict:
@@ -1427,9 +1431,7 @@ def node_view(model: Mapping, name: str) -> dict:
     nfs = model["nfs"]
     node["nfs_mount"] = nfs if nfs and name in nfs["clients"] else None
     node["firewall"] = model["firewall"][name]
-    # The exporters Prometheus scrapes here: job -> port.
-    jobs = (model["monitoring"] or {}).get("jobs", {})
-    node["exporters"] = {job: spec["port"] for job, spec in jobs.items() if name in _names(spec["targets"])}
+    node["exporters"] = exporters_of(model["monitoring"], name)
     return node
 
 

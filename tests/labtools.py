@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -37,8 +38,6 @@ PREFIX = catalogue.server_prefix()
 def prometheus(path: str, server: str = "nas") -> dict:
     """An answer of Prometheus's query API on the monitoring server (it
     listens on that node's loopback)."""
-    import json
-
     out = in_node(server, "curl", "-s", "-m", "10", f"http://127.0.0.1:9090/api/v1/{path}").stdout
     answer = json.loads(out)
     assert answer["status"] == "success", answer

@@ -56,11 +56,11 @@ CHECKOUT = FORMULA["master"]["checkout"]
 SITE_PILLAR = FORMULA["master"]["site_pillar"]
 MASTER_PUB = f"{FORMULA['master']['pki']}/master.pub"
 MINION_PUB = f"{FORMULA['minion']['pki']}/minion.pub"
-# What every master must hold the same of: one key pair, one set of secrets.
 # A state run through the master: a minion on a busy master's own node (the
 # nas) may take longer than the CLI's default wait to say it is still at it.
 STATE_RUN = ("--out=json", "--static", "-t", "120")
 LEASE_FILE = yaml.safe_load((REPO / "salt" / "dnsmasq" / "defaults.yaml").read_text())["dnsmasq"]["lease_file"]
+# What every master must hold the same of: one key pair, one set of secrets.
 SHARED = (f"{FORMULA['master']['pki']}/master.pem", MASTER_PUB, FORMULA["master"]["secrets"])
 SSH_TIMEOUT = 10
 NODE_KEYS = {"host", "user", "key", "port", "host_key", "minion"}
@@ -684,7 +684,7 @@ class Bootstrap:
             name, ifname = macs[mac]
             if address == self.model["nodes"][name]["interfaces"][ifname]["address"]:
                 continue
-            log(f"{name}: holds {address} from the DHCP pool; asking it to renew its lease")
+            log(f"{name}: holds {address} from the DHCP pool; its DHCP client starts over")
             # Its DHCP client starts over (a renewal of the pool address is
             # refused, and systemd-networkd 252 keeps the address on that
             # refusal): networkd reconfigures the link, ifupdown takes it down
