@@ -16,7 +16,7 @@ import yaml
 from conftest import REPO
 from lab.bench import Cluster, Probe
 from lab.topology import load
-from labtools import MASTER_NODE, in_node
+from labtools import MASTER_NODE, in_node, salt_json
 
 PILLAR = REPO / "pillar" / "cluster.sls"
 _, MODEL, NODES = load()
@@ -82,3 +82,11 @@ def outage(probes: list[list]) -> str:
         journal = in_node(director, "journalctl", "--no-pager", "-o", "short-precise", *window, *units, check=False)
         lines += [f"--- {director}", *journal.stdout.splitlines()[-60:]]
     return "\n".join(lines)
+
+
+def dns_conns(address: str) -> int:
+    """The connections the master director's IPVS gave ``address`` on the
+    external DNS service (-1: not one of its real servers)."""
+    services = salt_json("master", "ipvs.services", "stats=True")["master"]
+    dns = next(s for s in services if s["key"] == f"udp {VIP}:53")
+    return next((r["stats"]["conns"] for r in dns["real_servers"] if r["address"] == address), -1)

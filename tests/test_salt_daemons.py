@@ -423,10 +423,10 @@ def test_a_web_minion_forging_events_runs_nothing_anywhere(
     reasons = sorted(a.get("dropped", f"ACTED: {a}") for a in answers)
     assert reasons == sorted(
         [
-            "name " + repr(injected[:60]) + " is not a service web2 watches (apache2)",
+            "name " + repr(injected[:60]) + " is not a service web2 watches (apache2, prometheus-node-exporter)",
             "name "
             + repr(injected[:60])
-            + " is not a service master watches (conntrackd, dnsmasq, keepalived, haproxy)",
+            + " is not a service master watches (conntrackd, dnsmasq, keepalived, haproxy, prometheus-node-exporter)",
             "web2 is no director: VRRP events come from directors only",
             "previous " + repr(injected[:60]) + " is not one of MASTER, BACKUP, FAULT, STOP",
             "not confirmed: master says INSTANCE-VI_E is BACKUP, not MASTER",

@@ -22,8 +22,8 @@ from collections.abc import Iterator
 import pytest
 
 from lab import node
-from labtools import MASTER_NODE, in_node, lab, salt_json, scraped, servers
-from rollout import DNS4, VIP, WEB4, edit, failed, outage, pillar_kept, under_load
+from labtools import MASTER_NODE, in_node, lab, scraped, servers
+from rollout import DNS4, VIP, WEB4, dns_conns, edit, failed, outage, pillar_kept, under_load
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -52,12 +52,6 @@ def checksums() -> dict[str, str]:
         for path in paths:
             out[f"{name}:{path}"] = hashlib.sha256(in_node(name, "cat", path).stdout.encode()).hexdigest()
     return out
-
-
-def dns_conns(address: str) -> int:
-    services = salt_json("master", "ipvs.services", "stats=True")["master"]
-    dns = next(s for s in services if s["key"] == f"udp {VIP}:53")
-    return next((r["stats"]["conns"] for r in dns["real_servers"] if r["address"] == address), -1)
 
 
 def test_an_invalid_edit_changes_nothing_and_says_why():

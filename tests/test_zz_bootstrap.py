@@ -5,8 +5,9 @@ with no Salt settings, no keys and Salt's services off, sshd running with a
 host key of the node's own. tools/bootstrap.py then runs from `operator`, an
 administrator's machine on the internal network, with the inventory the lab
 wrote (addresses from the topology, the pinned host keys), and must end with
-the lab's `verify` table all ok. Runs after every other lab test (its name
-sorts last but for test_zz_lab_down) and takes its bare lab down.
+the lab's `verify` table all ok. It takes half an hour, so it runs apart
+from make test: `make test-bootstrap` (it brings a running lab down first,
+and takes its bare lab down at the end).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from labtools import in_node, lab, servers
-from rollout import VIP, WEB4, edit, failed, outage, pillar_kept, under_load
+from labtools import in_node, lab, scraped, servers
+from rollout import DNS4, VIP, WEB4, dns_conns, edit, failed, outage, pillar_kept, under_load
+
+pytestmark = pytest.mark.bootstrap
 
 SAMPLE = ("nas", "master", "web1", "dns1")
 
@@ -128,23 +131,34 @@ def test_an_unreachable_node_is_named_with_its_ssh_error(first_run):
     assert "FAILED" in row and "ssh" in row.lower() and "10.0.100.7" in row, proc.stdout
 
 
-def test_a_web_node_added_to_the_topology_joins_through_the_same_command(first_run):
-    """web4 added to the pillar, booted bare (`lab up --bare` adds it to the
-    running lab and to the operator's inventory), then the same command: it
-    gets its lease, its Salt and its key, and the orchestration puts it into
-    rotation while the client's probes see no failed request."""
+def test_servers_added_to_the_topology_join_through_the_same_command(first_run):
+    """web4 and dns4 added to the pillar, booted bare (`lab up --bare` adds
+    them to the running lab and to the operator's inventory), then the same
+    command: they get their leases, their Salt and their keys, and the
+    orchestration puts them into rotation (HAProxy, IPVS's DNS service, the
+    monitoring server's targets) while the client's probes see no failed
+    request. The other nodes' rows say what the addition changed on them."""
     with pillar_kept():
-        edit(lambda nodes: nodes.update(web4=WEB4))
+        edit(lambda nodes: nodes.update(web4=WEB4, dns4=DNS4))
         lab("up", "--bare", timeout=900)
-        assert "web4:" in in_node("operator", "cat", "/root/inventory.yaml").stdout
+        inventory = in_node("operator", "cat", "/root/inventory.yaml").stdout
+        assert "web4:" in inventory and "dns4:" in inventory, inventory
         assert "10.0.100.8" not in servers(f"http://{VIP}/", 12), "web4 serves before it joined"
         runs: list[subprocess.CompletedProcess] = []
         probes = under_load(lambda: runs.append(lab("bootstrap", timeout=2400, check=False)))
         proc = runs[0]
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        row = next(line for line in proc.stdout.splitlines() if line.startswith("web4"))
-        assert "changed" in row, proc.stdout
+        rows = {line.split()[0]: line for line in proc.stdout.splitlines() if line.split()[:1]}
+        assert "changed" in rows["web4"] and "changed" in rows["dns4"], proc.stdout
+        # Nodes the addition does not concern: nothing to do on them.
+        for name in ("web1", "dns2"):
+            assert rows[name].split()[1:] == ["ok,", "no", "change"], proc.stdout
         assert failed(probes) == [], outage(probes)
         assert "10.0.100.8" in servers(f"http://{VIP}/", 12), "web4 receives no traffic"
+        in_node("client", "sh", "-c", f"for i in $(seq 12); do dig +short +time=2 +tries=1 @{VIP} web4.lab.local; done")
+        assert dns_conns("10.0.100.9") > 0, "dns4 receives no queries"
+        assert in_node("client", "dig", "+short", f"@{VIP}", "web4.lab.local").stdout.split() == ["10.0.100.8"]
         accepted = in_node("nas", "salt-key", "-l", "accepted").stdout.split()
-        assert "web4" in accepted, accepted
+        assert {"web4", "dns4"} <= set(accepted), accepted
+        targets = scraped()
+        assert {("node", "web4"), ("node", "dns4")} <= set(targets), targets
