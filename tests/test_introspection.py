@@ -430,7 +430,9 @@ def test_notify_fifo_reader_keeps_the_last_transition_of_each_instance(tmp_path)
     # takeover and a preemption), and the last one is what vip reads.
     template = (REPO / "salt/keepalived/files/notify.sh.jinja").read_text()
     script = tmp_path / "keepalived-notify"
-    script.write_text(jinja2.Template(template).render(state_dir=str(tmp_path / "state")))
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    script.write_text(jinja2.Template(template).render(state_dir=str(tmp_path / "state"), textfile_dir=textfiles))
     fifo = tmp_path / "notify.fifo"
     os.mkfifo(fifo)
     reader = subprocess.Popen(["bash", str(script), str(fifo)])
@@ -438,9 +440,24 @@ def test_notify_fifo_reader_keeps_the_last_transition_of_each_instance(tmp_path)
         writer.write('INSTANCE "VI_E" MASTER 100\nGROUP "G" MASTER 0\n')
         writer.write('INSTANCE "VI_E" BACKUP 100\nGROUP "G" BACKUP 0\nINSTANCE "VI_I" FAULT 100\n')
         writer.write('VS [192.168.1.202]:tcp:80 UP\nINSTANCE "VI_I" MASTER_RX_LOWER_PRI 100\n')
+        writer.write('INSTANCE "VI_M" MASTER 150\n')
     assert reader.wait(timeout=10) == 0
     states = {name: s["state"] for name, s in vip.vrrp_state(str(tmp_path / "state")).items()}
-    assert states == {"INSTANCE-VI_E": "BACKUP", "GROUP-G": "BACKUP", "INSTANCE-VI_I": "FAULT"}
+    assert states == {
+        "INSTANCE-VI_E": "BACKUP",
+        "GROUP-G": "BACKUP",
+        "INSTANCE-VI_I": "FAULT",
+        "INSTANCE-VI_M": "MASTER",
+    }
+    # The same last states, as the node exporter's textfile collector reads them.
+    samples = [line for line in (textfiles / "keepalived.prom").read_text().splitlines() if line[:1] != "#"]
+    assert sorted(samples) == [
+        'keepalived_vrrp_master{type="group",name="G",state="BACKUP"} 0',
+        'keepalived_vrrp_master{type="instance",name="VI_E",state="BACKUP"} 0',
+        'keepalived_vrrp_master{type="instance",name="VI_I",state="FAULT"} 0',
+        'keepalived_vrrp_master{type="instance",name="VI_M",state="MASTER"} 1',
+    ]
+    assert sorted(p.name for p in textfiles.iterdir()) == ["keepalived.prom"]
 
 
 # --- balancer: topology changes (orch/topology.sls) --------------------------------

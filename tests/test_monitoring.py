@@ -16,7 +16,7 @@ import yaml
 
 from conftest import REPO
 from lab.topology import OPERATOR
-from labtools import in_node, prometheus, salt_json, scraped
+from labtools import in_node, lab, prometheus, salt_json, scraped, wait_until_serving
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -24,6 +24,11 @@ TOPOLOGY = yaml.safe_load((REPO / "pillar" / "cluster.sls").read_text())["cluste
 NODES = TOPOLOGY["nodes"]
 DIRECTORS = sorted(name for name, spec in NODES.items() if "director" in spec["roles"])
 SERVER = "nas"
+# An alert fires within a scrape, the rule's 30 s and an evaluation of the
+# failure (15 s scrapes and evaluations, prometheus/defaults.yaml), and
+# resolves within a scrape and an evaluation of the heal.
+ALERT_BOUND_S = 90
+CUT_WEB1 = {("NodeDown", "web1"), ("BackendServerDown", "web1"), ("IPVSRealServerOut", "web1")}
 
 
 def internal_address(name: str) -> str:
@@ -79,3 +84,53 @@ def test_the_exporters_answer_the_monitoring_server_only():
     assert salt_json(director, "firewall.dropped")[director]["input"] > before, "the attempts did not reach it"
     # Prometheus itself listens on the nas's loopback only.
     assert not probe(OPERATOR, f"http://{internal_address(SERVER)}:9090/api/v1/targets")
+
+
+def firing(server: str = SERVER) -> set[tuple[str, str]]:
+    """(alert, the node it is about) of every alert Prometheus has firing
+    (not pending): a backend's server, else the node its numbers came from."""
+    alerts = [a["labels"] for a in prometheus("alerts", server)["alerts"] if a["state"] == "firing"]
+    return {(labels["alertname"], labels.get("server", labels.get("node", ""))) for labels in alerts}
+
+
+def test_the_alert_rules_are_loaded_and_the_vrrp_states_are_metrics():
+    groups = prometheus("rules?type=alert")["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    names = {rule["name"] for rule in rules}
+    assert {"NodeDown", "VIPHeldByNone", "VIPSplitBrain", "IPVSRealServerOut", "NFSUnreachable"} <= names, names
+    assert {rule["health"] for rule in rules} == {"ok"}, [r for r in rules if r["health"] != "ok"]
+    # One MASTER per VRRP instance, among the directors the topology has.
+    instances = salt_json("-L", ",".join(DIRECTORS), "vip.vrrp_state")
+    names = {name for states in instances.values() for name in states}
+    expected = {name.split("-", 1)[1] for name in names if name.startswith("INSTANCE-")}
+    deadline = time.monotonic() + 60
+    while True:
+        held = prometheus('query?query=sum by (name) (keepalived_vrrp_master{type="instance"})')["result"]
+        sums = {r["metric"]["name"]: float(r["value"][1]) for r in held}
+        if sums == dict.fromkeys(expected, 1.0):
+            break
+        assert time.monotonic() < deadline, (sums, instances)
+        time.sleep(3)
+    assert firing() == set(), "alerts fire on a cluster in its normal state"
+
+
+def test_a_cut_web_node_raises_its_alerts_and_the_heal_resolves_them():
+    """web1's cables cut: NodeDown, BackendServerDown and IPVSRealServerOut
+    fire for web1 (its exporter silent, HAProxy and keepalived take it out);
+    healed, all resolve. The times are printed: the bound a user can expect."""
+    assert firing() == set()
+    started = time.monotonic()
+    lab("cut", "web1")
+    try:
+        while not (now := firing()) >= CUT_WEB1:
+            assert time.monotonic() - started < ALERT_BOUND_S, f"not firing after {ALERT_BOUND_S} s: {now}"
+            time.sleep(2)
+        fired = time.monotonic() - started
+    finally:
+        lab("heal", "web1")
+    healed = time.monotonic()
+    while now := firing():
+        assert time.monotonic() - healed < ALERT_BOUND_S, f"still firing {ALERT_BOUND_S} s after the heal: {now}"
+        time.sleep(2)
+    print(f"web1 cut: alerts firing after {fired:.0f} s; resolved {time.monotonic() - healed:.0f} s after the heal")
+    wait_until_serving()

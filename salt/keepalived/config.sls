@@ -28,6 +28,7 @@ keepalived-config-notify-script:
     - mode: "0755"
     - context:
         state_dir: {{ keepalived.state_dir }}
+        textfile_dir: {{ keepalived.textfile_dir }}
 
 # The watcher that writes HAProxy's health into keepalived's track files
 # (its service runs before keepalived reads them: keepalived.service).

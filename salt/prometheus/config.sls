@@ -14,6 +14,7 @@
 
 include:
   - {{ tplroot }}.package
+  - {{ tplroot }}.rules
 
 # `promtool check config` checks the candidate before it replaces the live
 # file; a change is loaded by a reload (SIGHUP), history and all.
@@ -28,9 +29,11 @@ prometheus-config-file-managed:
           scrape_interval: {{ prometheus.interval }}
           scrape_timeout: {{ prometheus.timeout }}
           evaluation_interval: {{ prometheus.interval }}
+        rule_files: [{{ prometheus.rules }}]
         scrape_configs: {{ scrape | json }}
     - require:
       - pkg: prometheus-package-installed
+      - file: prometheus-rules-file-managed
 
 # The daemon parses its arguments first: with the candidate's ARGS and
 # --version, it fails on any it would refuse.

@@ -20,5 +20,6 @@ prometheus-service-reload:
     - name: systemctl reload {{ prometheus.service }}
     - onchanges:
       - file: prometheus-config-file-managed
+      - file: prometheus-rules-file-managed
     - require:
       - service: prometheus-service-running
