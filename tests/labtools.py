@@ -35,10 +35,12 @@ def in_node(node: str, *argv: str, check: bool = True, timeout: float = 60) -> s
 PREFIX = catalogue.server_prefix()
 
 
-def prometheus(path: str, server: str = "nas") -> dict:
+def prometheus(path: str, server: str = "nas", **params: str) -> dict:
     """An answer of Prometheus's query API on the monitoring server (it
-    listens on that node's loopback)."""
-    out = in_node(server, "curl", "-s", "-m", "10", f"http://127.0.0.1:9090/api/v1/{path}").stdout
+    listens on that node's loopback); ``params`` go URL-encoded."""
+    encoded = [arg for key, value in params.items() for arg in ("--data-urlencode", f"{key}={value}")]
+    url = f"http://127.0.0.1:9090/api/v1/{path}"
+    out = in_node(server, "curl", "-s", "-m", "10", "-G", *encoded, url).stdout
     answer = json.loads(out)
     assert answer["status"] == "success", answer
     return answer["data"]
@@ -46,7 +48,7 @@ def prometheus(path: str, server: str = "nas") -> dict:
 
 def scraped(server: str = "nas") -> dict[tuple[str, str], str]:
     """(job, node) -> health of every target Prometheus scrapes but itself."""
-    labels = [(t["labels"], t["health"]) for t in prometheus("targets?state=active", server)["activeTargets"]]
+    labels = [(t["labels"], t["health"]) for t in prometheus("targets", server, state="active")["activeTargets"]]
     return {(lab["job"], lab["node"]): health for lab, health in labels if lab["job"] != "prometheus"}
 
 

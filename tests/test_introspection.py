@@ -435,7 +435,8 @@ def test_notify_fifo_reader_keeps_the_last_transition_of_each_instance(tmp_path)
     script.write_text(jinja2.Template(template).render(state_dir=str(tmp_path / "state"), textfile_dir=textfiles))
     fifo = tmp_path / "notify.fifo"
     os.mkfifo(fifo)
-    reader = subprocess.Popen(["bash", str(script), str(fifo)])
+    # As keepalived starts it: umask 077.
+    reader = subprocess.Popen(["bash", str(script), str(fifo)], umask=0o077)
     with open(fifo, "w") as writer:
         writer.write('INSTANCE "VI_E" MASTER 100\nGROUP "G" MASTER 0\n')
         writer.write('INSTANCE "VI_E" BACKUP 100\nGROUP "G" BACKUP 0\nINSTANCE "VI_I" FAULT 100\n')
@@ -458,6 +459,7 @@ def test_notify_fifo_reader_keeps_the_last_transition_of_each_instance(tmp_path)
         'keepalived_vrrp_master{type="instance",name="VI_M",state="MASTER"} 1',
     ]
     assert sorted(p.name for p in textfiles.iterdir()) == ["keepalived.prom"]
+    assert (textfiles / "keepalived.prom").stat().st_mode & 0o004, "the node exporter's user cannot read it"
 
 
 # --- balancer: topology changes (orch/topology.sls) --------------------------------
