@@ -16,7 +16,7 @@ import yaml
 from conftest import REPO
 from lab.bench import Cluster, Probe
 from lab.topology import load
-from labtools import MASTER_NODE, in_node, salt_json
+from labtools import MASTER_NODE, in_node, salt_json, scraped, servers
 
 PILLAR = REPO / "pillar" / "cluster.sls"
 _, MODEL, NODES = load()
@@ -90,3 +90,15 @@ def dns_conns(address: str) -> int:
     services = salt_json("master", "ipvs.services", "stats=True")["master"]
     dns = next(s for s in services if s["key"] == f"udp {VIP}:53")
     return next((r["stats"]["conns"] for r in dns["real_servers"] if r["address"] == address), -1)
+
+
+def assert_web4_and_dns4_in_rotation() -> None:
+    """After a rollout that added them: web4 answers HTTP through the VIP,
+    dns4 gets DNS queries through IPVS, and the monitoring server scrapes
+    both (the nas's highstate in the rollout)."""
+    assert "10.0.100.8" in servers(f"http://{VIP}/", 12), "web4 receives no traffic"
+    in_node("client", "sh", "-c", f"for i in $(seq 12); do dig +short +time=2 +tries=1 @{VIP} web4.lab.local; done")
+    assert dns_conns("10.0.100.9") > 0, "dns4 receives no queries"
+    assert in_node("client", "dig", "+short", f"@{VIP}", "web4.lab.local").stdout.split() == ["10.0.100.8"]
+    targets = scraped()
+    assert {("node", "web4"), ("node", "dns4")} <= set(targets), targets

@@ -103,8 +103,8 @@ def test_the_alert_rules_are_loaded_and_the_vrrp_states_are_metrics():
     assert {rule["health"] for rule in rules} == {"ok"}, [r for r in rules if r["health"] != "ok"]
     # One MASTER per VRRP instance, among the directors the topology has.
     instances = salt_json("-L", ",".join(DIRECTORS), "vip.vrrp_state")
-    names = {name for states in instances.values() for name in states}
-    expected = {name.split("-", 1)[1] for name in names if name.startswith("INSTANCE-")}
+    recorded = {name for states in instances.values() for name in states}
+    expected = {name.split("-", 1)[1] for name in recorded if name.startswith("INSTANCE-")}
     deadline = time.monotonic() + 60
     while True:
         held = prometheus("query", query='sum by (name) (keepalived_vrrp_master{type="instance"})')["result"]

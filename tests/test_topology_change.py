@@ -23,7 +23,18 @@ import pytest
 
 from lab import node
 from labtools import MASTER_NODE, in_node, lab, scraped, servers
-from rollout import DNS4, VIP, WEB4, dns_conns, edit, failed, outage, pillar_kept, under_load
+from rollout import (
+    DNS4,
+    VIP,
+    WEB4,
+    assert_web4_and_dns4_in_rotation,
+    dns_conns,
+    edit,
+    failed,
+    outage,
+    pillar_kept,
+    under_load,
+)
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -91,13 +102,7 @@ def test_add_web4_and_dns4_without_a_failed_request():
 
     probes = under_load(rollout)
     assert failed(probes) == [], outage(probes)
-    assert "10.0.100.8" in servers(f"http://{VIP}/", 12), "web4 receives no traffic"
-    in_node("client", "sh", "-c", f"for i in $(seq 12); do dig +short +time=2 +tries=1 @{VIP} web4.lab.local; done")
-    assert dns_conns("10.0.100.9") > 0, "dns4 receives no queries"
-    assert in_node("client", "dig", "+short", f"@{VIP}", "web4.lab.local").stdout.split() == ["10.0.100.8"]
-    # The monitoring server scrapes the new nodes (the nas's highstate in the rollout).
-    targets = scraped()
-    assert {("node", "web4"), ("node", "dns4")} <= set(targets), targets
+    assert_web4_and_dns4_in_rotation()
 
 
 def test_remove_web2_drained_first_without_a_failed_request():
