@@ -19,14 +19,24 @@ Not ``ld.so --library-path BINARY``: run that way the kernel finds the heap
 after the loader, far from its own image, and refuses to boot ("Too few
 physical memory" after adding the gap to its memory size).
 
+The kernel is used only once it has run a process on this host (``runs``).
+It restores its processes' extended registers from a buffer of a fixed size,
+and a host whose XSAVE area is larger (a CPU with AMX: 11008 bytes) refuses
+that ("ptrace set fp regs failed, errno = 14"): every process of a node dies.
+There the kernel runs with ``lab/uml_xstate.c`` preloaded, built once into
+the cache with the host's C compiler, which sends the area whole.
+
 Without the network, or if any step fails, the lab says why and boots Debian
 12's package kernel (``kernel.UML_PACKAGE``), only slower.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import subprocess
+import tempfile
 from pathlib import Path
 
 from lab.rootfs import CACHE, MIRROR
@@ -38,34 +48,59 @@ BINARY = "usr/bin/linux.uml"
 MODULES = "usr/lib/uml/modules"
 # The tree's own C library (Debian amd64's path).
 LIBRARIES = "usr/lib/x86_64-linux-gnu"
+# Written into a tree once its kernel ran a process on this host (RUNS), or
+# could not (FAILS, with the reason); PRELOAD names the library it needs.
+RUNS = ".runs"
+FAILS = ".fails"
+PRELOAD = ".preload"
+SHIM = Path(__file__).with_name("uml_xstate.c")
+# The trial: the tree's own dynamic loader as init (every tree has it: the
+# kernel needs it). Started without arguments it prints its usage and exits
+# 1, so the kernel's panic says "exitcode=0x00000100"; a process the kernel
+# could not run died of a signal (SIGSEGV: 0x0000000b).
+TRIAL_INIT = "/lib64/ld-linux-x86-64.so.2"
+EXIT_CODE = re.compile(r"Attempted to kill init! exitcode=0x([0-9a-f]+)")
+XSAVE_REFUSED = "ptrace set fp regs failed"
 # What a node's kernel reads and writes on the host, bound into the tree at
 # the same paths: devices (/dev/shm for its memory, /dev/net/tun for its
 # NICs), /proc and /sys, its node's directory and disk (the lab's state), the
-# rootfs and its own modules (the lab's cache).
+# rootfs, its own modules and the preloaded library (the lab's cache).
 HOST_DIRS = ("/dev", "/proc", "/sys", "/tmp", str(STATE), str(CACHE))
 # Binds each host directory that exists into the tree, then runs the kernel
 # there: $0 is the tree, the arguments are the kernel's.
 IN_TREE = (
     'tree=$0; for d in {dirs}; do [ -d "$d" ] || continue; mkdir -p "$tree$d"; '
-    'mount --rbind "$d" "$tree$d"; done; exec chroot "$tree" /{binary} "$@"'
+    'mount --rbind "$d" "$tree$d"; done; {preload}exec chroot "$tree" /{binary} "$@"'
 )
 
 
-def cached() -> Path | None:
-    """The newest installed and checked kernel tree in the cache, if any."""
+def trees() -> list[Path]:
+    """The installed trees in the cache, oldest first."""
     found = sorted(CACHE.glob(f"{PACKAGE}-{SUITE}-*/.complete"), key=lambda p: p.stat().st_mtime)
-    return found[-1].parent if found else None
+    return [p.parent for p in found]
+
+
+def cached() -> Path | None:
+    """The newest installed tree whose kernel runs a process on this host, if any."""
+    return next((tree for tree in reversed(trees()) if (tree / RUNS).exists()), None)
 
 
 def ensure() -> Path | None:
-    """The cached Debian 13 kernel, installed first when there is none; None (and
-    a line saying why) when it cannot be had: the lab then boots Debian 12's."""
+    """The cached kernel tree that runs here, installed and tried first when
+    there is none; None (and a line saying why) when it cannot be had: the
+    lab then boots Debian 12's."""
     if (ready := cached()) is not None:
         return ready
+    installed = trees()
     try:
-        return install()
+        if installed and (installed[-1] / FAILS).exists():
+            # Tried on this host already: not installed and tried again.
+            raise RuntimeError((installed[-1] / FAILS).read_text().strip())
+        tree = installed[-1] if installed else install()
+        runs(tree)
+        return tree
     except (OSError, RuntimeError, ValueError, subprocess.SubprocessError) as err:
-        log("kernel", f"Debian {SUITE}'s {PACKAGE} not installed ({str(err).splitlines()[0]}): Debian 12's is used")
+        log("kernel", f"Debian {SUITE}'s {PACKAGE} not used ({str(err).splitlines()[0]}): Debian 12's is used")
         return None
 
 
@@ -90,11 +125,63 @@ def install() -> Path:
     return target
 
 
+def trial_failure(console: str) -> str | None:
+    """Why the trial's kernel could not run its process, from the kernel's
+    console; None when the process ran and exited by itself."""
+    found = EXIT_CODE.search(console)
+    if found and int(found.group(1), 16) & 0x7F == 0:
+        return None
+    lines = [line.strip() for line in console.splitlines() if "errno" in line or "exitcode" in line]
+    return f"its kernel cannot run a process here: {'; '.join(lines[:2]) or 'no exit code printed'}"
+
+
+def trial(tree: Path) -> str | None:
+    """Boot the tree's kernel with its own loader as the only process: why
+    that process could not run, or None."""
+    with tempfile.TemporaryDirectory(prefix="uml-trial-", dir="/tmp") as uml_dir:
+        argv = [*command(tree), f"uml_dir={uml_dir}", "mem=64M", "root=/dev/root", "rootfstype=hostfs"]
+        argv += ["rootflags=/", "ro", f"init={TRIAL_INIT}", "con=null", "con0=null,fd:1"]
+        console = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=120).stdout
+    return trial_failure(console)
+
+
+def build_shim() -> Path:
+    """lab/uml_xstate.c built into the cache (once per version of its source)."""
+    source = SHIM.read_bytes()
+    target = CACHE / f"uml-xstate-{hashlib.sha256(source).hexdigest()[:12]}.so"
+    if not target.exists():
+        work = target.with_suffix(f".{os.getpid()}")
+        run(["cc", "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-o", str(work), str(SHIM), "-ldl"])
+        work.rename(target)
+    return target
+
+
+def runs(tree: Path) -> None:
+    """Mark the tree as usable once its kernel ran a process here, with the
+    shim preloaded if it needed it; else mark it with the reason and raise."""
+    (tree / PRELOAD).unlink(missing_ok=True)
+    failure = trial(tree)
+    if failure is not None and XSAVE_REFUSED in failure:
+        (tree / PRELOAD).write_text(f"{build_shim()}\n")
+        failure = trial(tree)
+        if failure is None:
+            log("kernel", f"this host's XSAVE area is larger than the kernel's buffer: it runs with {SHIM.name}")
+    if failure is None:
+        (tree / RUNS).write_text(f"{TRIAL_INIT} ran\n")
+        return
+    (tree / PRELOAD).unlink(missing_ok=True)
+    (tree / FAILS).write_text(failure + "\n")
+    raise RuntimeError(failure)
+
+
 def command(base: Path) -> list[str]:
     """How to run the tree's kernel (argv before the kernel's own arguments):
     chrooted into the tree, so on its own loader and C library, in a private
     mount namespace (the binds vanish with the kernel's processes)."""
-    script = IN_TREE.format(dirs=" ".join(HOST_DIRS), binary=BINARY)
+    shim = base / PRELOAD
+    # The library is in the cache, bound into the tree at its own path.
+    preload = f"LD_PRELOAD={shim.read_text().strip()} " if shim.exists() else ""
+    script = IN_TREE.format(dirs=" ".join(HOST_DIRS), binary=BINARY, preload=preload)
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(base)]
 
 

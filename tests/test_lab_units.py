@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from lab import net, provision, topology
+from lab import net, provision, topology, umlkernel
 
 
 def test_lab_nodes_come_from_the_pillar_plus_client_upstream_and_operator():
@@ -512,3 +512,39 @@ def test_a_cable_cut_takes_every_cable_of_the_node_at_once():
     ]
     commands = net.link_commands({"hl-dns1-e0": False}, up=True)
     assert commands == [(["ip", "-n", net.SWITCH, "-batch", "-"], "link set hl-dns1-e0 up\n")]
+
+
+def test_a_user_mode_kernel_that_cannot_restore_a_large_xsave_area_is_refused():
+    """The trial boot's console (captured): Linux 6.12 on a host whose XSAVE
+    area is 11008 bytes (AMX) kills its first process; 7.2 runs it."""
+    fixtures = REPO / "tests" / "fixtures"
+    failure = umlkernel.trial_failure((fixtures / "uml-trial-6.12-xsave-11008.txt").read_text())
+    assert failure is not None and "ptrace set fp regs failed, errno = 14" in failure
+    assert "exitcode=0x0000000b" in failure
+    assert umlkernel.trial_failure((fixtures / "uml-trial-7.2.txt").read_text()) is None
+    assert umlkernel.trial_failure("Kernel panic - not syncing: VFS: Unable to mount root fs") is not None
+
+
+def test_a_kernel_is_tried_once_per_host_and_one_that_failed_is_not_installed_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(umlkernel, "CACHE", tmp_path)
+    installs: list[Path] = []
+    verdicts = iter(["its kernel cannot run a process here", None])
+
+    def install() -> Path:
+        tree = tmp_path / f"{umlkernel.PACKAGE}-{umlkernel.SUITE}-1.{len(installs)}"
+        tree.mkdir()
+        (tree / ".complete").write_text("1\n")
+        installs.append(tree)
+        return tree
+
+    monkeypatch.setattr(umlkernel, "install", install)
+    monkeypatch.setattr(umlkernel, "trial", lambda tree: next(verdicts))
+    assert umlkernel.cached() is None
+    assert umlkernel.ensure() is None and len(installs) == 1
+    assert "cannot run" in (installs[0] / umlkernel.FAILS).read_text()
+    # Remembered: not installed nor tried again (the next verdict is unused).
+    assert umlkernel.ensure() is None and len(installs) == 1
+    # A tree not yet tried (a cache from before the trial) is tried, not installed again.
+    (installs[0] / umlkernel.FAILS).unlink()
+    assert umlkernel.ensure() == installs[0] == umlkernel.cached() and len(installs) == 1
+    assert not (installs[0] / umlkernel.PRELOAD).exists()

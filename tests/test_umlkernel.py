@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -43,3 +44,12 @@ def test_the_host_c_library_could_not_run_it(installed):
         assert alone.returncode == 0
     else:
         assert alone.returncode != 0 and "GLIBC_2.38" in alone.stderr
+
+
+def test_the_kernel_runs_a_process_here_preloading_the_shim_only_on_a_cpu_with_amx(installed):
+    """Linux 6.12's buffer for the extended registers is smaller than the
+    XSAVE area of a CPU with AMX (11008 bytes): there, and only there, the
+    kernel runs with lab/uml_xstate.c preloaded."""
+    assert umlkernel.trial(installed) is None
+    amx = " amx_tile" in Path("/proc/cpuinfo").read_text()
+    assert (installed / umlkernel.PRELOAD).exists() == amx
