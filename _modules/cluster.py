@@ -79,7 +79,10 @@ NFS_DEFAULT_CLIENTS = ["web"]
 NFS_COPY_KEYS = ("path", "refresh")
 NFS_REFRESH_RANGE = (1, 3600)  # seconds between two refreshes of a client's copy
 DNS_KEYS = ("forwarders", "allow_recursion", "ttl")
-MONITORING_KEYS = ("server",)
+MONITORING_KEYS = ("server", "webhooks")
+# A webhook Alertmanager posts the alerts to: http(s), a host name or address,
+# an optional port and path; nothing a YAML or shell reader could take for more.
+_WEBHOOK = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-]*)?$")
 # Prometheus's scrape jobs: the roles whose nodes each scrapes, and the port
 # its exporter listens on, on the node's internal address (the firewall opens
 # it to the monitoring server only).
@@ -786,6 +789,9 @@ def _monitoring_server(topo: Mapping, nodes: Mapping) -> Any:
 def _check_monitoring(ck: _Checker, topo: Mapping, nodes: dict) -> None:
     monitoring = ck.mapping(topo, "monitoring", "monitoring", "where Prometheus runs", required=False)
     ck.known("monitoring", monitoring, MONITORING_KEYS)
+    for url in _as_list(ck, "monitoring.webhooks", monitoring.get("webhooks")):
+        if not isinstance(url, str) or not _WEBHOOK.match(url):
+            ck.add("monitoring.webhooks", url, "is not an http(s) URL (host, optional port and path)")
     if "server" not in monitoring:
         return
     server = monitoring["server"]
@@ -904,7 +910,9 @@ def derive(topology: Mapping) -> dict:
         # The first is the minions' master while it answers (Salt's failover
         # masters); each runs the reactor and the periodic check.
         "salt_masters": [{"name": name, "address": nodes[name]["address"]} for name in _salt_masters(topology, nodes)],
-        "monitoring": monitoring_view(_monitoring_server(topology, nodes), nodes),
+        "monitoring": monitoring_view(
+            _monitoring_server(topology, nodes), nodes, (topology.get("monitoring") or {}).get("webhooks") or ()
+        ),
         "ha": topology.get("ha", False),
     }
     model["firewall"] = firewall_view(model)
@@ -1248,9 +1256,10 @@ def nfs_view(spec: Mapping, networks: Mapping, nodes: Mapping) -> dict | None:
     }
 
 
-def monitoring_view(server: str | None, nodes: Mapping) -> dict | None:
-    """Prometheus's node and its scrape jobs: each job's port and targets
-    (the nodes of its roles); None without a monitoring server."""
+def monitoring_view(server: str | None, nodes: Mapping, webhooks: Iterable[str] = ()) -> dict | None:
+    """Prometheus's node, its scrape jobs (each job's port and targets: the
+    nodes of its roles) and the webhooks Alertmanager notifies; None without
+    a monitoring server."""
     if server is None:
         return None
     jobs = {}
@@ -1261,7 +1270,7 @@ def monitoring_view(server: str | None, nodes: Mapping) -> dict | None:
             if set(node["roles"]) & set(exporter["roles"])
         ]
         jobs[job] = {"port": exporter["port"], "targets": targets}
-    return {"server": {"name": server, "address": nodes[server]["address"]}, "jobs": jobs}
+    return {"server": {"name": server, "address": nodes[server]["address"]}, "jobs": jobs, "webhooks": list(webhooks)}
 
 
 SSH_PORT = 22

@@ -14,7 +14,7 @@
 catalogue:
   roles:
     nas:
-      formulas: [common, firewall, nfs.server, node_exporter, prometheus]
+      formulas: [common, firewall, nfs.server, node_exporter, prometheus, alertmanager]
     director:
       formulas: [common, firewall, gateway, conntrackd, dnsmasq, keepalived, haproxy, node_exporter]
       # The cluster_watch beacon (_beacons/cluster_watch.py) watches the
@@ -81,6 +81,9 @@ catalogue:
     prometheus:
       packages: [prometheus]
       service: prometheus
+    alertmanager:
+      packages: [prometheus-alertmanager]
+      service: prometheus-alertmanager
     webcontent:
       # What the index page prints before the serving node's address: how
       # the lab, the bench and the tests tell who answered.

@@ -9,6 +9,7 @@ machine that is no monitoring server) are refused, the nas is answered.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -28,7 +29,11 @@ SERVER = "nas"
 # failure (15 s scrapes and evaluations, prometheus/defaults.yaml), and
 # resolves within a scrape and an evaluation of the heal.
 ALERT_BOUND_S = 90
+# Alertmanager notifies an alert within its group_wait (10 s), its
+# resolution within its group_interval (30 s; alertmanager/defaults.yaml).
+NOTIFIED_BOUND_S = 45
 CUT_WEB1 = {("NodeDown", "web1"), ("BackendServerDown", "web1"), ("IPVSRealServerOut", "web1")}
+ALERT_LOG = "/var/log/cluster-alerts/alerts.jsonl"
 
 
 def internal_address(name: str) -> str:
@@ -41,6 +46,7 @@ def external_address(name: str) -> str:
 
 def test_every_node_and_every_director_haproxy_is_scraped_and_up():
     expected = {("node", name) for name in NODES} | {("haproxy", name) for name in DIRECTORS}
+    expected.add(("alertmanager", SERVER))
     deadline = time.monotonic() + 90
     while True:
         targets = scraped()
@@ -84,8 +90,14 @@ def test_the_exporters_answer_the_monitoring_server_only():
         assert not probe(OPERATOR, f"http://{internal_address(director)}:{port}/metrics"), port
     assert not probe(OPERATOR, f"http://{internal_address(web1)}:9100/metrics")
     assert salt_json(director, "firewall.dropped")[director]["input"] > before, "the attempts did not reach it"
-    # Prometheus itself listens on the nas's loopback only.
-    assert not probe(OPERATOR, f"http://{internal_address(SERVER)}:9090/api/v1/targets")
+    # Prometheus, Alertmanager (its API and its cluster port) and the alert
+    # log listen on the nas's loopback only.
+    for port in (9090, 9093, 9094, 9095):
+        assert not probe(OPERATOR, f"http://{internal_address(SERVER)}:{port}/"), port
+    listening = in_node(SERVER, "ss", "-Htln").stdout.split("\n")
+    local = {line.split()[3] for line in listening if line.strip()}
+    assert {"127.0.0.1:9090", "127.0.0.1:9093", "127.0.0.1:9095"} <= local, local
+    assert not any(address.endswith(":9094") for address in local), local
 
 
 def firing(server: str = SERVER) -> set[tuple[str, str]]:
@@ -116,11 +128,35 @@ def test_the_alert_rules_are_loaded_and_the_vrrp_states_are_metrics():
     assert firing() == set(), "alerts fire on a cluster in its normal state"
 
 
+def logged(since: int) -> list[dict]:
+    """The alert log's lines after its first ``since`` (Alertmanager's notifications)."""
+    out = in_node(SERVER, "sh", "-c", f"cat {ALERT_LOG} 2>/dev/null || true").stdout
+    return [json.loads(line) for line in out.splitlines()[since:]]
+
+
+def in_log(since: int, status: str) -> set[tuple[str, str]]:
+    """(alert, node) of the alert log's lines of ``status`` after its first ``since``."""
+    return {
+        (e["labels"]["alertname"], e["labels"].get("server", e["labels"].get("node", "")))
+        for e in logged(since)
+        if e["status"] == status
+    }
+
+
+def wait_logged(since: int, status: str, expected: set, started: float) -> float:
+    while not (now := in_log(since, status)) >= expected:
+        assert time.monotonic() - started < NOTIFIED_BOUND_S, f"not {status} in {ALERT_LOG}: {now}"
+        time.sleep(2)
+    return time.monotonic() - started
+
+
 def test_a_cut_web_node_raises_its_alerts_and_the_heal_resolves_them():
     """web1's cables cut: NodeDown, BackendServerDown and IPVSRealServerOut
-    fire for web1 (its exporter silent, HAProxy and keepalived take it out);
-    healed, all resolve. The times are printed: the bound a user can expect."""
+    fire for web1 (its exporter silent, HAProxy and keepalived take it out)
+    and Alertmanager writes them to the alert log; healed, all resolve, and
+    the log says so. The times are printed: the bound a user can expect."""
     assert firing() == set()
+    since = len(logged(0))
     started = time.monotonic()
     lab("cut", "web1")
     try:
@@ -128,11 +164,17 @@ def test_a_cut_web_node_raises_its_alerts_and_the_heal_resolves_them():
             assert time.monotonic() - started < ALERT_BOUND_S, f"not firing after {ALERT_BOUND_S} s: {now}"
             time.sleep(2)
         fired = time.monotonic() - started
+        notified = wait_logged(since, "firing", CUT_WEB1, time.monotonic())
     finally:
         lab("heal", "web1")
     healed = time.monotonic()
     while now := firing():
         assert time.monotonic() - healed < ALERT_BOUND_S, f"still firing {ALERT_BOUND_S} s after the heal: {now}"
         time.sleep(2)
-    print(f"web1 cut: alerts firing after {fired:.0f} s; resolved {time.monotonic() - healed:.0f} s after the heal")
+    resolved = time.monotonic() - healed
+    resolved_notified = wait_logged(since, "resolved", CUT_WEB1, time.monotonic())
+    print(
+        f"web1 cut: alerts firing after {fired:.0f} s, in the alert log {notified:.0f} s later;"
+        f" resolved {resolved:.0f} s after the heal, in the log {resolved_notified:.0f} s later"
+    )
     wait_until_serving()

@@ -172,8 +172,8 @@ def test_the_catalogues_services_are_those_the_highstate_runs(salt_call, node):
     }
     role = SEED["nodes"][node]["roles"][0]
     exporter = {"prometheus-node-exporter"}
-    expected = {"nas": {"nfs-server", "prometheus"}, "director": {"conntrackd", "dnsmasq", "keepalived", "haproxy"}}
-    expected |= {"web": {"apache2"}, "dns": {"named"}}
+    expected = {"nas": {"nfs-server", "prometheus", "prometheus-alertmanager"}}
+    expected |= {"director": {"conntrackd", "dnsmasq", "keepalived", "haproxy"}, "web": {"apache2"}, "dns": {"named"}}
     expected = {role: services | exporter for role, services in expected.items()}
     assert set(catalogue.services(role)) == expected[role]
     assert running - written - {"nftables"} == expected[role]

@@ -224,6 +224,12 @@ def test_salt_masters_and_their_firewall(topology):
     assert cluster.derive(topology)["salt_masters"] == [{"name": "nas", "address": "10.0.100.100"}]
 
 
+def test_alertmanager_notifies_the_topologys_webhooks(topology):
+    assert cluster.derive(topology)["monitoring"]["webhooks"] == []
+    topology["monitoring"] = {"server": "nas", "webhooks": ["https://ops.example.org:8443/hooks/cluster"]}
+    assert cluster.derive(topology)["monitoring"]["webhooks"] == ["https://ops.example.org:8443/hooks/cluster"]
+
+
 def test_monitoring_scrapes_every_node_and_only_its_server_may(topology):
     model = cluster.derive(topology)
     monitoring = model["monitoring"]

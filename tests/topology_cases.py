@@ -252,6 +252,21 @@ CASES = [
     Case("monitoring-director", _set("monitoring", {"server": "master"}), "monitoring.server: 'master' is a director"),
     Case("monitoring-key", _set("monitoring", {"server": "nas", "port": 1}), "monitoring: 'port' is not a known key"),
     Case(
+        "monitoring-webhook-scheme",
+        _set("monitoring", {"server": "nas", "webhooks": ["ftp://ops.example.org/"]}),
+        "monitoring.webhooks: 'ftp://ops.example.org/' is not an http(s) URL",
+    ),
+    Case(
+        "monitoring-webhook-injection",
+        _set("monitoring", {"server": "nas", "webhooks": ["http://ops.example.org/\n- url: http://evil/"]}),
+        "monitoring.webhooks: 'http://ops.example.org/\\n- url: http://evil/' is not an http(s) URL",
+    ),
+    Case(
+        "monitoring-webhooks-list",
+        _set("monitoring", {"server": "nas", "webhooks": "http://ops.example.org/"}),
+        "monitoring.webhooks: 'http://ops.example.org/' is not a list",
+    ),
+    Case(
         "forwarder-not-an-ip",
         _set("dns.forwarders", ["resolver.example"]),
         "dns.forwarders: 'resolver.example' is not an IPv4 address",

@@ -1,8 +1,13 @@
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import model, prometheus with context %}
+{%- from tplroot ~ "/map.jinja" import model, prometheus, alertmanager with context %}
 {#- Every scrape job of the model, its targets labelled with their node. #}
 {%- set own = prometheus.listen ~ ":" ~ prometheus.port %}
-{%- set scrape = [{"job_name": "prometheus", "static_configs": [{"targets": [own]}]}] %}
+{%- set manager = alertmanager.listen ~ ":" ~ alertmanager.port %}
+{%- set alerting = {"alertmanagers": [{"static_configs": [{"targets": [manager]}]}]} %}
+{#- Alertmanager is scraped too: ExporterDown says when it stops. #}
+{%- set server = {"node": model.monitoring.server.name} %}
+{%- set scrape = [{"job_name": "prometheus", "static_configs": [{"targets": [own], "labels": server}]},
+                  {"job_name": "alertmanager", "static_configs": [{"targets": [manager], "labels": server}]}] %}
 {%- for job, spec in model.monitoring.jobs | dictsort %}
 {%-   set groups = [] %}
 {%-   for target in spec.targets %}
@@ -30,6 +35,7 @@ prometheus-config-file-managed:
           scrape_timeout: {{ prometheus.timeout }}
           evaluation_interval: {{ prometheus.interval }}
         rule_files: [{{ prometheus.rules }}]
+        alerting: {{ alerting | json }}
         scrape_configs: {{ scrape | json }}
     - require:
       - pkg: prometheus-package-installed
