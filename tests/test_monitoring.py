@@ -34,6 +34,8 @@ ALERT_BOUND_S = 90
 NOTIFIED_BOUND_S = 45
 CUT_WEB1 = {("NodeDown", "web1"), ("BackendServerDown", "web1"), ("IPVSRealServerOut", "web1")}
 ALERT_LOG = "/var/log/cluster-alerts/alerts.jsonl"
+RULES = "/etc/prometheus/cluster-rules.yml"
+INSTANCES = sorted(TOPOLOGY["vrrp"]["instances"])
 
 
 def internal_address(name: str) -> str:
@@ -126,6 +128,98 @@ def test_the_alert_rules_are_loaded_and_the_vrrp_states_are_metrics():
         assert time.monotonic() < deadline, (sums, instances)
         time.sleep(3)
     assert firing() == set(), "alerts fire on a cluster in its normal state"
+
+
+def vrrp_series(states: dict[str, str]) -> list[dict]:
+    """Every VRRP instance of the topology as each director reports it (``states``: director -> state)."""
+    return [
+        {
+            "series": f'keepalived_vrrp_master{{type="instance",name="{name}",node="{director}",state="{state}"}}',
+            "values": f"{int(state == 'MASTER')}x40",
+        }
+        for name in INSTANCES
+        for director, state in states.items()
+    ]
+
+
+def rule_case(series: list[dict], alert: str, expected: list[dict], at: str = "2m") -> dict:
+    return {
+        "interval": "15s",
+        "input_series": series,
+        "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": expected}],
+    }
+
+
+def test_the_rules_that_no_drill_breaks_fire_on_series_that_break_them():
+    """promtool's rule tests on the nas, against the live rules file: series
+    written here (no director MASTER, two MASTERs, an NFS mount in error, a
+    disk nearly full, a server drained past its time) and the alerts a user
+    should get from them, labels and summary; none from the normal state."""
+    master, standby = DIRECTORS
+    web_mount = {"device": "10.0.100.100:/srv/nfs/www", "fstype": "nfs4", "mountpoint": "/srv/www", "node": "web1"}
+    labels = ",".join(f'{key}="{value}"' for key, value in web_mount.items())
+    none_master = [
+        {
+            "exp_labels": {"type": "instance", "name": name},
+            "exp_annotations": {"summary": f"no director is MASTER of VRRP instance {name}"},
+        }
+        for name in INSTANCES
+    ]
+    two_masters = [
+        {
+            "exp_labels": {"name": name},
+            "exp_annotations": {"summary": f"more than one director is MASTER of VRRP instance {name}"},
+        }
+        for name in INSTANCES
+    ]
+    drained = 'haproxy_server_status{node="master",proxy="web-http-l7",server="web2",state="DRAIN"}'
+    cases = [
+        rule_case(vrrp_series({master: "BACKUP", standby: "FAULT"}), "VIPHeldByNone", none_master),
+        rule_case([], "VIPHeldByNone", none_master),  # no director's numbers at all
+        rule_case(vrrp_series({master: "MASTER", standby: "MASTER"}), "VIPSplitBrain", two_masters),
+        rule_case(vrrp_series({master: "MASTER", standby: "BACKUP"}), "VIPHeldByNone", []),
+        rule_case(vrrp_series({master: "MASTER", standby: "BACKUP"}), "VIPSplitBrain", []),
+        rule_case(
+            [{"series": f"node_filesystem_device_error{{{labels}}}", "values": "1x40"}],
+            "NFSUnreachable",
+            [
+                {
+                    "exp_labels": web_mount,
+                    "exp_annotations": {"summary": f"web1 cannot reach the NFS export {web_mount['device']}"},
+                }
+            ],
+        ),
+        rule_case(
+            [
+                {"series": 'node_filesystem_avail_bytes{fstype="ext4",mountpoint="/",node="nas"}', "values": "5x40"},
+                {"series": 'node_filesystem_size_bytes{fstype="ext4",mountpoint="/",node="nas"}', "values": "100x40"},
+            ],
+            "DiskNearFull",
+            [
+                {
+                    "exp_labels": {"fstype": "ext4", "mountpoint": "/", "node": "nas"},
+                    "exp_annotations": {"summary": "nas: / is nearly full"},
+                }
+            ],
+            at="8m",
+        ),
+        rule_case([{"series": drained, "values": "1x80"}], "BackendServerDrained", [], at="10m"),
+        rule_case(
+            [{"series": drained, "values": "1x80"}],
+            "BackendServerDrained",
+            [
+                {
+                    "exp_labels": {"node": "master", "proxy": "web-http-l7", "server": "web2", "state": "DRAIN"},
+                    "exp_annotations": {"summary": "web2 is drained in web-http-l7 on master"},
+                }
+            ],
+            at="17m",
+        ),
+    ]
+    document = json.dumps({"rule_files": [RULES], "evaluation_interval": "15s", "tests": cases})
+    script = 'printf %s "$1" > /tmp/rule-tests.yml && exec promtool test rules /tmp/rule-tests.yml'
+    proc = in_node(SERVER, "sh", "-c", script, "sh", document, check=False)
+    assert proc.returncode == 0 and "SUCCESS" in proc.stdout, proc.stdout + proc.stderr
 
 
 def logged(since: int) -> list[dict]:

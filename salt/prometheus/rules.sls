@@ -11,7 +11,6 @@
 {%- set plain = [
       ("NodeDown", 'up{job="node"} == 0', after, node ~ " does not answer its node exporter"),
       ("ExporterDown", 'up{job!="node"} == 0', after, node ~ ": the {{ $labels.job }} exporter does not answer"),
-      ("VIPHeldByNone", vrrp ~ " < 1", after, "no director is MASTER of VRRP instance {{ $labels.name }}"),
       ("VIPSplitBrain", vrrp ~ " > 1", after, "more than one director is MASTER of VRRP instance {{ $labels.name }}"),
       ("BackendServerDown", 'haproxy_server_status{state="DOWN"} == 1', after,
        "{{ $labels.server }} is DOWN in {{ $labels.proxy }} on " ~ node),
@@ -29,6 +28,14 @@
 {%- for alert, expr, for_, summary in plain %}
 {%-   set annotations = {"summary": summary} %}
 {%-   do rules.append({"alert": alert, "expr": expr, "for": for_, "annotations": annotations}) %}
+{%- endfor %}
+{#- Each VRRP instance of the model: no director says it is its MASTER
+    (also when no director's numbers arrive at all). #}
+{%- for instance in model.vrrp.instances %}
+{%-   set annotations = {"summary": "no director is MASTER of VRRP instance " ~ instance.name} %}
+{%-   do rules.append({"alert": "VIPHeldByNone",
+                       "expr": 'absent(keepalived_vrrp_master{type="instance",name="%s"} == 1)' | format(instance.name),
+                       "for": after, "annotations": annotations}) %}
 {%- endfor %}
 {#- Each real server of each IPVS service: out of it on every director. #}
 {%- for vs in model.ipvs.virtual_servers %}
