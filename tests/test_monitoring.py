@@ -160,7 +160,7 @@ def test_the_rules_that_no_drill_breaks_fire_on_series_that_break_them():
     labels = ",".join(f'{key}="{value}"' for key, value in web_mount.items())
     none_master = [
         {
-            "exp_labels": {"type": "instance", "name": name},
+            "exp_labels": {"name": name},
             "exp_annotations": {"summary": f"no director is MASTER of VRRP instance {name}"},
         }
         for name in INSTANCES

@@ -31,11 +31,14 @@
 {%- endfor %}
 {#- Each VRRP instance of the model: no director says it is its MASTER
     (also when no director's numbers arrive at all). #}
-{%- for instance in model.vrrp.instances %}
+{%- set leader = model.vrrp.directors.get(model.vrrp.leader) or {} %}
+{%- for instance in leader.get("instances", []) %}
 {%-   set annotations = {"summary": "no director is MASTER of VRRP instance " ~ instance.name} %}
+{#-   (absent() of a comparison keeps no label: the instance is named here.) #}
+{%-   set labels = {"name": instance.name} %}
 {%-   do rules.append({"alert": "VIPHeldByNone",
                        "expr": 'absent(keepalived_vrrp_master{type="instance",name="%s"} == 1)' | format(instance.name),
-                       "for": after, "annotations": annotations}) %}
+                       "for": after, "labels": labels, "annotations": annotations}) %}
 {%- endfor %}
 {#- Each real server of each IPVS service: out of it on every director. #}
 {%- for vs in model.ipvs.virtual_servers %}
