@@ -83,3 +83,54 @@ def test_another_docroot_is_not_copied_over_this_one(docroot):
     assert proc.returncode != 0
     assert "is not the docroot" in proc.stderr
     assert tree(copy) == before
+
+
+def stub(bin_dir: Path, name: str, body: str) -> None:
+    path = bin_dir / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+
+
+def test_a_stale_mount_is_mounted_again_and_the_copy_follows(docroot, tmp_path):
+    """A nas rebuilt on a new disk: the web server's mount answers "Stale
+    file handle" (stood in for here by stat, umount and mount on the PATH);
+    the script mounts it again, then copies from it."""
+    source, copy = docroot
+    assert run_copy(source, copy).returncode == 0
+    mount_point, bin_dir, calls = source.parent, tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    hidden = tmp_path / "export-of-the-new-nas"
+    source.rename(hidden)
+    (hidden / "published-after.html").write_text("new\n")
+    # Stale until mounted again; mounting brings the export back.
+    stub(
+        bin_dir, "stat", f"[ -e {source} ] && exit 0\necho \"stat: cannot statx '$1': Stale file handle\" >&2\nexit 1\n"
+    )
+    stub(bin_dir, "umount", f'echo "umount $*" >> {calls}\n')
+    stub(bin_dir, "mount", f'echo "mount $*" >> {calls}\nmv {hidden} {source}\n')
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    argv = ["sh", str(SCRIPT), str(source), str(copy), MARKER, str(mount_point)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "is stale" in proc.stderr
+    assert calls.read_text().splitlines() == [f"umount -l {mount_point}", f"mount {mount_point}"]
+    assert (copy / "published-after.html").read_text() == "new\n"
+
+
+def test_an_unreachable_nas_is_not_mounted_again(docroot, tmp_path):
+    """Unreadable but not stale (a nas cut off, a mount missing): nothing is
+    mounted or unmounted, and the copy is kept."""
+    source, copy = docroot
+    assert run_copy(source, copy).returncode == 0
+    before = tree(copy)
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    (source / MARKER).unlink()
+    stub(bin_dir, "umount", f'echo "umount $*" >> {calls}\n')
+    stub(bin_dir, "mount", f'echo "mount $*" >> {calls}\n')
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    argv = ["sh", str(SCRIPT), str(source), str(copy), MARKER, str(source.parent)]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert proc.returncode != 0 and "copy kept as it is" in proc.stderr
+    assert not calls.exists()
+    assert tree(copy) == before

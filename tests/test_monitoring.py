@@ -244,31 +244,45 @@ def wait_logged(since: int, status: str, expected: set, started: float) -> float
     return time.monotonic() - started
 
 
-def test_a_cut_web_node_raises_its_alerts_and_the_heal_resolves_them():
-    """web1's cables cut: NodeDown, BackendServerDown and IPVSRealServerOut
-    fire for web1 (its exporter silent, HAProxy and keepalived take it out)
-    and Alertmanager writes them to the alert log; healed, all resolve, and
-    the log says so. The times are printed: the bound a user can expect."""
+@pytest.mark.parametrize(
+    ("cut", "expected"),
+    [
+        # A web and a DNS server together: each is silent to Prometheus,
+        # HAProxy takes web1 out, keepalived takes both out of IPVS.
+        (("web1", "dns1"), CUT_WEB1 | {("NodeDown", "dns1"), ("IPVSRealServerOut", "dns1")}),
+        # The VRRP leader: its exporters are silent, the standby takes the
+        # VIPs (no VIPHeldByNone, which would also fire).
+        (("master",), {("NodeDown", "master"), ("ExporterDown", "master")}),
+    ],
+    ids=["web-and-dns-node-cut", "director-cable-cut"],
+)
+def test_a_drill_raises_its_alerts_to_the_alert_log_and_the_heal_resolves_them(cut, expected):
+    """The nodes' cables cut: their alerts fire, and only those, and
+    Alertmanager writes them to the alert log; healed, all resolve, and the
+    log says so. The times are printed: the bound a user can expect."""
     assert firing() == set()
     since = len(logged(0))
     started = time.monotonic()
-    lab("cut", "web1")
+    for name in cut:
+        lab("cut", name)
     try:
-        while not (now := firing()) >= CUT_WEB1:
+        while not (now := firing()) >= expected:
             assert time.monotonic() - started < ALERT_BOUND_S, f"not firing after {ALERT_BOUND_S} s: {now}"
             time.sleep(2)
         fired = time.monotonic() - started
-        notified = wait_logged(since, "firing", CUT_WEB1, time.monotonic())
+        notified = wait_logged(since, "firing", expected, time.monotonic())
+        assert firing() == expected, "more alerts than the cut explains"
     finally:
-        lab("heal", "web1")
+        for name in cut:
+            lab("heal", name)
     healed = time.monotonic()
     while now := firing():
         assert time.monotonic() - healed < ALERT_BOUND_S, f"still firing {ALERT_BOUND_S} s after the heal: {now}"
         time.sleep(2)
     resolved = time.monotonic() - healed
-    resolved_notified = wait_logged(since, "resolved", CUT_WEB1, time.monotonic())
+    resolved_notified = wait_logged(since, "resolved", expected, time.monotonic())
     print(
-        f"web1 cut: alerts firing after {fired:.0f} s, in the alert log {notified:.0f} s later;"
+        f"{'+'.join(cut)} cut: alerts firing after {fired:.0f} s, in the alert log {notified:.0f} s later;"
         f" resolved {resolved:.0f} s after the heal, in the log {resolved_notified:.0f} s later"
     )
     wait_until_serving()

@@ -37,6 +37,11 @@ apache-copy-service-unit:
         copy: {{ copy | json }}
         source: {{ nfs.docroot | json }}
         marker: {{ marker | json }}
+{%- if salt['grains.get']('cluster_kernel:nfs_client', False) %}
+        mountpoint: {{ nfs.mountpoint | json }}
+{%- else %}
+        mountpoint: null
+{%- endif %}
 
 apache-copy-timer-unit:
   file.managed:

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Managed by Salt (apache formula).
 # Refreshes this web server's copy of the cluster's docroot from the nas's
-# export (its NFS mount):  cluster-docroot-copy SOURCE COPY MARKER
+# export (its NFS mount):  cluster-docroot-copy SOURCE COPY MARKER [MOUNT]
 # Apache serves COPY, so the site keeps answering while the nas is down.
 #
 # The copy is refreshed only from the docroot it came from: SOURCE must hold
@@ -11,12 +11,27 @@
 # of the run (--delay-updates), deletes nothing after a read error, and tells
 # a changed file by its size and modification time to the nanosecond
 # (--modify-window=-1: a page rewritten within the second, same size, is new).
+#
+# MOUNT (the NFS mount SOURCE is in) is mounted again when it went stale: a
+# nas rebuilt on a new disk exports a new filesystem, and every file handle
+# the web server holds of the old one answers "Stale file handle" until then.
 set -eu
-source=$1 copy=$2 marker=$3
+source=$1 copy=$2 marker=$3 mount=${4:-}
 
 # Reading the mount of an unreachable nas waits for NFS's soft timeout (tens
 # of seconds); give up sooner: the timer runs this again.
-if ! timeout -s KILL 5 test -f "$source/$marker"; then
+readable() {
+    timeout -s KILL 5 test -f "$source/$marker"
+}
+stale() {
+    [ -n "$mount" ] && timeout -s KILL 5 stat "$mount" 2>&1 >/dev/null | grep -q "Stale file handle"
+}
+if ! readable && stale; then
+    echo "$mount is stale (the nas exports a new filesystem): mounting it again" >&2
+    umount -l "$mount" || true
+    timeout -s KILL 20 mount "$mount" || true
+fi
+if ! readable; then
     echo "$source/$marker is not readable (nas unreachable, export not mounted, or not the cluster's docroot): copy kept as it is" >&2
     exit 1
 fi
