@@ -16,9 +16,14 @@ alertmanager-service-running:
       - file: alertmanager-config-file-managed
       - service: alertmanager-log-service-running
 
+# Once it answers ready: a SIGHUP that reaches it before its handler is in
+# place ends it (seen when a first highstate started it and reloaded it at once).
 alertmanager-service-reload:
   cmd.run:
-    - name: systemctl reload {{ alertmanager.service }}
+    - name: >-
+        curl -fsS -o /dev/null --retry 60 --retry-connrefused --retry-delay 1
+        http://{{ alertmanager.listen }}:{{ alertmanager.port }}/-/ready
+        && systemctl reload {{ alertmanager.service }}
     - onchanges:
       - file: alertmanager-config-file-managed
     - require:

@@ -15,9 +15,14 @@ prometheus-service-running:
     - require:
       - file: prometheus-config-file-managed
 
+# Once it answers ready: a SIGHUP that reaches it before its handler is in
+# place ends it (seen when a first highstate started it and reloaded it at once).
 prometheus-service-reload:
   cmd.run:
-    - name: systemctl reload {{ prometheus.service }}
+    - name: >-
+        curl -fsS -o /dev/null --retry 60 --retry-connrefused --retry-delay 1
+        http://{{ prometheus.listen }}:{{ prometheus.port }}/-/ready
+        && systemctl reload {{ prometheus.service }}
     - onchanges:
       - file: prometheus-config-file-managed
       - file: prometheus-rules-file-managed
