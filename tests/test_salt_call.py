@@ -604,6 +604,7 @@ COPY_UNIT = (
     '{%- set tplroot = "apache" %}'
     '{%- from "apache/map.jinja" import apache as settings, model with context %}'
     "{%- set copy = model.nfs['copy'] %}{%- set source = model.nfs.docroot %}"
+    "{%- set mountpoint = model.nfs.mountpoint %}"
     '{%- set marker = salt["cluster.settings"]("webcontent", {}).marker %}'
     '{% include "apache/files/docroot-copy.service.jinja" %}'
 )
@@ -656,7 +657,8 @@ def test_apache_serves_its_copy_of_the_docroot_when_the_topology_asks(salt_call,
             "slsutil.renderer", f"string={COPY_UNIT}", "default_renderer=jinja", node="web1", pillar=pillar
         )
         assert code == 0, stderr
-        assert "ExecStart=/usr/local/sbin/cluster-docroot-copy /nfs/www /srv/www .cluster-docroot" in unit
+        # The mount point last: the script mounts it again when it went stale.
+        assert "ExecStart=/usr/local/sbin/cluster-docroot-copy /nfs/www /srv/www .cluster-docroot /nfs\n" in unit
         dropin = states["apache-copy-apache-dropin"]["file"]
         contents = next(arg["contents"] for arg in dropin if isinstance(arg, dict) and "contents" in arg)
         assert "After=cluster-docroot-copy.service" in contents

@@ -40,7 +40,7 @@ apache-copy-service-unit:
 {%- if salt['grains.get']('cluster_kernel:nfs_client', False) %}
         mountpoint: {{ nfs.mountpoint | json }}
 {%- else %}
-        mountpoint: null
+        mountpoint: ""
 {%- endif %}
 
 apache-copy-timer-unit:
