@@ -78,6 +78,9 @@ catalogue:
     node_exporter:
       packages: [prometheus-node-exporter]
       service: prometheus-node-exporter
+      # Where others drop *.prom files for its textfile collector (the
+      # keepalived notify script, the minion_health module).
+      textfile_dir: /var/lib/prometheus/node-exporter
     prometheus:
       packages: [prometheus]
       service: prometheus

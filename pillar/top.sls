@@ -1,5 +1,5 @@
 {#- Who gets which pillar. The topology and the catalogue of roles are the
-    same for every minion. The rest is targeted by minion ID, from the roles
+    same for every minion, and so is its schedule. The rest is targeted by minion ID, from the roles
     pillar/cluster.sls gives each node: a minion's grains are its own word,
     and a web server that claimed the director role must not receive the
     directors' secrets. Secrets are generated locally (`make secrets`), never
@@ -26,6 +26,7 @@ base:
   '*':
     - cluster
     - catalogue
+    - schedule
 {%- if ns.directors %}
   {{ ns.directors | join(',') | json }}:
     - match: list

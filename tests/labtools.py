@@ -46,6 +46,26 @@ def prometheus(path: str, server: str = "nas", **params: str) -> dict:
     return answer["data"]
 
 
+# The alert log on the monitoring server (alertmanager formula).
+ALERT_LOG = "/var/log/cluster-alerts/alerts.jsonl"
+
+
+def logged(since: int, server: str = "nas") -> list[dict]:
+    """The alert log's lines after its first ``since`` (Alertmanager's notifications)."""
+    out = in_node(server, "sh", "-c", f"cat {ALERT_LOG} 2>/dev/null || true").stdout
+    return [json.loads(line) for line in out.splitlines()[since:]]
+
+
+def in_log(since: int, status: str, server: str = "nas") -> set[tuple[str, str]]:
+    """(alert, node) of the alert log's lines of ``status`` after its first
+    ``since``: a backend's server, else the node its numbers came from."""
+    return {
+        (e["labels"]["alertname"], e["labels"].get("server", e["labels"].get("node", "")))
+        for e in logged(since, server)
+        if e["status"] == status
+    }
+
+
 def scraped(server: str = "nas") -> dict[tuple[str, str], str]:
     """(job, node) -> health of every target Prometheus scrapes but itself."""
     labels = [(t["labels"], t["health"]) for t in prometheus("targets", server, state="active")["activeTargets"]]

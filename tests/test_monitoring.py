@@ -17,7 +17,7 @@ import yaml
 
 from conftest import REPO
 from lab.topology import OPERATOR
-from labtools import in_node, lab, prometheus, salt_json, scraped, wait_until_serving
+from labtools import ALERT_LOG, in_log, in_node, lab, logged, prometheus, salt_json, scraped, wait_until_serving
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -32,9 +32,13 @@ ALERT_BOUND_S = 90
 # Alertmanager notifies an alert within its group_wait (10 s), its
 # resolution within its group_interval (30 s; alertmanager/defaults.yaml).
 NOTIFIED_BOUND_S = 45
+# A stopped minion's metrics are old after 90 s (prometheus/defaults.yaml),
+# then the rule's 30 s, a scrape and an evaluation.
+MINION_BOUND_S = 180
 CUT_WEB1 = {("NodeDown", "web1"), ("BackendServerDown", "web1"), ("IPVSRealServerOut", "web1")}
-ALERT_LOG = "/var/log/cluster-alerts/alerts.jsonl"
 RULES = "/etc/prometheus/cluster-rules.yml"
+CUT_OFF = "the monitoring server reaches fewer than half of the nodes: it is cut off, or most of the cluster is down"
+MINION_STOPPED = "web2's salt-minion has not run its schedule for over 90 s"
 INSTANCES = sorted(TOPOLOGY["vrrp"]["instances"])
 
 
@@ -142,6 +146,11 @@ def vrrp_series(states: dict[str, str]) -> list[dict]:
     ]
 
 
+def node_up(down: int, up: int) -> list[dict]:
+    """``down`` nodes whose exporter does not answer, ``up`` that do."""
+    return [{"series": f'up{{job="node",node="n{i}"}}', "values": f"{int(i >= down)}x40"} for i in range(down + up)]
+
+
 def rule_case(series: list[dict], alert: str, expected: list[dict], at: str = "2m") -> dict:
     return {
         "interval": "15s",
@@ -204,6 +213,28 @@ def test_the_rules_that_no_drill_breaks_fire_on_series_that_break_them():
             at="8m",
         ),
         rule_case([{"series": drained, "values": "1x80"}], "BackendServerDrained", [], at="10m"),
+        # Five of nine nodes silent: the monitoring server is the one cut off; four: not.
+        rule_case(node_up(5, 4), "MonitoringCutOff", [{"exp_labels": {}, "exp_annotations": {"summary": CUT_OFF}}]),
+        rule_case(node_up(4, 5), "MonitoringCutOff", []),
+        # web2's minion: connected but its metrics written at time 0 (the
+        # series stops: what the textfile keeps is scraped unchanged) ...
+        rule_case(
+            [{"series": 'salt_minion_checked_timestamp_seconds{node="web2"}', "values": "0x40"}],
+            "SaltMinionStopped",
+            [{"exp_labels": {"node": "web2"}, "exp_annotations": {"summary": MINION_STOPPED}}],
+            at="3m",
+        ),
+        # ... and one that writes on time but reaches no master.
+        rule_case(
+            [{"series": 'salt_minion_master_connected{node="web2"}', "values": "0x40"}],
+            "SaltMinionDisconnected",
+            [
+                {
+                    "exp_labels": {"node": "web2"},
+                    "exp_annotations": {"summary": "web2's salt-minion reaches no Salt master"},
+                }
+            ],
+        ),
         rule_case(
             [{"series": drained, "values": "1x80"}],
             "BackendServerDrained",
@@ -220,21 +251,6 @@ def test_the_rules_that_no_drill_breaks_fire_on_series_that_break_them():
     script = 'printf %s "$1" > /tmp/rule-tests.yml && exec promtool test rules /tmp/rule-tests.yml'
     proc = in_node(SERVER, "sh", "-c", script, "sh", document, check=False)
     assert proc.returncode == 0 and "SUCCESS" in proc.stdout, proc.stdout + proc.stderr
-
-
-def logged(since: int) -> list[dict]:
-    """The alert log's lines after its first ``since`` (Alertmanager's notifications)."""
-    out = in_node(SERVER, "sh", "-c", f"cat {ALERT_LOG} 2>/dev/null || true").stdout
-    return [json.loads(line) for line in out.splitlines()[since:]]
-
-
-def in_log(since: int, status: str) -> set[tuple[str, str]]:
-    """(alert, node) of the alert log's lines of ``status`` after its first ``since``."""
-    return {
-        (e["labels"]["alertname"], e["labels"].get("server", e["labels"].get("node", "")))
-        for e in logged(since)
-        if e["status"] == status
-    }
 
 
 def wait_logged(since: int, status: str, expected: set, started: float) -> float:
@@ -286,3 +302,25 @@ def test_a_drill_raises_its_alerts_to_the_alert_log_and_the_heal_resolves_them(c
         f" resolved {resolved:.0f} s after the heal, in the log {resolved_notified:.0f} s later"
     )
     wait_until_serving()
+
+
+def test_a_stopped_salt_minion_raises_its_alert_and_a_restart_resolves_it():
+    """web2's salt-minion stopped (its node still up and scraped): its last
+    metrics grow old and SaltMinionStopped fires for web2; started again,
+    its schedule writes them at once and the alert resolves."""
+    assert firing() == set()
+    started = time.monotonic()
+    in_node("web2", "systemctl", "stop", "salt-minion")
+    try:
+        while ("SaltMinionStopped", "web2") not in (now := firing()):
+            assert time.monotonic() - started < MINION_BOUND_S, f"not firing after {MINION_BOUND_S} s: {now}"
+            time.sleep(3)
+        fired = time.monotonic() - started
+        assert now == {("SaltMinionStopped", "web2")}, now
+    finally:
+        in_node("web2", "systemctl", "start", "salt-minion")
+    restarted = time.monotonic()
+    while now := firing():
+        assert time.monotonic() - restarted < ALERT_BOUND_S, f"still firing {ALERT_BOUND_S} s after the start: {now}"
+        time.sleep(3)
+    print(f"web2's minion stopped: firing after {fired:.0f} s; resolved {time.monotonic() - restarted:.0f} s after")

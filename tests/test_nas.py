@@ -15,7 +15,7 @@ import yaml
 from lab import catalogue
 from lab.bench import Cluster, docroot, wait_for
 from lab.topology import REPO, load
-from labtools import LAB_NODES, MASTER_NODE, in_node, wait_until_serving
+from labtools import LAB_NODES, MASTER_NODE, in_log, in_node, logged, wait_until_serving
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -38,6 +38,9 @@ PUBLISH_AFTER_CUT_BOUND_S = 60
 _MASTER = yaml.safe_load((REPO / "etc" / "salt" / "master").read_text())
 BACK_AFTER_HEAL_BOUND_S = _MASTER["schedule"]["cluster-reconcile"]["seconds"] + 40
 COPY_UNIT = catalogue.runtime("apache", "copy_unit")
+# The nas's own alert (MonitoringCutOff) resolves within a scrape and an
+# evaluation of the heal, then Alertmanager's group_interval (30 s).
+ALERT_RESOLVED_BOUND_S = 90
 # Left on the nas's disk before the disk loss drill: gone with the disk.
 SENTINEL = "/var/tmp/disk-drill-sentinel"
 
@@ -96,6 +99,7 @@ def test_an_emptied_export_leaves_every_copy_serving():
 
 def test_the_site_answers_through_a_two_minute_nas_cut_and_publishing_resumes():
     wait_until_serving()
+    since = len(logged(0))
     started = time.monotonic()
     row = docroot.nas_drill(CLUSTER, docroot.HOLD_S)
     print(
@@ -114,6 +118,14 @@ def test_the_site_answers_through_a_two_minute_nas_cut_and_publishing_resumes():
         assert row[kind]["failed_retry_once"] == 0, (kind, row[kind])
     assert row["published_s"] is not None and row["published_s"] <= PUBLISH_AFTER_CUT_BOUND_S
     assert row["back_after_heal_s"] is not None and row["back_after_heal_s"] <= BACK_AFTER_HEAL_BOUND_S
+    # The cut was heard on the nas itself: Prometheus there saw every other
+    # node go silent, and the alert log got MonitoringCutOff, firing during
+    # the cut and resolved after the heal (Alertmanager's group_interval, 30 s).
+    assert ("MonitoringCutOff", "") in in_log(since, "firing"), logged(since)
+    deadline = time.monotonic() + ALERT_RESOLVED_BOUND_S
+    while ("MonitoringCutOff", "") not in in_log(since, "resolved"):
+        assert time.monotonic() < deadline, logged(since)
+        time.sleep(3)
 
 
 def test_a_nas_that_lost_its_disk_takes_the_docroot_back_from_a_copy():

@@ -23,6 +23,12 @@
        prometheus.capacity_after, node ~ ": {{ $labels.mountpoint }} is nearly full"),
       ("MemoryNearFull", "node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes < " ~ near_full,
        prometheus.capacity_after, node ~ " is nearly out of memory"),
+      ("MonitoringCutOff", 'count(up{job="node"} == 0) > count(up{job="node"}) / 2', after,
+       "the monitoring server reaches fewer than half of the nodes: it is cut off, or most of the cluster is down"),
+      ("SaltMinionDisconnected", "salt_minion_master_connected == 0", after,
+       node ~ "'s salt-minion reaches no Salt master"),
+      ("SaltMinionStopped", "time() - salt_minion_checked_timestamp_seconds > " ~ prometheus.minion_silent_s,
+       after, node ~ "'s salt-minion has not run its schedule for over " ~ prometheus.minion_silent_s ~ " s"),
     ] %}
 {%- set rules = [] %}
 {%- for alert, expr, for_, summary in plain %}
