@@ -56,14 +56,15 @@ def logged(since: int, server: str = "nas") -> list[dict]:
     return [json.loads(line) for line in out.splitlines()[since:]]
 
 
+def alert_key(labels: dict) -> tuple[str, str]:
+    """(alert, the node it is about): a backend's server, else the node its
+    numbers came from ("" for an alert about no node)."""
+    return labels["alertname"], labels.get("server", labels.get("node", ""))
+
+
 def in_log(since: int, status: str, server: str = "nas") -> set[tuple[str, str]]:
-    """(alert, node) of the alert log's lines of ``status`` after its first
-    ``since``: a backend's server, else the node its numbers came from."""
-    return {
-        (e["labels"]["alertname"], e["labels"].get("server", e["labels"].get("node", "")))
-        for e in logged(since, server)
-        if e["status"] == status
-    }
+    """alert_key of the alert log's lines of ``status`` after its first ``since``."""
+    return {alert_key(e["labels"]) for e in logged(since, server) if e["status"] == status}
 
 
 def scraped(server: str = "nas") -> dict[tuple[str, str], str]:

@@ -17,7 +17,18 @@ import yaml
 
 from conftest import REPO
 from lab.topology import OPERATOR
-from labtools import ALERT_LOG, in_log, in_node, lab, logged, prometheus, salt_json, scraped, wait_until_serving
+from labtools import (
+    ALERT_LOG,
+    alert_key,
+    in_log,
+    in_node,
+    lab,
+    logged,
+    prometheus,
+    salt_json,
+    scraped,
+    wait_until_serving,
+)
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -107,10 +118,8 @@ def test_the_exporters_answer_the_monitoring_server_only():
 
 
 def firing(server: str = SERVER) -> set[tuple[str, str]]:
-    """(alert, the node it is about) of every alert Prometheus has firing
-    (not pending): a backend's server, else the node its numbers came from."""
-    alerts = [a["labels"] for a in prometheus("alerts", server)["alerts"] if a["state"] == "firing"]
-    return {(labels["alertname"], labels.get("server", labels.get("node", ""))) for labels in alerts}
+    """alert_key of every alert Prometheus has firing (not pending)."""
+    return {alert_key(a["labels"]) for a in prometheus("alerts", server)["alerts"] if a["state"] == "firing"}
 
 
 def test_the_alert_rules_are_loaded_and_the_vrrp_states_are_metrics():
