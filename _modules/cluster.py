@@ -89,6 +89,8 @@ _WEBHOOK = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/-
 EXPORTERS = {
     "node": {"roles": ROLES, "port": 9100},
     "haproxy": {"roles": ("director",), "port": 8405},
+    "bind": {"roles": ("dns",), "port": 9119},
+    "apache": {"roles": ("web",), "port": 9117},
 }
 MTU_RANGE = (68, 65535)  # IPv4 minimum .. largest Linux MTU
 VRID_RANGE = (1, 255)

@@ -25,10 +25,10 @@ catalogue:
       mine_functions:
         vip.held: []
     web:
-      formulas: [common, firewall, apache, node_exporter]
+      formulas: [common, firewall, apache, node_exporter, apache_exporter]
       watch: {backend: true}
     dns:
-      formulas: [common, firewall, bind, node_exporter]
+      formulas: [common, firewall, bind, node_exporter, bind_exporter]
       watch: {backend: true}
 
   # Per formula: Debian's packages and service, and the paths that modules,
@@ -81,6 +81,12 @@ catalogue:
       # Where others drop *.prom files for its textfile collector (the
       # keepalived notify script, the minion_health module).
       textfile_dir: /var/lib/prometheus/node-exporter
+    bind_exporter:
+      packages: [prometheus-bind-exporter]
+      service: prometheus-bind-exporter
+    apache_exporter:
+      packages: [prometheus-apache-exporter]
+      service: prometheus-apache-exporter
     prometheus:
       packages: [prometheus]
       service: prometheus

@@ -53,6 +53,10 @@ MINION_STOPPED = "web2's salt-minion has not run its schedule for over 90 s"
 INSTANCES = sorted(TOPOLOGY["vrrp"]["instances"])
 
 
+def role_nodes(role: str) -> list[str]:
+    return sorted(name for name, spec in NODES.items() if role in spec["roles"])
+
+
 def internal_address(name: str) -> str:
     return next(i["address"] for i in NODES[name]["interfaces"].values() if i["network"] == "internal")
 
@@ -63,6 +67,7 @@ def external_address(name: str) -> str:
 
 def test_every_node_and_every_director_haproxy_is_scraped_and_up():
     expected = {("node", name) for name in NODES} | {("haproxy", name) for name in DIRECTORS}
+    expected |= {("bind", name) for name in role_nodes("dns")} | {("apache", name) for name in role_nodes("web")}
     expected.add(("alertmanager", SERVER))
     deadline = time.monotonic() + 90
     while True:
@@ -107,6 +112,11 @@ def test_the_exporters_answer_the_monitoring_server_only():
         assert not probe(OPERATOR, f"http://{internal_address(director)}:{port}/metrics"), port
     assert not probe(OPERATOR, f"http://{internal_address(web1)}:9100/metrics")
     assert salt_json(director, "firewall.dropped")[director]["input"] > before, "the attempts did not reach it"
+    # The web and DNS servers' own exporters: the nas is answered, `operator` is not.
+    dns1 = role_nodes("dns")[0]
+    for name, port in ((web1, 9117), (dns1, 9119)):
+        assert probe(SERVER, f"http://{internal_address(name)}:{port}/metrics"), (name, port)
+        assert not probe(OPERATOR, f"http://{internal_address(name)}:{port}/metrics"), (name, port)
     # Prometheus, Alertmanager (its API and its cluster port) and the alert
     # log listen on the nas's loopback only.
     for port in (9090, 9093, 9094, 9095):
@@ -222,6 +232,42 @@ def test_the_rules_that_no_drill_breaks_fire_on_series_that_break_them():
             at="8m",
         ),
         rule_case([{"series": drained, "values": "1x80"}], "BackendServerDrained", [], at="10m"),
+        # bind stopped under a running exporter; Apache answering.
+        rule_case(
+            [
+                {"series": 'bind_up{job="bind",node="dns1"}', "values": "0x40"},
+                {"series": 'apache_up{job="apache",node="web1"}', "values": "1x40"},
+            ],
+            "ServiceDown",
+            [
+                {
+                    "exp_labels": {"job": "bind", "node": "dns1"},
+                    "exp_annotations": {"summary": "dns1: bind does not answer its exporter"},
+                }
+            ],
+        ),
+        # A node down: NodeDown names it; its other exporters add nothing.
+        rule_case(
+            [
+                {"series": 'up{job="node",node="dns1"}', "values": "0x40"},
+                {"series": 'up{job="bind",node="dns1"}', "values": "0x40"},
+            ],
+            "ExporterDown",
+            [],
+        ),
+        rule_case(
+            [
+                {"series": 'up{job="node",node="dns1"}', "values": "1x40"},
+                {"series": 'up{job="bind",node="dns1"}', "values": "0x40"},
+            ],
+            "ExporterDown",
+            [
+                {
+                    "exp_labels": {"job": "bind", "node": "dns1"},
+                    "exp_annotations": {"summary": "dns1: the bind exporter does not answer"},
+                }
+            ],
+        ),
         # Five of nine nodes silent: the monitoring server is the one cut off; four: not.
         rule_case(node_up(5, 4), "MonitoringCutOff", [{"exp_labels": {}, "exp_annotations": {"summary": CUT_OFF}}]),
         rule_case(node_up(4, 5), "MonitoringCutOff", []),
@@ -275,9 +321,10 @@ def wait_logged(since: int, status: str, expected: set, started: float) -> float
         # A web and a DNS server together: each is silent to Prometheus,
         # HAProxy takes web1 out, keepalived takes both out of IPVS.
         (("web1", "dns1"), CUT_WEB1 | {("NodeDown", "dns1"), ("IPVSRealServerOut", "dns1")}),
-        # The VRRP leader: its exporters are silent, the standby takes the
-        # VIPs (no VIPHeldByNone, which would also fire).
-        (("master",), {("NodeDown", "master"), ("ExporterDown", "master")}),
+        # The VRRP leader: silent (NodeDown only: its other exporters are
+        # not named apart), the standby takes the VIPs (no VIPHeldByNone,
+        # which would also fire).
+        (("master",), {("NodeDown", "master")}),
     ],
     ids=["web-and-dns-node-cut", "director-cable-cut"],
 )
@@ -333,3 +380,26 @@ def test_a_stopped_salt_minion_raises_its_alert_and_a_restart_resolves_it():
         assert time.monotonic() - restarted < ALERT_BOUND_S, f"still firing {ALERT_BOUND_S} s after the start: {now}"
         time.sleep(3)
     print(f"web2's minion stopped: firing after {fired:.0f} s; resolved {time.monotonic() - restarted:.0f} s after")
+
+
+def test_the_status_pages_the_exporters_read_stay_on_the_loopback():
+    """Apache's status page (it names clients and URLs) and bind's
+    statistics channel listen on their node's loopback; from the Internet,
+    /server-status is refused on every path to the web servers."""
+    web1, dns1 = role_nodes("web")[0], role_nodes("dns")[0]
+    for name, port in ((web1, 8079), (dns1, 8053)):
+        listening = in_node(name, "ss", "-Htln", f"sport = :{port}").stdout.split()
+        assert listening and listening[3] == f"127.0.0.1:{port}", (name, listening)
+    # Seen working where it may be read: the exporter's view of it.
+    status = in_node(web1, "curl", "-s", "-m", "3", "http://127.0.0.1:8079/server-status?auto").stdout
+    assert "BusyWorkers:" in status, status[:500]
+    vip = TOPOLOGY["vips"]["external"][0]
+    ipvs_web = next(
+        vs for vs in TOPOLOGY["ipvs"]["virtual_servers"].values() if vs["role"] == "web" and vs["protocol"] == "tcp"
+    )
+    paths = [f"http://{vip}", f"https://{vip}", f"http://{vip}:8000", f"http://{ipvs_web['vip']}:{ipvs_web['port']}"]
+    for base in paths:
+        proc = in_node(
+            "client", "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", f"{base}/server-status"
+        )
+        assert proc.stdout == "403", (base, proc.stdout)

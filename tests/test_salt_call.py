@@ -173,7 +173,11 @@ def test_the_catalogues_services_are_those_the_highstate_runs(salt_call, node):
     role = SEED["nodes"][node]["roles"][0]
     exporter = {"prometheus-node-exporter"}
     expected = {"nas": {"nfs-server", "prometheus", "prometheus-alertmanager"}}
-    expected |= {"director": {"conntrackd", "dnsmasq", "keepalived", "haproxy"}, "web": {"apache2"}, "dns": {"named"}}
+    expected |= {
+        "director": {"conntrackd", "dnsmasq", "keepalived", "haproxy"},
+        "web": {"apache2", "prometheus-apache-exporter"},
+    }
+    expected |= {"dns": {"named", "prometheus-bind-exporter"}}
     expected = {role: services | exporter for role, services in expected.items()}
     assert set(catalogue.services(role)) == expected[role]
     assert running - written - {"nftables"} == expected[role]
@@ -191,8 +195,22 @@ def test_the_catalogues_services_are_those_the_highstate_runs(salt_call, node):
                 {"vrrp": True},
             ],
         ),
-        ("web1", [{"interval": 1}, {"services": ["apache2", "prometheus-node-exporter"]}, {"backend": True}]),
-        ("dns1", [{"interval": 1}, {"services": ["named", "prometheus-node-exporter"]}, {"backend": True}]),
+        (
+            "web1",
+            [
+                {"interval": 1},
+                {"services": ["apache2", "prometheus-node-exporter", "prometheus-apache-exporter"]},
+                {"backend": True},
+            ],
+        ),
+        (
+            "dns1",
+            [
+                {"interval": 1},
+                {"services": ["named", "prometheus-node-exporter", "prometheus-bind-exporter"]},
+                {"backend": True},
+            ],
+        ),
         ("nas", None),
     ],
 )
@@ -212,7 +230,15 @@ def test_a_node_with_two_roles_watches_the_services_of_both(salt_call):
     assert code == 0, stderr
     assert result["cluster_watch"] == [
         {"interval": 1},
-        {"services": ["apache2", "prometheus-node-exporter", "named"]},
+        {
+            "services": [
+                "apache2",
+                "prometheus-node-exporter",
+                "prometheus-apache-exporter",
+                "named",
+                "prometheus-bind-exporter",
+            ]
+        },
         {"backend": True},
     ]
 

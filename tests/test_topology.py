@@ -240,7 +240,8 @@ def test_monitoring_scrapes_every_node_and_only_its_server_may(topology):
     for name in topology["nodes"]:
         rule = next(r for r in model["firewall"][name]["input"] if r["comment"].startswith("metrics"))
         assert rule["saddr"] == ["10.0.100.100"] and rule["iif"] == model["nodes"][name]["by_network"]["internal"]
-        expected = [9100, 8405] if name in ("master", "standby") else [9100]
+        own = {"director": [8405], "dns": [9119], "web": [9117], "nas": []}
+        expected = [9100] + [port for role in topology["nodes"][name]["roles"] for port in own[role]]
         assert rule["ports"] == sorted(expected)
         assert cluster.node_view(model, name)["exporters"]["node"] == 9100
     # A node added to the topology is a target; one removed is not.

@@ -20,6 +20,7 @@ include:
       "default-ssl": "salt://" ~ tplroot ~ "/files/site-https.conf.jinja",
       "cluster-l7": "salt://" ~ tplroot ~ "/files/site-l7.conf.jinja",
       "cluster-proxy": "salt://" ~ tplroot ~ "/files/site-proxy.conf.jinja",
+      "cluster-status": "salt://" ~ tplroot ~ "/files/site-status.conf.jinja",
     } %}
 
 {%- for module in apache.modules %}
@@ -49,11 +50,13 @@ apache-config-site-{{ site }}:
         key: {{ base }}.key
         ports: {{ l7_ports | json }}
         proxy_ports: {{ proxy_ports | sort(attribute='port') | json }}
+        status: {{ apache.status | json }}
     - require:
       - file: apache-package-check-script
       - x509: apache-tls-certificate
       - apache_conf: apache-config-module-ssl
       - apache_conf: apache-config-module-remoteip
+      - apache_conf: apache-config-module-status
 
 apache-config-site-{{ site }}-enabled:
   apache_conf.enabled:

@@ -10,7 +10,10 @@
 {#- (alert, expression, for, summary) #}
 {%- set plain = [
       ("NodeDown", 'up{job="node"} == 0', after, node ~ " does not answer its node exporter"),
-      ("ExporterDown", 'up{job!="node"} == 0', after, node ~ ": the {{ $labels.job }} exporter does not answer"),
+      ("ExporterDown", 'up{job!="node"} == 0 unless on (node) up{job="node"} == 0', after,
+       node ~ ": the {{ $labels.job }} exporter does not answer"),
+      ("ServiceDown", "bind_up == 0 or apache_up == 0", after,
+       node ~ ": {{ $labels.job }} does not answer its exporter"),
       ("VIPSplitBrain", vrrp ~ " > 1", after, "more than one director is MASTER of VRRP instance {{ $labels.name }}"),
       ("BackendServerDown", 'haproxy_server_status{state="DOWN"} == 1', after,
        "{{ $labels.server }} is DOWN in {{ $labels.proxy }} on " ~ node),
