@@ -274,7 +274,11 @@ def test_the_rules_that_no_drill_breaks_fire_on_series_that_break_them():
         # web2's minion: connected but its metrics written at time 0 (the
         # series stops: what the textfile keeps is scraped unchanged) ...
         rule_case(
-            [{"series": 'salt_minion_checked_timestamp_seconds{node="web2"}', "values": "0x40"}],
+            [
+                {"series": 'salt_minion_checked_timestamp_seconds{node="web2"}', "values": "0x40"},
+                # What Debian's own first configuration scraped (no node): not ours.
+                {"series": 'salt_minion_checked_timestamp_seconds{instance="localhost:9100"}', "values": "0x40"},
+            ],
             "SaltMinionStopped",
             [{"exp_labels": {"node": "web2"}, "exp_annotations": {"summary": MINION_STOPPED}}],
             at="3m",
