@@ -2,8 +2,10 @@
     roles the topology gives its ID (opts.id: the ID the master compiles this
     pillar for, never a grain the minion sends) and the catalogue: every
     service of the roles' formulas that runs as a daemon, and each role's
-    other watches; and the role's mine functions. Rendered as JSON, so no
-    pillar text becomes YAML syntax. #}
+    other watches; and the role's mine functions. A service that needs what
+    the node's kernel lacks (its cluster_kernel grain: the minion's word,
+    which can only spare its own service the watch) is not watched.
+    Rendered as JSON, so no pillar text becomes YAML syntax. #}
 {%- import_yaml 'cluster.sls' as topology %}
 {%- import_yaml 'catalogue.sls' as catalogue %}
 {%- set roles = catalogue.catalogue.roles %}
@@ -13,7 +15,9 @@
 {%- for role in node.roles if role is string and role in roles and roles[role].watch is defined %}
 {%-   for formula in roles[role].formulas %}
 {%-     set entry = formulas.get(formula.split('.')[0], {}) %}
-{%-     if entry.service is defined and not entry.get('oneshot') and entry.service not in ns.services %}
+{%-     set kernel = grains.get('cluster_kernel') %}
+{%-     set kernel_has = entry.kernel is not defined or (kernel is mapping and kernel.get(entry.kernel) is sameas true) %}
+{%-     if entry.service is defined and not entry.get('oneshot') and kernel_has and entry.service not in ns.services %}
 {%-       do ns.services.append(entry.service) %}
 {%-     endif %}
 {%-   endfor %}

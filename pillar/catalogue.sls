@@ -15,6 +15,9 @@ catalogue:
   roles:
     nas:
       formulas: [common, firewall, nfs.server, node_exporter, prometheus, alertmanager]
+      # Its daemons are watched too (started again when they stop); nothing
+      # else of it.
+      watch: {}
     director:
       formulas: [common, firewall, gateway, conntrackd, dnsmasq, keepalived, haproxy, node_exporter]
       # The cluster_watch beacon (_beacons/cluster_watch.py) watches the
@@ -75,6 +78,9 @@ catalogue:
     nfs:
       packages: [nfs-kernel-server, rsync]
       service: nfs-server
+      # Runs only where the kernel serves NFS (the node's grain
+      # cluster_kernel:nfs_server); watched only there.
+      kernel: nfs_server
     node_exporter:
       packages: [prometheus-node-exporter]
       service: prometheus-node-exporter

@@ -211,7 +211,8 @@ def test_the_catalogues_services_are_those_the_highstate_runs(salt_call, node):
                 {"backend": True},
             ],
         ),
-        ("nas", None),
+        # The nas's daemons; nfs-server only where its kernel serves NFS.
+        ("nas", [{"interval": 1}, {"services": ["prometheus-node-exporter", "prometheus", "prometheus-alertmanager"]}]),
     ],
 )
 def test_beacons_come_from_the_catalogue_for_the_nodes_roles(salt_call, node, watch):
@@ -220,6 +221,20 @@ def test_beacons_come_from_the_catalogue_for_the_nodes_roles(salt_call, node, wa
     assert (result.get("beacons") or {}).get("cluster_watch") == watch
     assert ("mine_functions" in result) == (node == "master")
     assert result["catalogue"]["formulas"]["haproxy"]["socket"] == "/run/haproxy/admin.sock"
+
+
+def test_the_nfs_server_is_watched_where_the_kernel_serves_nfs(salt_call):
+    code, result, stderr = salt_call(
+        "pillar.raw", "beacons", node="nas", grains={"cluster_kernel": {"nfs_server": True}}
+    )
+    assert code == 0, stderr
+    assert result["cluster_watch"][1]["services"][0] == "nfs-server"
+    # A grain that is not plainly true watches nothing more.
+    code, result, stderr = salt_call(
+        "pillar.raw", "beacons", node="nas", grains={"cluster_kernel": {"nfs_server": "yes"}}
+    )
+    assert code == 0, stderr
+    assert "nfs-server" not in result["cluster_watch"][1]["services"]
 
 
 def test_a_node_with_two_roles_watches_the_services_of_both(salt_call):

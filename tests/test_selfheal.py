@@ -63,6 +63,23 @@ def test_stopped_apache_is_restarted_and_back_in_rotation():
         assert after["previous"] == before["state"] != after["state"], f"an event without a change: {states}"
 
 
+def test_a_stopped_alertmanager_on_the_nas_is_started_again():
+    """The nas's own daemons are watched too: Alertmanager stopped cleanly
+    (systemd's Restart= leaves a clean stop alone) is started by the reactor
+    on its beacon's event."""
+    watcher = events.listen("salt/beacon/nas/cluster_watch/service", timeout=40)
+    time.sleep(4)  # the listener is connected
+    started = time.monotonic()
+    in_node("nas", "systemctl", "stop", "prometheus-alertmanager")
+    while in_node("nas", "systemctl", "is-active", "prometheus-alertmanager", check=False).stdout.strip() != "active":
+        assert time.monotonic() - started < 30, "Alertmanager on the nas was not started again"
+        time.sleep(0.5)
+    print(f"stop -> active again: {time.monotonic() - started:.1f} s")
+    seen = [data for _, data in events.parse(watcher.communicate(timeout=60)[0], "salt/beacon/nas/")]
+    states = [(e["name"], e["state"]) for e in seen]
+    assert ("prometheus-alertmanager", "inactive") in states and states[-1] == ("prometheus-alertmanager", "active")
+
+
 def test_a_service_stopped_while_no_master_hears_is_started_by_the_periodic_check():
     """web2 cut off (its minion reaches no master), apache stopped there: the
     beacon's event is lost. Still down when the cable is back (nothing heard
