@@ -177,6 +177,7 @@ class Bringup(SaltControl):
                 "uml_nodes": sorted(n.name for n in self.nodes.values() if n.platform == "uml"),
                 "master": self.master.name,
                 "bare": self.bare,
+                "checkout": str(REPO),
             }
         )
 

@@ -121,6 +121,10 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
                 parser.error(
                     f"the lab runs {'bare' if running.get('bare') else 'provisioned'}: `python -m lab down` first"
                 )
+            other = node.other_checkout(running, REPO)
+            if other:
+                # Its master serves that checkout's states: this one's would not be the ones tested.
+                parser.error(f"the lab runs from {other}: `python -m lab down` first")
             bare = wanted
         lab = Lab(bare)
     except ValueError as err:

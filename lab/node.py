@@ -263,6 +263,15 @@ def load_state() -> dict:
         return {}
 
 
+def other_checkout(state: dict, repo: Path) -> str | None:
+    """The checkout a running lab was started from, when it is not ``repo``
+    (a lab from before checkouts were recorded counts as another's)."""
+    if not state:
+        return None
+    checkout = state.get("checkout", "an unrecorded checkout")
+    return None if checkout == str(repo) else checkout
+
+
 # ---------------------------------------------------------------------------
 # Node backends: one interface, two kinds of node
 # ---------------------------------------------------------------------------

@@ -146,9 +146,17 @@ def running_lab() -> Iterator[subprocess.CompletedProcess]:
     """
     if os.geteuid() != 0:
         pytest.fail("the lab tests need root (namespaces, mounts, containers)")
+    from lab import node
     from lab.salt_control import RETRY_NOTE
+    from lab.topology import REPO
     from labtools import lab, wait_until_serving
 
+    other = node.other_checkout(node.load_state(), REPO)
+    if other:
+        # make test owns the host's one lab and takes it down at the end
+        # anyway: one started from elsewhere would test that tree's states.
+        warnings.warn(f"a lab from {other} was running: taken down first", stacklevel=2)
+        lab("down", timeout=300)
     built = lab("lab", timeout=2400)
     retried = [line for line in built.stdout.splitlines() if RETRY_NOTE in line]
     if retried:

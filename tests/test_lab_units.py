@@ -548,3 +548,22 @@ def test_a_kernel_is_tried_once_per_host_and_one_that_failed_is_not_installed_ag
     (installs[0] / umlkernel.FAILS).unlink()
     assert umlkernel.ensure() == installs[0] == umlkernel.cached() and len(installs) == 1
     assert not (installs[0] / umlkernel.PRELOAD).exists()
+
+
+def test_a_lab_started_from_another_checkout_is_named(tmp_path):
+    from lab import node
+
+    assert node.other_checkout({}, tmp_path) is None, "no lab runs"
+    assert node.other_checkout({"master": "nas", "checkout": str(tmp_path)}, tmp_path) is None
+    assert node.other_checkout({"master": "nas", "checkout": "/work/wt"}, tmp_path) == "/work/wt"
+    assert node.other_checkout({"master": "nas"}, tmp_path) == "an unrecorded checkout"
+
+
+def test_up_refuses_a_lab_running_from_another_checkout(tmp_path, monkeypatch, capsys):
+    from lab import cli, node
+
+    monkeypatch.setattr(node, "load_state", lambda: {"master": "nas", "bare": False, "checkout": "/elsewhere"})
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["lab"])
+    assert exit_info.value.code == 2
+    assert "the lab runs from /elsewhere: `python -m lab down` first" in capsys.readouterr().err
