@@ -162,3 +162,25 @@ def test_quick_run_writes_plots_and_a_report(quick):
         "## Compared with the seed",
     ):
         assert heading in report
+
+
+def test_each_drill_comes_with_what_prometheus_recorded_around_it(quick):
+    """Every drill's window (before the fault to after the heal) asked of
+    the monitoring server's query API: the directors' VRRP state and HAProxy
+    servers, sampled inside the window, and a plot of them in the report."""
+    out, results = quick
+    directors = set(load()[1]["roles"]["director"])
+    timed = [row for row in report.drill_rows(results) if "injected_at" in row]
+    assert {row["name"] for row in timed} >= {"web node cut", "director cable cut"}
+    for row in timed:
+        history = row["history"]
+        assert "error" not in history, (row["name"], history)
+        panels = {panel["title"]: panel["series"] for panel in history["panels"]}
+        for title in ("VIP holder", "HAProxy servers UP"):
+            assert {s["label"] for s in panels[title]} == directors, (row["name"], title, panels[title])
+        times = [t for series in panels["VIP holder"] for t, _ in series["points"]]
+        assert history["start"] <= min(times) and max(times) <= history["end"], row["name"]
+        assert history["start"] < row["injected_at"] < history["end"], row["name"]
+        assert (out / report.history_file(row)).read_bytes().startswith(PNG), row["name"]
+    text = (out / "report.md").read_text()
+    assert "## Around each drill, as Prometheus recorded it" in text

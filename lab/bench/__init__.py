@@ -41,7 +41,7 @@ from pathlib import Path
 import yaml
 
 from lab import catalogue, net, node
-from lab.bench import docroot, flows, report
+from lab.bench import docroot, flows, history, report
 from lab.checks import servers_seen
 from lab.topology import CLIENT_ADDRESS, OPERATOR, REPO, UPSTREAM_NAMES, LabNode
 from lab.util import log
@@ -724,6 +724,8 @@ def run_bench(cluster: Cluster, quick: bool, out_dir: Path, drills: list[str] | 
     results["flows"] = [
         flows.flow_drill(cluster, name, available[name], plan.hold) for name in names if name in available
     ]
+    if cluster.model.get("monitoring"):
+        history.add_history(report.drill_rows(results), cluster.model["monitoring"]["server"]["name"])
     out_dir.mkdir(parents=True, exist_ok=True)
     shot = None if drills else stats_screenshot(cluster, out_dir)
     results["meta"]["stats_screenshot"] = shot.name if shot else None

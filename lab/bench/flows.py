@@ -168,6 +168,8 @@ def flow_drill(cluster, name: str, flow: Flow, hold: float) -> dict:
         # connection only resumed once the healed director had it back.
         "stall_s": got.get("longest_wait_s"),
         "failback_s": None if back is None else round(healed - injected + back, 2),
+        "injected_at": injected,
+        "healed_at": healed,
     }
     log(
         "bench",

@@ -167,7 +167,8 @@ def markdown(results: dict, images: list[str]) -> str:
     lines += _nas_section([r for r in results.get("nas", []) if r["name"] != "nas disk loss"])
     lines += _disk_loss_section([r for r in results.get("nas", []) if r["name"] == "nas disk loss"])
     lines += _seed_comparison(http)
-    lines += [f"![{name}]({name})" for name in images]
+    lines += [f"![{name}]({name})" for name in images if not name.startswith(HISTORY_PREFIX)]
+    lines += _history_section(results, [name for name in images if name.startswith(HISTORY_PREFIX)])
     shot = results.get("meta", {}).get("stats_screenshot")
     if shot:
         lines += ["", "## HAProxy statistics (master director, headless Chromium in the lab)", "", f"![{shot}]({shot})"]
@@ -443,10 +444,96 @@ def plots(results: dict, out: Path) -> list[Path]:
     return written
 
 
+HISTORY_PREFIX = "history-"
+
+
+def drill_rows(results: dict) -> list[dict]:
+    """Every drill's row: the probed drills, the nas drills, the flow drills."""
+    return [*results.get("drills", []), *results.get("nas", []), *results.get("flows", [])]
+
+
+def history_file(row: dict) -> str:
+    """The PNG of a drill's history: history-<name with dashes>.png."""
+    return HISTORY_PREFIX + "-".join(row["name"].replace("/", " ").split()) + ".png"
+
+
+def _history_section(results: dict, images: list[str]) -> list[str]:
+    rows = [r for r in drill_rows(results) if "history" in r]
+    if not rows:
+        return []
+    step = next((r["history"]["step_s"] for r in rows if "step_s" in r["history"]), None)
+    lines = ["", "## Around each drill, as Prometheus recorded it", ""]
+    lines += [
+        f"One sample every {step:g} s (the scrape interval): a fault shorter than that may fall between"
+        " two samples. Shaded: from the fault to the heal; time 0 is the fault.",
+        "",
+    ]
+    for row in rows:
+        name = history_file(row)
+        if name in images:
+            lines += [f"### {row['name']}", "", f"![{name}]({name})", ""]
+        elif "error" in row["history"]:
+            lines += [f"### {row['name']}", "", f"No history: {row['history']['error']}", ""]
+    return lines
+
+
+def with_gaps(points: list[list[float]], step: float) -> tuple[list[float], list[float]]:
+    """A series' times and values with a NaN one step after each sample that
+    the next does not follow within one and a half steps: a line breaks
+    where Prometheus had no sample (a node it could not scrape), instead of
+    carrying the last value through."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for t, value in points:
+        if xs and t - xs[-1] > 1.5 * step:
+            xs.append(xs[-1] + step)
+            ys.append(float("nan"))
+        xs.append(t)
+        ys.append(value)
+    return xs, ys
+
+
+def history_plots(results: dict, out: Path) -> list[Path]:
+    """Per drill with a history: its panels stacked, seconds from the fault
+    on the x axis, the fault shaded until the heal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for row in drill_rows(results):
+        panels = row.get("history", {}).get("panels")
+        if not panels:
+            continue
+        zero = row["injected_at"]
+        fig, axes = plt.subplots(len(panels), 1, figsize=(8, 1.9 * len(panels)), sharex=True, squeeze=False)
+        for ax, panel in zip(axes[:, 0], panels, strict=True):
+            for series in panel["series"]:
+                xs, ys = with_gaps(series["points"], row["history"]["step_s"])
+                ax.step([x - zero for x in xs], ys, where="post", label=series["label"])
+            ax.axvspan(0, (row.get("healed_at") or zero) - zero, color="tab:red", alpha=0.12)
+            ax.set_title(panel["title"], fontsize="medium", loc="left")
+            ax.set_ylabel(panel["unit"], fontsize="small")
+            ax.grid(True, alpha=0.3)
+            if panel["series"]:
+                ax.legend(fontsize="x-small", loc="upper right")
+            else:
+                ax.text(0.5, 0.5, "no samples", transform=ax.transAxes, ha="center", va="center")
+        axes[-1, 0].set_xlabel("seconds from the fault")
+        fig.suptitle(f"{row['name']} (Prometheus, {row['history']['step_s']:g} s samples)")
+        fig.tight_layout()
+        path = out / history_file(row)
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
 def render(results: dict, out: Path) -> list[Path]:
     """Write the plots and report.md into ``out``; return every file written."""
     out.mkdir(parents=True, exist_ok=True)
-    images = plots(results, out)
+    images = plots(results, out) + history_plots(results, out)
     report = out / "report.md"
     report.write_text(markdown(results, [p.name for p in images]))
     return [*images, report]
