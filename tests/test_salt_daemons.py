@@ -423,7 +423,9 @@ def test_a_web_minion_forging_events_runs_nothing_anywhere(
     reasons = sorted(a.get("dropped", f"ACTED: {a}") for a in answers)
     assert reasons == sorted(
         [
-            "name " + repr(injected[:60]) + " is not a service web2 watches (apache2, prometheus-node-exporter)",
+            "name "
+            + repr(injected[:60])
+            + " is not a service web2 watches (apache2, prometheus-node-exporter, prometheus-apache-exporter)",
             "name "
             + repr(injected[:60])
             + " is not a service master watches (conntrackd, dnsmasq, keepalived, haproxy, prometheus-node-exporter)",
