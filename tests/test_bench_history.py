@@ -94,7 +94,7 @@ def test_collect_asks_every_query_of_every_panel():
         result = [{"metric": {"node": node}, "values": [[1000, "1"], [1015, "0"]]}]
         return json.dumps({"status": "success", "data": {"resultType": "matrix", "result": result}})
 
-    got = history.collect(970.0, 1045.0, ask, 15, 9090)
+    got = history.collect(970.0004, 1045.0, ask, 15, 9090)
     assert len(asked) == sum(len(p.queries) for p in history.PANELS)
     assert [p["title"] for p in got["panels"]] == [p.title for p in history.PANELS]
     errors = got["panels"][-1]

@@ -115,7 +115,9 @@ def window(row: dict) -> tuple[float, float] | None:
 def collect(
     start: float, end: float, ask: Callable[[list[str]], str], step: float, port: int, panels: Iterable[Panel] = PANELS
 ) -> dict:
-    """Every panel's series over [start, end]; ``ask`` runs curl's argv where Prometheus listens."""
+    """Every panel's series over [start, end] (to the millisecond, as asked);
+    ``ask`` runs curl's argv where Prometheus listens."""
+    start, end = round(start, 3), round(end, 3)
     out = []
     for panel in panels:
         series = []
