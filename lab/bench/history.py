@@ -130,12 +130,12 @@ def collect(
 def add_history(rows: Iterable[dict], server: str) -> None:
     """Each drill row's ``history`` from the monitoring node ``server``, once
     Prometheus has scraped past the last window's end."""
-    rows = [r for r in rows if window(r)]
-    if not rows:
+    timed = [(row, span) for row in rows if (span := window(row))]
+    if not timed:
         return
     defaults = prometheus_defaults()
     step, port = duration_s(defaults["interval"]), int(defaults["port"])
-    last = max(window(r)[1] for r in rows)  # type: ignore[index]
+    last = max(end for _, (_, end) in timed)
     time.sleep(max(0.0, min(last + step - time.time(), TAIL_S + step)))
 
     def ask(argv: list[str]) -> str:
@@ -144,8 +144,7 @@ def add_history(rows: Iterable[dict], server: str) -> None:
             raise ValueError(f"curl exit {proc.returncode}: {proc.stderr.strip()[-200:]}")
         return proc.stdout
 
-    for row in rows:
-        start, end = window(row)  # type: ignore[misc]
+    for row, (start, end) in timed:
         try:
             row["history"] = collect(start, min(end, time.time()), ask, step, port)
         except (ValueError, RuntimeError, OSError, subprocess.SubprocessError) as err:
