@@ -619,6 +619,16 @@ def ready_again(answers: Mapping, drained: list[str], stopped: Mapping) -> list[
     return out
 
 
+def _start_again(client, node: str, work: Mapping, directors: list[str]) -> None:
+    """Start a node's stopped services; drain it meanwhile if it is balanced."""
+    log.warning("cluster.reconcile: %s: starting %s", node, ", ".join(work["start"]))
+    for name in work["start"]:
+        client.cmd_async(node, "service.start", [name], tgt_type="list")
+    if work["drain"] and directors:
+        kwarg = {"nodes": [node], "admin_state": "drain"}
+        client.cmd_async(directors, "balancer.set_nodes", [], tgt_type="list", kwarg=kwarg)
+
+
 def reconcile(timeout: int = 20, nodes: list[str] | None = None) -> dict:
     """
     The periodic check (the master's schedule runs it: etc/salt/master):
@@ -643,20 +653,21 @@ def reconcile(timeout: int = 20, nodes: list[str] | None = None) -> dict:
     known = (topology.get("nodes") or {}) if isinstance(topology.get("nodes"), Mapping) else {}
     nodes = sorted(n for n in known if nodes is None or n in nodes)
     client = salt.client.get_local_client(__opts__["conf_file"])  # noqa: F821
-    answers = client.cmd(nodes, "cluster.watched", [], tgt_type="list", timeout=timeout) if nodes else {}
-    answers = answers if isinstance(answers, Mapping) else {}
-    todo = stopped_services(answers, topology, catalogue)
     directors = _directors(topology)
-    draining = {}
-    for node, work in todo.items():
-        log.warning("cluster.reconcile: %s: starting %s", node, ", ".join(work["start"]))
-        for name in work["start"]:
-            client.cmd_async(node, "service.start", [name], tgt_type="list")
-        if work["drain"] and directors:
-            kwarg = {"nodes": [node], "admin_state": "drain"}
-            client.cmd_async(directors, "balancer.set_nodes", [], tgt_type="list", kwarg=kwarg)
-            draining[node] = True
-    drained = _drained(draining)
+    answers: dict = {}
+    todo: dict = {}
+    # Each answer is acted on as it comes: the nodes that cannot answer (cut
+    # off, or connected to another of the failover masters) are waited for
+    # only after that.
+    replies = client.cmd_iter(nodes, "cluster.watched", [], tgt_type="list", timeout=timeout) if nodes else []
+    for reply in replies:
+        for node, ret in (reply if isinstance(reply, Mapping) else {}).items():
+            answers[node] = ret.get("ret") if isinstance(ret, Mapping) else None
+            work = stopped_services({node: answers[node]}, topology, catalogue).get(node)
+            if work:
+                todo[node] = work
+                _start_again(client, node, work, directors)
+    drained = _drained({node: True for node, work in todo.items() if work["drain"] and directors})
     # Nodes drained for a service that runs again, whose event saying so was lost.
     readied = ready_again(answers, drained, todo) if directors else []
     for node in readied:

@@ -161,9 +161,11 @@ def lab_minion_settings(node: LabNode) -> dict:
     }
 
 
-def master_conf(repo_master: dict, repo_path: str, interface: str) -> str:
-    """The repo's master settings with the repo's roots made absolute inside nas."""
-    extra = {"interface": interface, **lab_master_settings()}
+def master_conf(repo_master: dict, repo_path: str, interface: str, node_name: str) -> str:
+    """The repo's master settings with the repo's roots made absolute inside
+    nas, for the master of topology node ``node_name`` (its id pinned, as
+    bootstrap.master does)."""
+    extra = {"interface": interface, "id": BOOTSTRAP.master_id(node_name), **lab_master_settings()}
     conf = BOOTSTRAP.master_settings(repo_master, extra, site_pillar=False, checkout=repo_path)
     conf["ext_pillar"] = [{"cmd_yaml": f"cat {LAB_PILLAR}"}]
     return yaml.safe_dump(conf, sort_keys=False)
@@ -267,7 +269,8 @@ def files_for(
             files[MINION_SKIP_SYSV] = "[Service]\nEnvironment=SYSTEMCTL_SKIP_SYSV=1\n"
     if (node.runs_master or node.extra_master) and not bare:
         interface = master_address if node.runs_master else node.address
-        files[MASTER_CONF] = master_conf(repo_master, repo_path, interface)
+        name = model["salt_masters"][0]["name"] if node.runs_master else node.name
+        files[MASTER_CONF] = master_conf(repo_master, repo_path, interface, name)
         files[LAB_PILLAR] = lab_pillar()
     if "nas" in node.roles and master_address != nas_address and not bare:
         files["/etc/systemd/system/lab-salt-forward.service"] = salt_forward_unit(nas_address, master_address)

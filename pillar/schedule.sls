@@ -3,10 +3,11 @@
 ---
 schedule:
   # The minion's health for the node exporter (_modules/minion_health.py):
-  # the alert rules' SaltMinionDisconnected and SaltMinionStopped.
+  # the alert rules' SaltMinionDisconnected and SaltMinionStopped; and, with
+  # failover masters, the check that moves it to the next master and back.
   cluster-minion-health:
-    function: minion_health.write
-    seconds: 30
+    function: minion_health.check
+    seconds: 10
     run_on_start: true
     maxrunning: 1
     return_job: false

@@ -101,7 +101,8 @@ def test_a_node_holding_a_pool_address_is_found_by_its_mac():
 
 
 def test_each_minion_gets_its_id_roles_masters_and_the_master_fingerprint(model):
-    conf = bootstrap.minion_settings(model, "web2", "aa:bb", {"log_level": "warning"})
+    one = dict(model, salt_masters=[{"name": "nas", "address": "10.0.100.100"}])
+    conf = bootstrap.minion_settings(one, "web2", "aa:bb", {"log_level": "warning"})
     assert conf["id"] == "web2"
     assert conf["grains"] == {"roles": ["web"]}
     assert conf["master"] == model["nodes"]["nas"]["interfaces"]["eth0"]["address"]
@@ -111,12 +112,17 @@ def test_each_minion_gets_its_id_roles_masters_and_the_master_fingerprint(model)
 
 
 def test_two_masters_make_failover_masters(model):
-    two = dict(
-        model, salt_masters=[{"name": "nas", "address": "10.0.100.100"}, {"name": "dns1", "address": "10.0.100.5"}]
-    )
-    conf = bootstrap.minion_settings(two, "web1", "aa", {})
+    assert [m["name"] for m in model["salt_masters"]] == ["nas", "dns1"]  # the default topology
+    conf = bootstrap.minion_settings(model, "web1", "aa", {})
     assert conf["master"] == ["10.0.100.100", "10.0.100.5"]
     assert conf["master_type"] == "failover"
+    # Salt's own per-master check is off: the minion's schedule does it
+    # (minion_health.check), without Salt's stale jobs (#67967).
+    assert conf["master_alive_interval"] == 0
+
+
+def test_each_master_pins_its_id_to_its_node():
+    assert bootstrap.master_id("dns1") == "dns1_master"
 
 
 def test_the_master_serves_the_checkout_and_keeps_the_secrets_outside_it():

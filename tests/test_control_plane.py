@@ -97,13 +97,22 @@ def test_a_web_minion_forging_events_runs_nothing_and_is_counted():
         f"data={json.dumps(forged)}",
         f"preload={json.dumps(batch)}",
     )
+    # salt-call sends a raw event to each of its masters' addresses, and
+    # Salt 3008 sends each of them to the first master: each may arrive twice.
+    vrrp_dropped = "web2 is no director: VRRP events come from directors only"
+
+    def name_dropped(reason: str) -> bool:
+        return reason.startswith("name " + repr(injected[:60])) and "master watches" in reason
+
     deadline = time.monotonic() + 30
-    while (dropped := salt_run_json("cluster.dropped"))["count"] < before + 2:
-        assert time.monotonic() < deadline, dropped
+    while True:
+        dropped = salt_run_json("cluster.dropped")
+        new = dropped["count"] - before
+        reasons = [entry["reason"] for entry in dropped["last"][-new:]] if new > 0 else []
+        if vrrp_dropped in reasons and any(name_dropped(r) for r in reasons):
+            break
+        assert time.monotonic() < deadline, (reasons, dropped)
         time.sleep(1)
-    reasons = [entry["reason"] for entry in dropped["last"][-2:]]
-    assert "web2 is no director: VRRP events come from directors only" in reasons, reasons
-    assert any(r.startswith("name " + repr(injected[:60])) and "master watches" in r for r in reasons), reasons
     log = in_node(MASTER_NODE, "tail", "-n", "200", "/var/log/salt/master").stdout
     assert "cluster.react: dropped salt/beacon/web2/cluster_watch/vrrp: web2 is no director" in log
     for node in ("master", "standby", "nas", "web1", "web2", "dns1"):

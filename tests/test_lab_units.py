@@ -72,7 +72,9 @@ def test_network_units_static_and_dhcp():
 
 def test_master_config_is_the_repo_config_with_absolute_roots():
     repo_master = yaml.safe_load((REPO / "etc" / "salt" / "master").read_text())
-    conf = yaml.safe_load(provision.master_conf(repo_master, "/srv/cluster", "10.0.100.100"))
+    conf = yaml.safe_load(provision.master_conf(repo_master, "/srv/cluster", "10.0.100.100", "nas"))
+    # Pinned: Salt names the master's key pair after its id.
+    assert conf["id"] == "nas_master"
     assert conf["file_roots"] == {"base": ["/srv/cluster", "/srv/cluster/salt"]}
     assert conf["pillar_roots"] == {"base": ["/srv/cluster/pillar", "/etc/salt/cluster-secrets"]}
     assert conf["interface"] == "10.0.100.100" and conf["auto_accept"] is False
@@ -101,10 +103,10 @@ def test_every_minion_fails_over_through_the_masters_of_the_topology(tmp_path):
     first, and connects to one at a time (Salt's failover masters), back to
     the nas once it answers again."""
     pillar = (topology.REPO / "pillar" / "cluster.sls").read_text()
-    assert "salt_masters: [nas]\n" in pillar
-    (tmp_path / "cluster.sls").write_text(pillar.replace("salt_masters: [nas]\n", "salt_masters: [nas, dns1]\n"))
-    _, model, nodes = topology.load(tmp_path / "cluster.sls")
-    assert [n.name for n in topology.load()[2].values() if n.extra_master] == []
+    assert "salt_masters: [nas, dns1]\n" in pillar
+    (tmp_path / "cluster.sls").write_text(pillar.replace("salt_masters: [nas, dns1]\n", "salt_masters: [nas]\n").replace("ha: true\n", "ha: false\n"))
+    assert [n.name for n in topology.load(tmp_path / "cluster.sls")[2].values() if n.extra_master] == []
+    _, model, nodes = topology.load()
     extra = [n for n in nodes.values() if n.extra_master]
     assert [n.name for n in extra] == [m["name"] for m in model["salt_masters"] if m["name"] != "nas"] == ["dns1"]
     repo_master = yaml.safe_load((topology.REPO / "etc" / "salt" / "master").read_text())
@@ -112,12 +114,13 @@ def test_every_minion_fails_over_through_the_masters_of_the_topology(tmp_path):
     files = provision.files_for(nodes["dns1"], model, "10.0.100.100", repo_master, "/srv", "169.254.77.2", addresses)
     master = yaml.safe_load(files[provision.MASTER_CONF])
     assert master["interface"] == "10.0.100.5" and master["reactor"] == repo_master["reactor"]
+    assert master["id"] == "dns1_master"
     assert master["schedule"]["cluster-reconcile"]["function"] == "cluster.reconcile"
     for name in ("web2", "dns1", "master"):
         files = provision.files_for(nodes[name], model, "10.0.100.100", repo_master, "/srv", "169.254.77.2", addresses)
         conf = yaml.safe_load(files[provision.MINION_CONF])
         assert conf["master"] == ["10.0.100.100", "10.0.100.5"] and conf["master_type"] == "failover"
-        assert conf["master_failback"] is True and conf["master_alive_interval"] > 0
+        assert conf["master_failback"] is True and conf["master_alive_interval"] == 0  # minion_health.check
     assert provision.MASTER_CONF not in provision.files_for(nodes["dns2"], model, "10.0.100.100", repo_master, "/srv")
 
 

@@ -60,3 +60,80 @@ def test_nothing_is_written_without_a_node_exporter(loaded, monkeypatch):
     monkeypatch.setattr(health, "__opts__", {"master": "10.0.100.100"}, raising=False)
     assert health.write() == {"connected": True, "written": None}
     assert list(textfiles.iterdir()) == []
+
+
+# Salt's failover masters, one step per run of the minion's schedule.
+@pytest.mark.parametrize(
+    ("current", "connected", "step"),
+    [
+        ("10.0.100.100", {"10.0.100.100"}, None),  # on the first master, connected
+        ("10.0.100.100", set(), "disconnected"),  # the first master's connection gone
+        ("10.0.100.5", {"10.0.100.5"}, "failback"),  # on the second: ask the first
+        ("10.0.100.5", set(), "disconnected"),  # the second one gone too
+    ],
+)
+def test_each_state_of_the_connection_gives_its_failover_step(current, connected, step):
+    assert health.failover_step(current, "10.0.100.100", connected) == step
+
+
+def test_only_salts_own_master_checks_are_stale_jobs():
+    names = ["__master_alive_10.0.100.100", "__master_alive", "__master_failback", "cluster-minion-health", "x"]
+    assert health.stale_jobs(names) == ["__master_alive", "__master_alive_10.0.100.100", "__master_failback"]
+
+
+@pytest.fixture
+def failover(monkeypatch):
+    """The module with Salt's functions recorded instead of run, and the
+    captured table (connected to 10.0.100.100's publish port)."""
+    calls: list[tuple] = []
+    monkeypatch.setattr(health, "TCP_TABLE", str(TABLE))
+    salt = {
+        "event.fire": lambda data, tag: calls.append(("event.fire", data, tag)) or True,
+        "status.ping_master": lambda master: calls.append(("ping", master)) or True,
+        "schedule.delete": lambda name, persist: calls.append(("delete", name, persist)) or {"result": True},
+    }
+    monkeypatch.setattr(health, "__salt__", salt, raising=False)
+    return calls
+
+
+def opts(current, schedule=None, masters=("10.0.100.100", "10.0.100.5"), master_type="failover"):
+    return {
+        "master": current,
+        "master_list": list(masters),
+        "master_type": master_type,
+        "publish_port": 4505,
+        "ret_port": 4506,
+        "schedule": schedule or {},
+    }
+
+
+def test_a_minion_whose_master_went_away_fires_salts_disconnected_event(failover, monkeypatch):
+    # The table holds no connection to 10.0.100.5's publish port.
+    monkeypatch.setattr(health, "__opts__", opts("10.0.100.5"), raising=False)
+    assert health._failover() == "disconnected"
+    assert failover == [("event.fire", {"master": "10.0.100.5"}, "__master_disconnected")]
+
+
+def test_a_minion_on_its_first_master_does_nothing_but_drop_salts_stale_checks(failover, monkeypatch):
+    schedule = {"__master_alive_10.0.100.5": {}, "cluster-minion-health": {}}
+    monkeypatch.setattr(health, "__opts__", opts("10.0.100.100", schedule), raising=False)
+    assert health._failover() is None
+    assert failover == [("delete", "__master_alive_10.0.100.5", True)]
+
+
+@pytest.mark.parametrize(("answers", "step"), [(True, "failback"), (False, None)])
+def test_a_minion_on_a_later_master_asks_the_first_only_when_it_answers(failover, monkeypatch, answers, step):
+    # Connected (per the table) to 10.0.100.100, listed second here.
+    monkeypatch.setattr(health, "__opts__", opts("10.0.100.100", masters=("10.0.100.7", "10.0.100.100")), raising=False)
+    probed = []
+    monkeypatch.setattr(health, "_answers", lambda address, port: probed.append((address, port)) or answers)
+    assert health._failover() == step
+    assert probed == [("10.0.100.7", 4506)]
+    assert failover == ([("ping", "10.0.100.7")] if answers else [])
+
+
+@pytest.mark.parametrize("settings", [opts("10.0.100.5", master_type="str"), opts("10.0.100.5", masters=["x"])])
+def test_a_minion_without_failover_masters_is_left_to_salt(failover, monkeypatch, settings):
+    monkeypatch.setattr(health, "__opts__", settings, raising=False)
+    assert health._failover() is None
+    assert failover == []

@@ -269,24 +269,31 @@ def master_settings(repo_master: Mapping, extra: Mapping, site_pillar: bool, che
     return conf
 
 
+def master_id(node: str) -> str:
+    """A master's Salt id, pinned to its node's (bootstrap.master writes it):
+    Salt names the master's key pair after it."""
+    return f"{node}{FORMULA['master']['id_suffix']}"
+
+
 def failover_settings(master_addresses: list[str]) -> dict:
     """The minion's masters. Several: Salt's failover masters, one at a time.
     Hot multi-master (a connection to each) runs a minion per master in each
     node, beacons and schedule included, and each master's reactor acts on
     every event: on the lab's two cores that doubled work slowed the
     directors enough to fail the director cable cut drill (measured,
-    docs/operations.md). A minion checks its master's connection every
-    master_alive_interval seconds (an established TCP connection; the
-    keepalives of MINION_DEFAULTS end a dead one), moves to the next master
-    when it is gone, and goes back to the first once that answers again."""
+    docs/operations.md). The minion's schedule checks its master's publish
+    connection (minion_health.check, every 10 s; the keepalives of
+    MINION_DEFAULTS end a dead one), moves to the next master when it is
+    gone, and goes back to the first once that answers again. Salt's own
+    per-master check stays off (master_alive_interval 0): Salt 3008 never
+    deletes it (saltstack/salt#67967), and the minions kept switching."""
     if len(master_addresses) == 1:
         return {"master": master_addresses[0]}
     return {
         "master": list(master_addresses),
         "master_type": "failover",
-        "master_alive_interval": 5,
+        "master_alive_interval": 0,
         "master_failback": True,
-        "master_failback_interval": 15,
         "retry_dns": 0,
     }
 

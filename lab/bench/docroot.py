@@ -126,6 +126,9 @@ def nas_drill(cluster, hold: float) -> dict:
         back_s = None if found is None else time.monotonic() - stopping  # from the stop command
         time.sleep(max(0.0, injected + hold / 2 - time.time()))
         sha256 = publish(cluster, PUBLISHED_FILE)
+        if back_s is None:  # still looked for in the cut's second half
+            found = wait_for(back, max(1.0, injected + hold - time.time()))
+            back_s = None if found is None else time.monotonic() - stopping
         time.sleep(max(0.0, injected + hold - time.time()))
         # During the whole cut no copy could have it.
         during = lacking(cluster, PUBLISHED_FILE, sha256)

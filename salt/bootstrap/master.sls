@@ -57,12 +57,27 @@ bootstrap-master-config-file:
     - makedirs: true
     - mode: "0644"
 
+# The master's id, pinned to its node's: Salt 3008 names the master's key
+# pair after its id (<id>.pem, with master.pem a link to it), and an id
+# derived from the hostname changes once the cluster's DNS resolves the
+# node's full name: at its next start the master would make a new key
+# pair, which every minion refuses.
+bootstrap-master-id-file:
+  file.serialize:
+    - name: {{ master.id_config }}
+    - serializer: yaml
+    - dataset:
+        id: {{ (grains['id'] ~ master.id_suffix) | json }}
+    - makedirs: true
+    - mode: "0644"
+
 bootstrap-master-service-running:
   service.running:
     - name: {{ master.service }}
     - enable: true
     - watch:
       - file: bootstrap-master-config-file
+      - file: bootstrap-master-id-file
     - require:
       - cmd: bootstrap-master-secrets-generated
       - file: bootstrap-master-site-pillar
