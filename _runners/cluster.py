@@ -658,8 +658,13 @@ def reconcile(timeout: int = 20, nodes: list[str] | None = None) -> dict:
     todo: dict = {}
     # Each answer is acted on as it comes: the nodes that cannot answer (cut
     # off, or connected to another of the failover masters) are waited for
-    # only after that.
-    replies = client.cmd_iter(nodes, "cluster.watched", [], tgt_type="list", timeout=timeout) if nodes else []
+    # only after that, and no longer than ``timeout`` again (a run within the
+    # schedule's period, which skips a run while one is still going).
+    replies = (
+        client.cmd_iter(nodes, "cluster.watched", [], tgt_type="list", timeout=timeout, gather_job_timeout=timeout)
+        if nodes
+        else []
+    )
     for reply in replies:
         for node, ret in (reply if isinstance(reply, Mapping) else {}).items():
             answers[node] = ret.get("ret") if isinstance(ret, Mapping) else None

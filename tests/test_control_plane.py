@@ -119,3 +119,28 @@ def test_a_web_minion_forging_events_runs_nothing_and_is_counted():
         assert in_node(node, "test", "-e", "/tmp/x", check=False).returncode == 1, node
     health = in_node(MASTER_NODE, "salt-run", "cluster.health", "timeout=20").stdout
     assert "warning: the reactor dropped" in health, health
+
+
+def test_every_master_keeps_the_one_key_pair_across_a_restart():
+    """Salt names a master's key pair after its id: each master's id is
+    pinned to its node, so a restarted master (its node's full name now
+    resolvable through the cluster's DNS) serves the same key pair, which
+    the minions know, instead of a new one."""
+    from lab.topology import load
+
+    model = load()[1]
+    masters = [m["name"] for m in model["salt_masters"]][1:]
+    assert masters, "the default topology names a second master"
+    pub = "/etc/salt/pki/master/master.pub"
+    expected = in_node(MASTER_NODE, "sha256sum", pub).stdout.split()[0]
+    for name in masters:
+        assert in_node(name, "sha256sum", pub).stdout.split()[0] == expected, name
+        # Its full name resolves now (the cluster's DNS), as it did not at its first start.
+        assert in_node(name, "getent", "hosts", f"{name}.{model['domain']}", check=False).returncode == 0
+        in_node(name, "systemctl", "restart", "salt-master")
+        deadline = time.monotonic() + 60
+        while in_node(name, "systemctl", "is-active", "salt-master", check=False).stdout.strip() != "active":
+            assert time.monotonic() < deadline, name
+            time.sleep(1)
+        time.sleep(5)  # the key pair is read, or made, as the master starts
+        assert in_node(name, "sha256sum", pub).stdout.split()[0] == expected, name
