@@ -137,15 +137,21 @@ def _failover() -> str | None:
     if not isinstance(current, str):
         return None  # not connected yet: Salt is still going through its list
     step = failover_step(_address(current), _address(first), _publishing([current]))
+    port = int(__opts__.get("ret_port", 4506))  # noqa: F821
     if step == "disconnected":
+        # Only when another master answers: a node cut off from every master
+        # would otherwise have its minion try each in turn and restart, over
+        # and over, on a node whose CPU its own services need at the heal.
+        others = [str(m) for m in masters if str(m) != current]
+        if not any(_answers(_address(m), port) for m in others):
+            return None
         # Salt's minion acts on this event for its current master only.
         __salt__["event.fire"]({"master": current}, DISCONNECTED_EVENT)  # noqa: F821
-    elif step == "failback":
-        # Only a master whose request port answers is asked (status.ping_master
-        # waits auth_timeout for one that does not); it fires the failback event.
-        port = int(__opts__.get("ret_port", 4506))  # noqa: F821
-        if not (_answers(_address(first), port) and __salt__["status.ping_master"](first)):  # noqa: F821
-            step = None
+    # On a later master: the first is asked only once its request port answers
+    # (status.ping_master waits auth_timeout for one that does not); it fires
+    # the failback event.
+    elif step == "failback" and not (_answers(_address(first), port) and __salt__["status.ping_master"](first)):  # noqa: F821
+        step = None
     return step
 
 

@@ -107,11 +107,15 @@ def opts(current, schedule=None, masters=("10.0.100.100", "10.0.100.5"), master_
     }
 
 
-def test_a_minion_whose_master_went_away_fires_salts_disconnected_event(failover, monkeypatch):
+@pytest.mark.parametrize(("answers", "step"), [(True, "disconnected"), (False, None)])
+def test_a_minion_whose_master_went_away_moves_only_to_one_that_answers(failover, monkeypatch, answers, step):
     # The table holds no connection to 10.0.100.5's publish port.
     monkeypatch.setattr(health, "__opts__", opts("10.0.100.5"), raising=False)
-    assert health._failover() == "disconnected"
-    assert failover == [("event.fire", {"master": "10.0.100.5"}, "__master_disconnected")]
+    probed = []
+    monkeypatch.setattr(health, "_answers", lambda address, port: probed.append((address, port)) or answers)
+    assert health._failover() == step
+    assert probed == [("10.0.100.100", 4506)]
+    assert failover == ([("event.fire", {"master": "10.0.100.5"}, "__master_disconnected")] if answers else [])
 
 
 def test_a_minion_on_its_first_master_does_nothing_but_drop_salts_stale_checks(failover, monkeypatch):
