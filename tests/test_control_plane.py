@@ -123,24 +123,24 @@ def test_a_web_minion_forging_events_runs_nothing_and_is_counted():
 
 def test_every_master_keeps_the_one_key_pair_across_a_restart():
     """Salt names a master's key pair after its id: each master's id is
-    pinned to its node, so a restarted master (its node's full name now
-    resolvable through the cluster's DNS) serves the same key pair, which
-    the minions know, instead of a new one."""
+    pinned to its node, so its key pair is the node's (``<node>.pem``, and
+    ``master.pem`` a link to it), and a restarted second master (its full
+    name resolvable through the cluster's DNS by then) serves the same key
+    pair, which the minions know, instead of a new one."""
     from lab.topology import load
 
-    model = load()[1]
-    masters = [m["name"] for m in model["salt_masters"]][1:]
-    assert masters, "the default topology names a second master"
-    pub = "/etc/salt/pki/master/master.pub"
-    expected = in_node(MASTER_NODE, "sha256sum", pub).stdout.split()[0]
-    for name in masters:
-        assert in_node(name, "sha256sum", pub).stdout.split()[0] == expected, name
-        # Its full name resolves now (the cluster's DNS), as it did not at its first start.
-        assert in_node(name, "getent", "hosts", f"{name}.{model['domain']}", check=False).returncode == 0
+    names = [m["name"] for m in load()[1]["salt_masters"]]
+    lab_nodes = {names[0]: MASTER_NODE, **{name: name for name in names[1:]}}
+    pki = "/etc/salt/pki/master"
+    expected = in_node(MASTER_NODE, "sha256sum", f"{pki}/master.pub").stdout.split()[0]
+    for name, lab_node in lab_nodes.items():
+        assert in_node(lab_node, "readlink", f"{pki}/master.pem").stdout.strip() == f"{pki}/{name}.pem", name
+        assert in_node(lab_node, "sha256sum", f"{pki}/master.pub").stdout.split()[0] == expected, name
+    for name in names[1:]:
         in_node(name, "systemctl", "restart", "salt-master")
         deadline = time.monotonic() + 60
         while in_node(name, "systemctl", "is-active", "salt-master", check=False).stdout.strip() != "active":
             assert time.monotonic() < deadline, name
             time.sleep(1)
         time.sleep(5)  # the key pair is read, or made, as the master starts
-        assert in_node(name, "sha256sum", pub).stdout.split()[0] == expected, name
+        assert in_node(name, "sha256sum", f"{pki}/master.pub").stdout.split()[0] == expected, name
