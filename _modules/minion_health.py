@@ -114,7 +114,8 @@ def _publishing(masters: Iterable[str]) -> set[str]:
     port = int(__opts__.get("publish_port", 4505))  # noqa: F821
     with open(TCP_TABLE, encoding="ascii") as handle:
         peers = established(handle.read())
-    return {_address(m) for m in masters if (_address(m), port) in peers}
+    addresses = {_address(m) for m in masters}
+    return {address for address in addresses if (address, port) in peers}
 
 
 def _answers(address: str, port: int) -> bool:
@@ -136,7 +137,8 @@ def _failover() -> str | None:
     current, first = __opts__.get("master"), str(masters[0])  # noqa: F821
     if not isinstance(current, str):
         return None  # not connected yet: Salt is still going through its list
-    step = failover_step(_address(current), _address(first), _publishing([current]))
+    first_address = _address(first)
+    step = failover_step(_address(current), first_address, _publishing([current]))
     port = int(__opts__.get("ret_port", 4506))  # noqa: F821
     if step == "disconnected":
         # Only when another master answers: a node cut off from every master
@@ -150,7 +152,7 @@ def _failover() -> str | None:
     # On a later master: the first is asked only once its request port answers
     # (status.ping_master waits auth_timeout for one that does not); it fires
     # the failback event.
-    elif step == "failback" and not (_answers(_address(first), port) and __salt__["status.ping_master"](first)):  # noqa: F821
+    elif step == "failback" and not (_answers(first_address, port) and __salt__["status.ping_master"](first)):  # noqa: F821
         step = None
     return step
 

@@ -135,8 +135,8 @@ cluster:
 
   # The nodes the Salt masters run on. With more than one, every minion
   # knows each of them and is connected to one at a time, the first while it
-  # answers (Salt's failover masters; docs/operations.md says why one is
-  # the default). Not a director.
+  # answers (Salt's failover masters; docs/operations.md says why one is the
+  # default). Not a director.
   salt_masters: [nas]
 
   # Where Prometheus runs (not a director); it scrapes every node's exporters,
