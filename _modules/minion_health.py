@@ -4,7 +4,7 @@ collector (whether it holds a connection to one of its masters' publish
 port, and when it last looked), and, with Salt's failover masters, the
 check that moves it to the next master and back.
 
-The minion's schedule (pillar/schedule.sls) runs ``check`` every 10 s,
+The minion's schedule (pillar/schedule.sls) runs ``check`` every 30 s,
 whether or not a master hears it, so that the monitoring server sees both
 a minion cut off from its masters (not connected) and one that no longer
 runs (its timestamp grows old).

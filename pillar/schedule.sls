@@ -7,7 +7,7 @@ schedule:
   # failover masters, the check that moves it to the next master and back.
   cluster-minion-health:
     function: minion_health.check
-    seconds: 10
+    seconds: 30
     run_on_start: true
     maxrunning: 1
     return_job: false

@@ -282,7 +282,7 @@ def failover_settings(master_addresses: list[str]) -> dict:
     every event: on the lab's two cores that doubled work slowed the
     directors enough to fail the director cable cut drill (measured,
     docs/operations.md). The minion's schedule checks its master's publish
-    connection (minion_health.check, every 10 s; the keepalives of
+    connection (minion_health.check, every 30 s; the keepalives of
     MINION_DEFAULTS end a dead one), moves to the next master when it is
     gone, and goes back to the first once that answers again. Salt's own
     per-master check stays off (master_alive_interval 0): Salt 3008 never

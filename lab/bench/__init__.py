@@ -491,13 +491,14 @@ def holds_vip(name: str, *vips: str) -> bool:
     return held_vips(name, vips) == set(vips)
 
 
-def wait_for(check: Callable[[], bool], timeout: float) -> float | None:
-    """Seconds until check() holds, None if it did not within timeout."""
+def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.2) -> float | None:
+    """Seconds until check() holds, None if it did not within timeout; check()
+    is called every ``interval`` seconds."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if check():
             return time.monotonic() - started
-        time.sleep(0.2)
+        time.sleep(interval)
     return None
 
 

@@ -52,6 +52,11 @@ SERVICE = catalogue.service_of("web")
 PUBLISH_LIMIT_S = 120
 # How long after the heal the stopped web server may take to be back.
 BACK_LIMIT_S = 150
+# How often the drill looks whether it is: each look runs systemctl on a
+# user-mode web server, whose CPU is the host's, and the probes through the
+# directors share it (five looks a second through a whole cut made them
+# time out).
+BACK_POLL_S = 1.0
 
 
 def export_dir(model: dict) -> str:
@@ -122,12 +127,12 @@ def nas_drill(cluster, hold: float) -> dict:
             active = node.execute(web, ["systemctl", "is-active", SERVICE], timeout=30).stdout.strip() == "active"
             return active and web in answering(cluster, 3)
 
-        found = wait_for(back, max(1.0, injected + hold / 2 - time.time()))
+        found = wait_for(back, max(1.0, injected + hold / 2 - time.time()), BACK_POLL_S)
         back_s = None if found is None else time.monotonic() - stopping  # from the stop command
         time.sleep(max(0.0, injected + hold / 2 - time.time()))
         sha256 = publish(cluster, PUBLISHED_FILE)
         if back_s is None:  # still looked for in the cut's second half
-            found = wait_for(back, max(1.0, injected + hold - time.time()))
+            found = wait_for(back, max(1.0, injected + hold - time.time()), BACK_POLL_S)
             back_s = None if found is None else time.monotonic() - stopping
         time.sleep(max(0.0, injected + hold - time.time()))
         # During the whole cut no copy could have it.
@@ -137,7 +142,7 @@ def nas_drill(cluster, hold: float) -> dict:
         published_s = wait_published(cluster, PUBLISHED_FILE, sha256)
         back_after_heal_s = 0.0 if back_s is not None else None
         if back_s is None:
-            found = wait_for(back, max(1.0, healed + BACK_LIMIT_S - time.time()))
+            found = wait_for(back, max(1.0, healed + BACK_LIMIT_S - time.time()), BACK_POLL_S)
             if found is not None:
                 back_s = time.monotonic() - stopping
                 back_after_heal_s = time.time() - healed
