@@ -127,13 +127,17 @@ def nas_drill(cluster, hold: float) -> dict:
             active = node.execute(web, ["systemctl", "is-active", SERVICE], timeout=30).stdout.strip() == "active"
             return active and web in answering(cluster, 3)
 
-        found = wait_for(back, max(1.0, injected + hold / 2 - time.time()), BACK_POLL_S)
-        back_s = None if found is None else time.monotonic() - stopping  # from the stop command
+        def back_by(limit_at: float) -> float | None:
+            """Seconds from the stop command until it is back, looked for
+            until ``limit_at`` (epoch seconds); None if it is not."""
+            found = wait_for(back, max(1.0, limit_at - time.time()), BACK_POLL_S)
+            return None if found is None else time.monotonic() - stopping
+
+        back_s = back_by(injected + hold / 2)
         time.sleep(max(0.0, injected + hold / 2 - time.time()))
         sha256 = publish(cluster, PUBLISHED_FILE)
         if back_s is None:  # still looked for in the cut's second half
-            found = wait_for(back, max(1.0, injected + hold - time.time()), BACK_POLL_S)
-            back_s = None if found is None else time.monotonic() - stopping
+            back_s = back_by(injected + hold)
         time.sleep(max(0.0, injected + hold - time.time()))
         # During the whole cut no copy could have it.
         during = lacking(cluster, PUBLISHED_FILE, sha256)
@@ -142,9 +146,8 @@ def nas_drill(cluster, hold: float) -> dict:
         published_s = wait_published(cluster, PUBLISHED_FILE, sha256)
         back_after_heal_s = 0.0 if back_s is not None else None
         if back_s is None:
-            found = wait_for(back, max(1.0, healed + BACK_LIMIT_S - time.time()), BACK_POLL_S)
-            if found is not None:
-                back_s = time.monotonic() - stopping
+            back_s = back_by(healed + BACK_LIMIT_S)
+            if back_s is not None:
                 back_after_heal_s = time.time() - healed
         time.sleep(2)  # the probe sees the healed state too
     finally:
