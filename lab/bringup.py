@@ -266,19 +266,21 @@ class Bringup(SaltControl):
             directors_job = pool.submit(self.apply_states, "-L", ",".join(directors))
             self._log_answers([n.name for n in first if n.minion and n.name not in directors])
             log("salt", "highstate on the nas (the web servers' NFS docroot)")
-            summary = self.apply_states("-L", ",".join(nas)) if nas else {}
-            if not (self._report(summary) or self._apply_failed_again(summary)):
-                raise RuntimeError("highstate failed on the nas: the web servers mount its export")
-            self.applied |= set(summary)
+            nas_job = pool.submit(self.apply_states, "-L", ",".join(nas)) if nas else None
             booted_servers = server_wave.result()
             servers_job = None
             server_minions = [n for n in booted_servers if self.nodes[n].minion]
             if apply_servers and server_minions:
-                # The nas exports and the servers have their addresses: their
-                # highstate need not wait for the directors' to end.
+                # The servers have their addresses: their highstate need not
+                # wait for the directors' or the nas's to end (the web
+                # servers' mount waits for the export: nfs_mount_retry).
                 self._log_answers(server_minions, timeout=120)
-                log("salt", "highstate on " + ", ".join(server_minions) + " (the directors' goes on)")
+                log("salt", "highstate on " + ", ".join(server_minions) + " (the nas's and the directors' go on)")
                 servers_job = pool.submit(self.apply_states, "-L", ",".join(server_minions))
+            summary = nas_job.result() if nas_job else {}
+            if not (self._report(summary) or self._apply_failed_again(summary)):
+                raise RuntimeError("highstate failed on the nas: the web servers mount its export")
+            self.applied |= set(summary)
             summary = directors_job.result()
             if not (self._report(summary) or self._apply_failed_again(summary)):
                 raise RuntimeError("highstate failed on the directors: the servers depend on them")

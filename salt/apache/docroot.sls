@@ -12,6 +12,9 @@ apache-docroot-nfs-mounted:
     - opts: {{ apache.nfs_options | json }}
     - mkmnt: true
     - persist: true
+    - retry:
+        attempts: {{ apache.nfs_mount_retry.attempts }}
+        interval: {{ apache.nfs_mount_retry.interval }}
     - require:
       - pkg: apache-package-installed
 {%- else %}
