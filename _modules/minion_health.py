@@ -126,9 +126,11 @@ def _answers(address: str, port: int) -> bool:
         return False
 
 
-def _failover() -> str | None:
+def _failover(connected: set[str] | None = None) -> str | None:
     """One step of Salt's failover between this minion's masters (none
-    without failover masters). Returns the step taken."""
+    without failover masters), given the addresses of those this minion
+    holds a publish connection to (read here when not given). Returns the
+    step taken."""
     masters = __opts__.get("master_list") or []  # noqa: F821
     if __opts__.get("master_type") != "failover" or len(masters) < 2:  # noqa: F821
         return None
@@ -138,7 +140,9 @@ def _failover() -> str | None:
     if not isinstance(current, str):
         return None  # not connected yet: Salt is still going through its list
     first_address = _address(first)
-    step = failover_step(_address(current), first_address, _publishing([current]))
+    if connected is None:
+        connected = _publishing([current])
+    step = failover_step(_address(current), first_address, connected)
     port = int(__opts__.get("ret_port", 4506))  # noqa: F821
     if step == "disconnected":
         # Only when another master answers: a node cut off from every master
@@ -166,7 +170,9 @@ def check() -> dict:
 
         salt-call minion_health.check
     """
-    return {**write(), "failover": _failover()}
+    current = __opts__.get("master") or []  # noqa: F821
+    connected = _publishing([current] if isinstance(current, str) else current)
+    return {**_write(bool(connected)), "failover": _failover(connected)}
 
 
 def write() -> dict:
@@ -180,7 +186,10 @@ def write() -> dict:
         salt-call minion_health.write
     """
     masters = __opts__.get("master") or []  # noqa: F821
-    connected = bool(_publishing([masters] if isinstance(masters, str) else masters))
+    return _write(bool(_publishing([masters] if isinstance(masters, str) else masters)))
+
+
+def _write(connected: bool) -> dict:
     directory = __salt__["cluster.settings"]("node_exporter", {}).get("textfile_dir")  # noqa: F821
     if not directory or not os.path.isdir(directory):
         return {"connected": connected, "written": None}

@@ -141,3 +141,17 @@ def test_a_minion_without_failover_masters_is_left_to_salt(failover, monkeypatch
     monkeypatch.setattr(health, "__opts__", settings, raising=False)
     assert health._failover() is None
     assert failover == []
+
+
+def test_a_check_reads_the_connections_once(failover, loaded, monkeypatch):
+    # On a later master (10.0.100.100, listed second), connected to it: the
+    # metrics and the failover step come from one reading of the table.
+    monkeypatch.setattr(health, "__opts__", opts("10.0.100.100", masters=("10.0.100.7", "10.0.100.100")), raising=False)
+    salt = {**health.__salt__, "cluster.settings": lambda formula, defaults: {"textfile_dir": str(loaded[0])}}
+    monkeypatch.setattr(health, "__salt__", salt, raising=False)
+    monkeypatch.setattr(health, "_answers", lambda address, port: False)
+    reads = []
+    established = health.established
+    monkeypatch.setattr(health, "established", lambda table: reads.append(1) or established(table))
+    assert health.check() == {"connected": True, "written": str(loaded[0] / "salt_minion.prom"), "failover": None}
+    assert len(reads) == 1
