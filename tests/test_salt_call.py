@@ -703,6 +703,17 @@ def test_apache_serves_its_copy_of_the_docroot_when_the_topology_asks(salt_call,
         dropin = states["apache-copy-apache-dropin"]["file"]
         contents = next(arg["contents"] for arg in dropin if isinstance(arg, dict) and "contents" in arg)
         assert "After=cluster-docroot-copy.service" in contents
+        # Apache wants the timer and the rsync daemon: they start with it at
+        # boot, and the highstate enables neither (an enable reloads systemd).
+        wants = next(line for line in contents.splitlines() if line.startswith("Wants="))
+        assert set(wants.removeprefix("Wants=").split()) == {
+            "cluster-docroot-copy.service",
+            "cluster-docroot-copy.timer",
+            "cluster-docroot-rsync.service",
+        }
+        for name in ("apache-copy-timer-running", "apache-copy-rsyncd-running"):
+            args = [arg for arg in states[name]["service"] if isinstance(arg, dict)]
+            assert not any("enable" in arg for arg in args), (name, args)
         # The copy offered read-only, to the nas alone.
         code, rsyncd, stderr = salt_call(
             "slsutil.renderer", f"string={RSYNCD}", "default_renderer=jinja", node="web1", pillar=pillar

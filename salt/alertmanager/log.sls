@@ -17,10 +17,23 @@ alertmanager-log-unit-managed:
     - context:
         settings: {{ alertmanager | json }}
 
+# Alertmanager wants its receiver: it starts with Alertmanager at boot, and
+# needs no enabling of its own (each `systemctl enable` reloads systemd).
+alertmanager-log-wanted:
+  file.managed:
+    - name: /etc/systemd/system/{{ alertmanager.service }}.service.d/{{ log.unit }}.conf
+    - makedirs: true
+    - mode: "0644"
+    - contents: |
+        # Managed by Salt (alertmanager formula).
+        [Unit]
+        Wants={{ log.unit }}.service
+
 alertmanager-log-service-running:
   service.running:
     - name: {{ log.unit }}
-    - enable: true
+    - require:
+      - file: alertmanager-log-wanted
     - watch:
       - file: alertmanager-log-script-managed
       - file: alertmanager-log-unit-managed

@@ -52,7 +52,10 @@ apache-copy-timer-unit:
         copy: {{ copy | json }}
 
 # Apache starts with a fresh copy (when the nas answers): a node that was
-# down serves what the export holds now, not what it held then.
+# down serves what the export holds now, not what it held then. It wants the
+# timer that keeps the copy fresh and the rsync daemon that offers it to the
+# nas: they start with Apache at boot, and need no enabling of their own
+# (each `systemctl enable` reloads systemd).
 apache-copy-apache-dropin:
   file.managed:
     - name: {{ dropin }}
@@ -60,7 +63,7 @@ apache-copy-apache-dropin:
     - contents: |
         # Managed by Salt (apache formula).
         [Unit]
-        Wants={{ apache.copy_unit }}.service
+        Wants={{ apache.copy_unit }}.service {{ apache.copy_unit }}.timer {{ apache.rsync_unit }}.service
         After={{ apache.copy_unit }}.service
 
 apache-copy-daemon-reload:
@@ -92,7 +95,6 @@ apache-copy-refreshed:
 apache-copy-timer-running:
   service.running:
     - name: {{ apache.copy_unit }}.timer
-    - enable: true
     - require:
       - cmd: apache-copy-refreshed
 
@@ -124,7 +126,6 @@ apache-copy-rsyncd-unit:
 apache-copy-rsyncd-running:
   service.running:
     - name: {{ apache.rsync_unit }}
-    - enable: true
     - watch:
       - file: apache-copy-rsyncd-config
       - file: apache-copy-rsyncd-unit

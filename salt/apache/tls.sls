@@ -8,8 +8,8 @@ include:
 apache-tls-private-key:
   x509.private_key_managed:
     - name: {{ base }}.key
-    - algo: rsa
-    - keysize: 3072
+    - algo: {{ apache.tls_key.algo }}
+    - keysize: {{ apache.tls_key.keysize }}
     - mode: "0600"
     - makedirs: true
     - require:
@@ -23,7 +23,7 @@ apache-tls-certificate:
     - CN: {{ node.fqdn }}
     - subjectAltName: "DNS:{{ node.fqdn }}, DNS:{{ node.name }}, IP:{{ node.address }}"
     - basicConstraints: "critical, CA:false"
-    - keyUsage: "critical, digitalSignature, keyEncipherment"
+    - keyUsage: {{ apache.tls_key.usage | json }}
     - extendedKeyUsage: serverAuth
     - days_valid: {{ apache.cert_days }}
     - days_remaining: 30
