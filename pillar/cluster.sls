@@ -135,9 +135,8 @@ cluster:
 
   # The nodes the Salt masters run on. With more than one, every minion
   # knows each of them and is connected to one at a time, the first while it
-  # answers (Salt's failover masters; docs/operations.md says why one is the
-  # default). Not a director.
-  salt_masters: [nas]
+  # answers (Salt's failover masters, docs/operations.md). Not a director.
+  salt_masters: [nas, dns1]
 
   # Where Prometheus runs (not a director); it scrapes every node's exporters,
   # which the firewalls open to this node only.
@@ -146,7 +145,7 @@ cluster:
 
   # true: cluster.validate refuses a single Salt master or a docroot
   # without copies (nfs.copy).
-  ha: false
+  ha: true
 
   nfs:
     # nas exports `export`; every web node mounts it at `mountpoint` and

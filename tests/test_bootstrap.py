@@ -112,10 +112,8 @@ def test_each_minion_gets_its_id_roles_masters_and_the_master_fingerprint(model)
 
 
 def test_two_masters_make_failover_masters(model):
-    two = dict(
-        model, salt_masters=[{"name": "nas", "address": "10.0.100.100"}, {"name": "dns1", "address": "10.0.100.5"}]
-    )
-    conf = bootstrap.minion_settings(two, "web1", "aa", {})
+    assert [m["name"] for m in model["salt_masters"]] == ["nas", "dns1"]  # the default topology
+    conf = bootstrap.minion_settings(model, "web1", "aa", {})
     assert conf["master"] == ["10.0.100.100", "10.0.100.5"]
     assert conf["master_type"] == "failover"
     # Salt's own per-master check is off: the minion's schedule does it

@@ -103,10 +103,12 @@ def test_every_minion_fails_over_through_the_masters_of_the_topology(tmp_path):
     first, and connects to one at a time (Salt's failover masters), back to
     the nas once it answers again."""
     pillar = (topology.REPO / "pillar" / "cluster.sls").read_text()
-    assert "salt_masters: [nas]\n" in pillar
-    (tmp_path / "cluster.sls").write_text(pillar.replace("salt_masters: [nas]\n", "salt_masters: [nas, dns1]\n"))
-    assert [n.name for n in topology.load()[2].values() if n.extra_master] == []
-    _, model, nodes = topology.load(tmp_path / "cluster.sls")
+    assert "salt_masters: [nas, dns1]\n" in pillar
+    (tmp_path / "cluster.sls").write_text(
+        pillar.replace("salt_masters: [nas, dns1]\n", "salt_masters: [nas]\n").replace("ha: true\n", "ha: false\n")
+    )
+    assert [n.name for n in topology.load(tmp_path / "cluster.sls")[2].values() if n.extra_master] == []
+    _, model, nodes = topology.load()
     extra = [n for n in nodes.values() if n.extra_master]
     assert [n.name for n in extra] == [m["name"] for m in model["salt_masters"] if m["name"] != "nas"] == ["dns1"]
     repo_master = yaml.safe_load((topology.REPO / "etc" / "salt" / "master").read_text())

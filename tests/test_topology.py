@@ -207,8 +207,7 @@ def test_nfs_export_and_mounts(topology):
 
 
 def test_salt_masters_and_their_firewall(topology):
-    assert cluster.derive(topology)["salt_masters"] == [{"name": "nas", "address": "10.0.100.100"}]
-    topology.update(salt_masters=["nas", "dns1"], ha=True)
+    assert topology["ha"] is True and topology["salt_masters"] == ["nas", "dns1"]
     model = cluster.derive(topology)
     assert model["salt_masters"] == [
         {"name": "nas", "address": "10.0.100.100"},

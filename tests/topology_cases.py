@@ -239,12 +239,12 @@ CASES = [
     Case("salt-master-director", _set("salt_masters", ["nas", "standby"]), "salt_masters: 'standby' is a director"),
     Case(
         "ha-single-master",
-        _set("ha", True),
+        _set("salt_masters", ["nas"]),
         "salt_masters: ['nas'] names fewer than two nodes, and ha is true",
     ),
     Case(
         "ha-no-copy",
-        lambda t: t.update(ha=True, salt_masters=["nas", "dns1"]) or t["nfs"].pop("copy"),
+        lambda t: t["nfs"].pop("copy"),
         "nfs.copy: None is not set, and ha is true",
     ),
     Case("ha-not-bool", _set("ha", "yes"), "ha: 'yes' is not true or false"),
