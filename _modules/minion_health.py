@@ -170,8 +170,7 @@ def check() -> dict:
 
         salt-call minion_health.check
     """
-    current = __opts__.get("master") or []  # noqa: F821
-    connected = _publishing([current] if isinstance(current, str) else current)
+    connected = _connected()
     return {**_write(bool(connected)), "failover": _failover(connected)}
 
 
@@ -185,8 +184,14 @@ def write() -> dict:
 
         salt-call minion_health.write
     """
+    return _write(bool(_connected()))
+
+
+def _connected() -> set[str]:
+    """The addresses of this minion's masters (the current one, or the list
+    while it has none yet) that it holds a publish connection to."""
     masters = __opts__.get("master") or []  # noqa: F821
-    return _write(bool(_publishing([masters] if isinstance(masters, str) else masters)))
+    return _publishing([masters] if isinstance(masters, str) else masters)
 
 
 def _write(connected: bool) -> dict:

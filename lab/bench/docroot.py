@@ -111,13 +111,12 @@ def wait_published(cluster, name: str, sha256: str, limit: float = PUBLISH_LIMIT
 
 def nas_drill(cluster, hold: float) -> dict:
     """Cut the nas for ``hold`` seconds under probes; publish during the cut."""
-    from lab.bench import PROBE_TIMEOUT_S, Probe, answering, wait_for, wait_serving
+    from lab.bench import answering, wait_for, wait_serving
 
     nas = cluster.role("nas")[0]
     web = cluster.role("web")[1]
     wait_serving(cluster)
-    probe_name = f"{cluster.role('web')[0]}.{cluster.model['domain']}"
-    probe = Probe(cluster.vip, cluster.l7_port, probe_name, interval=PROBE_INTERVAL_S, timeout=PROBE_TIMEOUT_S)
+    probe = _probe(cluster)
     published_s = None
     try:
         time.sleep(2)  # a baseline before the fault
@@ -186,6 +185,15 @@ def nas_drill(cluster, hold: float) -> dict:
     return row
 
 
+def _probe(cluster):
+    """The nas drills' probe through the VIP (lab.bench.Probe), every
+    PROBE_INTERVAL_S, started."""
+    from lab.bench import PROBE_TIMEOUT_S, Probe
+
+    name = f"{cluster.role('web')[0]}.{cluster.model['domain']}"
+    return Probe(cluster.vip, cluster.l7_port, name, interval=PROBE_INTERVAL_S, timeout=PROBE_TIMEOUT_S)
+
+
 def probe_outages(probes: list[list]) -> dict:
     """Each kind's outages in the probe's results (lab.bench.outages; DNS is
     probed every interval, each HTTP kind every other), and the probes that
@@ -217,7 +225,7 @@ def _lab(*argv: str, timeout: float = 900) -> None:
 
 def disk_loss_drill(cluster) -> dict:
     """The nas's disk thrown away and the nas rebuilt through Salt, under probes."""
-    from lab.bench import PROBE_TIMEOUT_S, Probe, wait_serving
+    from lab.bench import wait_serving
 
     nas = cluster.role("nas")[0]
     export = export_dir(cluster.model)
@@ -229,8 +237,7 @@ def disk_loss_drill(cluster) -> dict:
     last = DISK_LOSS_FILES[-1][0]
     copied_s = wait_published(cluster, last, sha256)
     before = checksums(cluster, nas, export)
-    probe_name = f"{cluster.role('web')[0]}.{cluster.model['domain']}"
-    probe = Probe(cluster.vip, cluster.l7_port, probe_name, interval=PROBE_INTERVAL_S, timeout=PROBE_TIMEOUT_S)
+    probe = _probe(cluster)
     try:
         time.sleep(2)  # a baseline before the fault
         injected = time.time()
