@@ -51,7 +51,10 @@ def test_https_passes_through_to_every_server_tls12_or_later():
         "-c",
         "echo | openssl s_client -connect 192.168.1.200:443 2>/dev/null | openssl x509 -noout -text",
     )
-    assert int(re.search(r"Public-Key: \((\d+) bit\)", cert.stdout)[1]) >= 2048
+    # At least 112 bits of security (NIST SP 800-57): RSA 2048, EC 224.
+    algorithm = re.search(r"Public Key Algorithm: (\S+)", cert.stdout)[1]
+    bits = int(re.search(r"Public-Key: \((\d+) bit\)", cert.stdout)[1])
+    assert bits >= {"rsaEncryption": 2048, "id-ecPublicKey": 224}[algorithm], (algorithm, bits)
 
 
 @pytest.mark.usefixtures("normal_state")
