@@ -92,7 +92,10 @@ class SaltCall:
         conf = self.root / f"conf{self.count}"
         (conf / "minion.d").mkdir(parents=True)
         (conf / "minion").write_text((REPO / "etc" / "salt" / "minion").read_text())
-        override: dict = {"root_dir": str(conf / "root")}
+        # __fs_update: the flag Salt's local file client sets once it has
+        # walked every file root (the repo root holds .venv: about a second
+        # of each call); a fresh root_dir has no file cache to refresh.
+        override: dict = {"root_dir": str(conf / "root"), "__fs_update": True}
         if node is not None:
             override["id"] = node
             override["grains"] = {
