@@ -111,39 +111,6 @@ def test_a_haproxy_reload_leaves_the_vips_where_they_are():
     assert vips_in_place(CLUSTER), vips_held(CLUSTER)
 
 
-def test_keepalived_reloads_keep_its_processes_realtime_and_the_vips():
-    """keepalived 2.2.7, left to set its own realtime scheduling, sets its
-    RLIMIT_RTTIME to 0 around every reload, and a clock tick then has the
-    kernel kill the child: on a user-mode director one reload in 20 to 30
-    killed the VRRP process, which came back as BACKUP while the standby
-    took the VIPs. With the scheduling from systemd, twenty reloads of the
-    leader keep every process, each one realtime at the formula's priority
-    and limit (the notify script not), and the VIPs where they are."""
-    wait_until_serving()
-    settings = yaml.safe_load((REPO / "salt/keepalived/defaults.yaml").read_text())["keepalived"]
-    rr, limit = settings["realtime"]["priority"], settings["realtime"]["rlimit_rttime"]
-    pid_files = " ".join(settings["pid_files"])
-    before = in_node(LEADER, "sh", "-c", f"cat {pid_files}").stdout.split()
-    assert len(before) == 3, before
-    since = in_node(LEADER, "date", "+%Y-%m-%d %H:%M:%S.%N").stdout.strip()
-    for _ in range(20):
-        in_node(LEADER, settings["reload_script"], "keepalived", "30", timeout=60)
-    journal = in_node(LEADER, "journalctl", "--no-pager", "-o", "cat", "-u", "keepalived", "--since", since).stdout
-    assert journal.count("Reload complete") >= 20, journal[-3000:]
-    assert "exited due to signal" not in journal and "Entering BACKUP STATE" not in journal, journal[-3000:]
-    assert in_node(LEADER, "sh", "-c", f"cat {pid_files}").stdout.split() == before
-    for pid in before:
-        policy = in_node(LEADER, "chrt", "--pid", pid).stdout
-        assert "SCHED_RR" in policy and f"priority: {rr}" in policy, (pid, policy)
-        limits = in_node(LEADER, "prlimit", "--pid", pid, "--rttime", "--raw", "--noheadings").stdout.split()
-        assert limits[-3:-1] == [str(limit // 2), str(limit)], (pid, limits)
-    reader = in_node(LEADER, "pgrep", "-f", f"^/bin/bash {settings['notify_script']} ").stdout.split()
-    assert len(reader) == 1, reader
-    notify = in_node(LEADER, "chrt", "--pid", reader[0]).stdout
-    assert "SCHED_OTHER" in notify, notify
-    assert vips_in_place(CLUSTER), vips_held(CLUSTER)
-
-
 def test_a_keepalived_that_never_ends_its_reload_is_restarted():
     """keepalived 2.2.7 never reports a reload over when a child process did
     not read the new configuration (one killed mid-reload, here one stopped):

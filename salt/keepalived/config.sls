@@ -70,22 +70,6 @@ keepalived-service-haproxy-watch-running:
       - file: keepalived-config-haproxy-watch-script
       - file: keepalived-config-haproxy-watch-unit
 
-# Realtime scheduling for all of keepalived, from systemd: keepalived's own
-# (vrrp_rt_priority) has 2.2.7 kill its child now and then at a reload
-# (keepalived:realtime in defaults.yaml). Children inherit it; the notify
-# script gives it up. A running keepalived gets it without a restart
-# (keepalived-service-realtime-applied).
-keepalived-config-realtime-dropin:
-  file.managed:
-    - name: /etc/systemd/system/{{ keepalived.service }}.service.d/realtime.conf
-    - makedirs: true
-    - contents: |
-        # Managed by Salt (keepalived formula).
-        [Service]
-        CPUSchedulingPolicy=rr
-        CPUSchedulingPriority={{ keepalived.realtime.priority }}
-        LimitRTTIME={{ keepalived.realtime.rlimit_rttime // 2 }}:{{ keepalived.realtime.rlimit_rttime }}
-
 {%- set sync_unit = '/etc/systemd/system/' ~ keepalived.sync_service ~ '.service' %}
 {%- set sync_wanted = '/etc/systemd/system/' ~ keepalived.service ~ '.service.d/' ~ keepalived.sync_service ~ '.conf' %}
 {%- if ipvs_sync %}

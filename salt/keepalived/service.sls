@@ -21,31 +21,12 @@ keepalived-service-reloaded:
     - require:
       - file: keepalived-config-reload-script
 
-# A keepalived already running when the realtime drop-in changed: systemd
-# reads the drop-in, and keepalived's own processes (from their PID files,
-# not the notify script) get its policy and limit now instead of at the
-# next restart, which would hand the VIPs over.
-keepalived-service-realtime-applied:
-  cmd.run:
-    - name: >-
-        systemctl daemon-reload &&
-        for pid in $(cat {{ keepalived.pid_files | join(' ') }} 2>/dev/null); do
-        chrt --rr --pid {{ keepalived.realtime.priority }} "$pid" &&
-        prlimit --pid "$pid" --rttime={{ keepalived.realtime.rlimit_rttime // 2 }}:{{ keepalived.realtime.rlimit_rttime }} || exit 1;
-        done
-    - onlyif: systemctl is-active --quiet {{ keepalived.service }}
-    - onchanges:
-      - file: keepalived-config-realtime-dropin
-    - require:
-      - cmd: keepalived-service-reloaded
-
 keepalived-service-running:
   service.running:
     - name: {{ keepalived.service }}
     - enable: true
     - require:
       - cmd: keepalived-service-reloaded
-      - cmd: keepalived-service-realtime-applied
 
 {%- if ipvs_sync %}
 
