@@ -12,7 +12,7 @@ from conftest import REPO
 from lab.bench import Cluster, holds_vip, vips_held, vips_in_place, wait_for
 from lab.checks import servers_seen
 from lab.topology import load
-from labtools import LAB_NODES, MASTER_NODE, in_node, wait_until_serving
+from labtools import LAB_NODES, MASTER_NODE, in_node, salt_json, wait_until_serving
 
 pytestmark = pytest.mark.usefixtures("running_lab")
 
@@ -108,6 +108,77 @@ def test_a_haproxy_reload_leaves_the_vips_where_they_are():
     print(journal[-3000:])
     assert journal.count("Reloaded haproxy.service") >= 4, journal[-3000:]
     assert "Changing effective priority" not in journal and "Entering BACKUP STATE" not in journal, journal[-3000:]
+    assert vips_in_place(CLUSTER), vips_held(CLUSTER)
+
+
+def changed_ids(node: str, sls: str) -> list[str]:
+    """The IDs of the states that changed something in a run of ``sls``."""
+    ret = salt_json(node, "state.apply", sls, "-t", "300")[node]
+    assert all(v["result"] for v in ret.values()), ret
+    return sorted(v["__id__"] for v in ret.values() if v["changes"])
+
+
+def realtime_of(pid: str) -> tuple[str, str]:
+    """A process's scheduling policy and priority, as chrt reports them."""
+    lines = in_node(LEADER, "chrt", "--pid", pid).stdout.splitlines()
+    return lines[0].rsplit(": ", 1)[1], lines[1].rsplit(": ", 1)[1]
+
+
+def test_keepalived_reloads_keep_its_processes_realtime_and_the_vips():
+    """keepalived 2.2.7, left to set its own realtime scheduling, sets its
+    RLIMIT_RTTIME to 0 around every reload, and a clock tick then has the
+    kernel kill the child: on a user-mode director one reload in 20 to 30
+    killed the VRRP process, which came back as BACKUP while the standby
+    took the VIPs. With the formula's keepalived-realtime setting it from
+    outside, twenty reloads of the leader keep every process; the VRRP and
+    checker processes realtime at the formula's priorities and limit, reset
+    on fork, the main process and the notify FIFO's reader not; the VIPs
+    where they are."""
+    wait_until_serving()
+    settings = yaml.safe_load((REPO / "salt/keepalived/defaults.yaml").read_text())["keepalived"]
+    realtime, limit = settings["realtime"], settings["realtime"]["rlimit_rttime"]
+    pid_files = settings["pid_files"]
+    cat = f"cat /run/keepalived.pid {pid_files['vrrp']} {pid_files['checker']}"
+    before = in_node(LEADER, "sh", "-c", cat).stdout.split()
+    assert len(before) == 3, before
+    since = in_node(LEADER, "date", "+%Y-%m-%d %H:%M:%S.%N").stdout.strip()
+    for _ in range(20):
+        in_node(LEADER, settings["reload_script"], "keepalived", "30", timeout=60)
+    journal = in_node(LEADER, "journalctl", "--no-pager", "-o", "cat", "-u", "keepalived", "--since", since).stdout
+    assert journal.count("Reload complete") >= 20, journal[-3000:]
+    assert "exited due to signal" not in journal and "Entering BACKUP STATE" not in journal, journal[-3000:]
+    assert in_node(LEADER, "sh", "-c", cat).stdout.split() == before
+    main, vrrp, checker = before
+    assert realtime_of(main) == ("SCHED_OTHER", "0")
+    assert realtime_of(vrrp) == ("SCHED_RR|SCHED_RESET_ON_FORK", str(realtime["vrrp"]))
+    assert realtime_of(checker) == ("SCHED_RR|SCHED_RESET_ON_FORK", str(realtime["checker"]))
+    for pid in (vrrp, checker):
+        limits = in_node(LEADER, "prlimit", "--pid", pid, "--rttime", "--raw", "--noheadings").stdout.split()
+        assert limits[-3:-1] == [str(limit // 2), str(limit)], (pid, limits)
+    reader = in_node(LEADER, "pgrep", "-f", f"^/bin/bash {settings['notify_script']} ").stdout.split()
+    assert len(reader) == 1, reader
+    assert realtime_of(reader[0])[0] == "SCHED_OTHER"
+    assert vips_in_place(CLUSTER), vips_held(CLUSTER)
+
+
+def test_a_keepalived_process_that_lost_realtime_gets_it_back_from_salt():
+    """A VRRP process keepalived started again (here: one set back to normal
+    scheduling by hand) runs without realtime until Salt's next run of the
+    keepalived formula, which sets it again without a restart: same PID, and
+    a second run changes nothing."""
+    wait_until_serving()
+    settings = yaml.safe_load((REPO / "salt/keepalived/defaults.yaml").read_text())["keepalived"]
+    vrrp = in_node(LEADER, "cat", settings["pid_files"]["vrrp"]).stdout.strip()
+    in_node(LEADER, "chrt", "--other", "--pid", "0", vrrp)
+    assert realtime_of(vrrp) == ("SCHED_OTHER", "0")
+    assert in_node(LEADER, settings["realtime_script"], "--check", check=False).returncode == 1
+    try:
+        first = changed_ids(LEADER, "keepalived")
+        assert first == ["keepalived-service-realtime-applied"], first
+        assert realtime_of(vrrp) == ("SCHED_RR|SCHED_RESET_ON_FORK", str(settings["realtime"]["vrrp"]))
+        assert changed_ids(LEADER, "keepalived") == []
+    finally:
+        in_node(LEADER, settings["realtime_script"], check=False)
     assert vips_in_place(CLUSTER), vips_held(CLUSTER)
 
 

@@ -70,6 +70,30 @@ keepalived-service-haproxy-watch-running:
       - file: keepalived-config-haproxy-watch-script
       - file: keepalived-config-haproxy-watch-unit
 
+# Realtime scheduling for keepalived's VRRP and checker processes
+# (keepalived:realtime), set by this script when keepalived has started
+# rather than by keepalived itself (keepalived-realtime.sh.jinja says why).
+keepalived-config-realtime-script:
+  file.managed:
+    - name: {{ keepalived.realtime_script }}
+    - source: salt://{{ tplroot }}/files/keepalived-realtime.sh.jinja
+    - template: jinja
+    - mode: "0755"
+    - context:
+        realtime: {{ keepalived.realtime | json }}
+        pid_files: {{ keepalived.pid_files | json }}
+
+# "-": a keepalived whose processes could not be made realtime still runs
+# (Salt sets them at its next run: keepalived-service-realtime-applied).
+keepalived-config-realtime-dropin:
+  file.managed:
+    - name: /etc/systemd/system/{{ keepalived.service }}.service.d/realtime.conf
+    - makedirs: true
+    - contents: |
+        # Managed by Salt (keepalived formula).
+        [Service]
+        ExecStartPost=-{{ keepalived.realtime_script }}
+
 {%- set sync_unit = '/etc/systemd/system/' ~ keepalived.sync_service ~ '.service' %}
 {%- set sync_wanted = '/etc/systemd/system/' ~ keepalived.service ~ '.service.d/' ~ keepalived.sync_service ~ '.conf' %}
 {%- if ipvs_sync %}

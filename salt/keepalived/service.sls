@@ -21,12 +21,32 @@ keepalived-service-reloaded:
     - require:
       - file: keepalived-config-reload-script
 
+# systemd reads the realtime drop-in before keepalived next starts.
+keepalived-service-realtime-dropin-loaded:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: keepalived-config-realtime-dropin
+
 keepalived-service-running:
   service.running:
     - name: {{ keepalived.service }}
     - enable: true
     - require:
       - cmd: keepalived-service-reloaded
+      - cmd: keepalived-service-realtime-dropin-loaded
+      - file: keepalived-config-realtime-script
+
+# A running keepalived whose VRRP or checker process is not realtime (it
+# started before the drop-in, or keepalived started a dead child again)
+# gets it now, without the restart that would hand the VIPs over.
+keepalived-service-realtime-applied:
+  cmd.run:
+    - name: {{ keepalived.realtime_script }}
+    - unless: {{ keepalived.realtime_script }} --check
+    - require:
+      - file: keepalived-config-realtime-script
+      - service: keepalived-service-running
 
 {%- if ipvs_sync %}
 
