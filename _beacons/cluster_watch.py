@@ -17,7 +17,13 @@ Beacons that fire only when something changes, never every interval.
   Service events also carry ``first``: true when a unit comes up for the
   first time since the minion started (a node's bring-up, nothing to undo).
 
-The first poll records the current state without firing.
+The first poll records the current state without firing. What the beacon
+saw is kept for the minion process's life in a file in the minion's cache
+directory: Salt builds its beacons anew (an empty ``__context__``) on every
+refresh of modules or pillar and on every change of master, and a change
+made just before one (a service stopped as the minion moves to its other
+master) would otherwise be lost, and the service's next start taken for a
+first one.
 
 .. code-block:: yaml
 
@@ -31,6 +37,7 @@ The first poll records the current state without firing.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -122,6 +129,8 @@ def beacon(config):
         watched["backend"] = (("backend", "server"), _haproxy())
     if conf.get("vrrp"):
         watched["vrrp"] = (("name",), _vrrp())
+    if "cluster_watch.seen_active" not in __context__:  # noqa: F821
+        __context__.update(_kept())  # noqa: F821
     events = []
     for kind, (fields, now) in watched.items():
         before = __context__.get(f"cluster_watch.{kind}")  # noqa: F821
@@ -136,7 +145,88 @@ def beacon(config):
             event["backend"] = bool(conf.get("backend"))
             event["first"] = first_start(event, seen)
     seen.update(name for name, state in services.items() if state == "active")
+    _keep()
     return events
+
+
+# What ``beacon`` keeps in ``__context__``, by kind: whether its keys are
+# tuples (HAProxy's backend and server), which JSON holds as lists.
+KEPT = {"service": False, "backend": True, "vrrp": False}
+KEPT_FILE = "cluster_watch.json"
+
+
+def _process() -> str:
+    """This minion process, once in the life of the host: the boot's ID and
+    the PID (a minion restarted, or the host rebooted, starts afresh)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            boot = handle.read().strip()
+    except OSError:
+        boot = "unknown"
+    return f"{boot}/{os.getpid()}"
+
+
+def _kept_path() -> str | None:
+    cachedir = (globals().get("__opts__") or {}).get("cachedir")
+    return os.path.join(cachedir, KEPT_FILE) if cachedir else None
+
+
+def dump(context: dict, process: str) -> str:
+    """The beacon's ``__context__`` as the kept file's text (pure)."""
+    out: dict = {"process": process, "seen_active": sorted(context.get("cluster_watch.seen_active") or ())}
+    for kind, tupled in KEPT.items():
+        states = context.get(f"cluster_watch.{kind}")
+        if states is not None:
+            out[kind] = [[list(key) if tupled else key, state] for key, state in states.items()]
+    return json.dumps(out, sort_keys=True)
+
+
+def load(text: str, process: str) -> dict:
+    """The ``__context__`` a kept file's text gives back, when this process
+    wrote it; nothing otherwise (pure)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict) or data.get("process") != process:
+        return {}
+    out: dict = {"cluster_watch.seen_active": {s for s in data.get("seen_active") or () if isinstance(s, str)}}
+    for kind, tupled in KEPT.items():
+        if isinstance(data.get(kind), list):
+            out[f"cluster_watch.{kind}"] = {
+                (tuple(key) if tupled else key): state for key, state in data[kind] if isinstance(state, str)
+            }
+    return out
+
+
+def _kept() -> dict:
+    """What this minion process's beacon saw before Salt built it anew."""
+    path = _kept_path()
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return load(handle.read(), _process())
+    except OSError:
+        return {}
+
+
+def _keep() -> None:
+    """Write ``__context__`` to the kept file when it changed (atomically)."""
+    path = _kept_path()
+    if not path:
+        return
+    text = dump(__context__, _process())  # noqa: F821
+    if __context__.get("cluster_watch.kept") == text:  # noqa: F821
+        return
+    try:
+        with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(f"{path}.tmp", path)
+    except OSError as err:
+        log.warning("cluster_watch: cannot keep what it saw in %s: %s", path, err)
+        return
+    __context__["cluster_watch.kept"] = text  # noqa: F821
 
 
 def first_start(event: dict, seen_active: set[str]) -> bool:

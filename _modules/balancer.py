@@ -2,7 +2,11 @@
 Take nodes out of, or back into, rotation on this director: HAProxy (every
 backend that has the node) and IPVS (every virtual service with the node's
 address), in one job. The reactor calls it on every director when a backend
-service fails or a minion is lost, and when they are back.
+service fails or a minion is lost, and when they are back. A director keeps
+the nodes drained for a stopped service (``for_service``) until they are set
+again (``service_drained``): the masters' periodic check readies those whose
+services run again, whichever master drained them, and leaves an operator's
+drain alone.
 
 It also serves topology changes (orch/topology.sls): servers that the
 topology no longer has are drained before the new configuration drops them
@@ -13,6 +17,7 @@ CLI examples::
 
     salt-call balancer.set_nodes '[web2]' drain
     salt-call balancer.set_nodes '[web2, dns1]' ready
+    salt-call balancer.service_drained
     salt-call balancer.retired
     salt-call balancer.drain_retired wait=30
     salt-call balancer.wait_in_rotation timeout=120
@@ -20,13 +25,20 @@ CLI examples::
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "balancer"
-__load__ = ["set_nodes", "retired", "drain_retired", "wait_in_rotation"]
+__load__ = ["set_nodes", "service_drained", "retired", "drain_retired", "wait_in_rotation"]
+
+# The nodes this director drained for a stopped service, in its minion's cache.
+SERVICE_DRAINED_FILE = "balancer_service_drained.json"
 
 
 def __virtual__():
@@ -35,14 +47,20 @@ def __virtual__():
     return (False, "balancer: needs the haproxy_runtime module (a director; saltutil.sync_all)")
 
 
-def set_nodes(nodes: list[str] | str, admin_state: str = "ready", unless_serving: bool = False) -> dict[str, Any]:
+def set_nodes(
+    nodes: list[str] | str, admin_state: str = "ready", unless_serving: bool = False, for_service: bool = False
+) -> dict[str, Any]:
     """Set each node ``admin_state`` (ready, drain, maint) in HAProxy and, where
     this kernel has IPVS, in IPVS. Nodes this director does not balance to are
     skipped, and with ``unless_serving`` so are nodes its health checks see
-    serving (to drain or maint only). Returns {node: {"haproxy": {backend:
+    serving (to drain or maint only). ``for_service``: a drain for a stopped
+    service (the reactor's, the periodic check's), kept until the node is set
+    again (``service_drained``). Returns {node: {"haproxy": {backend:
     state}, "ipvs": [changes]}}, or {node: {"serving": True}} for those left."""
     if admin_state not in ("ready", "drain", "maint"):
         raise CommandExecutionError(f"admin_state {admin_state!r} is not one of ready, drain, maint")
+    if for_service and admin_state != "drain":
+        raise CommandExecutionError(f"for_service is a drain's, not admin_state {admin_state!r}'s")
     names = [nodes] if isinstance(nodes, str) else list(nodes)
     known = __salt__["cluster.model"]()["nodes"]  # noqa: F821
     live = _live_checks() if unless_serving and admin_state != "ready" else None
@@ -57,7 +75,50 @@ def set_nodes(nodes: list[str] | str, admin_state: str = "ready", unless_serving
         if "ipvs.set_node" in __salt__:  # noqa: F821
             result["ipvs"] = __salt__["ipvs.set_node"](name, admin_state)  # noqa: F821
         done[name] = result
+    set_now = [name for name in done if "haproxy" in done[name]]
+    _service_drained(set_now if for_service else [], set_now)
     return done
+
+
+def service_drained(forget: list[str] | str | None = None) -> list[str]:
+    """
+    The nodes this director drained for a stopped service (``set_nodes``
+    with ``for_service``) and has not set since. ``forget``: these nodes'
+    drains are no longer a service's (an operator set them otherwise, as
+    the ``cluster_lb.server_state`` state does).
+
+    CLI example::
+
+        salt-call balancer.service_drained
+    """
+    return _service_drained([], [forget] if isinstance(forget, str) else list(forget or []))
+
+
+def kept_drains(kept: Iterable[str], drained: Iterable[str], set_now: Iterable[str]) -> list[str]:
+    """The service drains kept after a ``set_nodes`` call (pure): a node set
+    now is kept only when it was drained for a service now (an operator's
+    drain or maint, or a ready, ends the service's)."""
+    return sorted((set(kept) - set(set_now)) | set(drained))
+
+
+def _service_drained(drained: list[str], set_now: list[str]) -> list[str]:
+    """The kept service drains after this call, read and written under a
+    lock (the reactor's jobs run side by side)."""
+    path = os.path.join(__opts__["cachedir"], SERVICE_DRAINED_FILE)  # noqa: F821
+    with open(f"{path}.lock", "w", encoding="ascii") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                kept = json.load(handle)
+        except (OSError, ValueError):
+            kept = []
+        kept = [n for n in kept if isinstance(n, str)] if isinstance(kept, list) else []
+        after = kept_drains(kept, drained, set_now)
+        if after != sorted(kept):
+            with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
+                json.dump(after, handle)
+            os.replace(f"{path}.tmp", path)
+    return after
 
 
 # HAProxy statuses of a server that passes its health checks (DRAIN and NOLB

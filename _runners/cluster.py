@@ -40,11 +40,6 @@ DROPPED_BANK = "cluster/reactor"
 DROPPED_KEY = "dropped"
 DROPPED_KEEP = 20
 _dropped_lock = threading.Lock()
-# The nodes this master drained because a service of theirs was down (same
-# bank): the periodic check readies them when their services run again, in
-# case the beacon's event saying so was lost. A drain an operator made is
-# not in it and is left alone.
-DRAINED_KEY = "drained"
 # Salt's text for a minion that did not return in time.
 NO_RETURN = "Minion did not return"
 # What a cluster_watch beacon may say (see _beacons/cluster_watch.py).
@@ -500,18 +495,6 @@ def _vrrp_state(client: Any, node: str, arrived: float, cachedir: str | None = N
         return answer
 
 
-def _drained(change: Mapping[str, bool] | None = None) -> list[str]:
-    """The nodes this master drained for a stopped service, after ``change``
-    (node -> True: drained now; False: readied)."""
-    cache = salt.cache.factory(__opts__)  # noqa: F821
-    with _dropped_lock:
-        nodes = set(cache.fetch(DROPPED_BANK, DRAINED_KEY) or [])
-        if change:
-            nodes = (nodes | {n for n, on in change.items() if on}) - {n for n, on in change.items() if not on}
-            cache.store(DROPPED_BANK, DRAINED_KEY, sorted(nodes))
-    return sorted(nodes)
-
-
 def react(tag: str, data: dict):
     """
     Act on a cluster_watch beacon event (reactor/cluster_watch.sls passes it
@@ -568,9 +551,8 @@ def react(tag: str, data: dict):
         done["start"] = client.cmd_async(node, "service.start", [name], tgt_type="list")
     if claim["backend"]:
         state = "drain" if down else "ready"
-        kwarg = {"nodes": [node], "admin_state": state}
+        kwarg = {"nodes": [node], "admin_state": state, **({"for_service": True} if down else {})}
         done[state] = client.cmd_async(directors, "balancer.set_nodes", [], tgt_type="list", kwarg=kwarg)
-        _drained({node: down})
     return done
 
 
@@ -605,10 +587,10 @@ def stopped_services(answers: Mapping, topology: Mapping, catalogue: Mapping) ->
 
 
 def ready_again(answers: Mapping, drained: list[str], stopped: Mapping) -> list[str]:
-    """The nodes to ready (pure): drained by this master for a stopped
-    service (``drained``), answering now, with every watched service
-    running (a masked one holds the node out: an operator's doing), and
-    nothing left to start (``stopped``)."""
+    """The nodes to ready (pure): drained for a stopped service (``drained``,
+    as the directors keep it: by either master), answering now, with every
+    watched service running (a masked one holds the node out: an operator's
+    doing), and nothing left to start (``stopped``)."""
     out = []
     for node in drained:
         answer = answers.get(node)
@@ -625,8 +607,14 @@ def _start_again(client, node: str, work: Mapping, directors: list[str]) -> None
     for name in work["start"]:
         client.cmd_async(node, "service.start", [name], tgt_type="list")
     if work["drain"] and directors:
-        kwarg = {"nodes": [node], "admin_state": "drain"}
+        kwarg = {"nodes": [node], "admin_state": "drain", "for_service": True}
         client.cmd_async(directors, "balancer.set_nodes", [], tgt_type="list", kwarg=kwarg)
+
+
+def service_drained(answers: Mapping) -> list[str]:
+    """The nodes any director says it drained for a stopped service (pure;
+    ``balancer.service_drained`` answers, a silent director's ignored)."""
+    return sorted({n for a in answers.values() if isinstance(a, list) for n in a if isinstance(n, str)})
 
 
 def reconcile(timeout: int = 20, nodes: list[str] | None = None) -> dict:
@@ -638,10 +626,11 @@ def reconcile(timeout: int = 20, nodes: list[str] | None = None) -> dict:
     event; the beacon's event when the service is back readies the node.
     It catches what no master heard: a service that stopped while its node's
     minion could reach no master (the beacon's event was lost with it). And
-    a node this master drained for a stopped service whose services all run
-    again is readied (the event saying so, or the reactor's check of it, was
-    lost); a drain an operator made is left alone. ``nodes``: only these of
-    the topology's nodes.
+    a node drained for a stopped service (by either master: the directors
+    keep it, ``balancer.service_drained``) whose services all run again is
+    readied (the event saying so, or the reactor's check of it, was lost,
+    or went to the other master); a drain an operator made is left alone.
+    ``nodes``: only these of the topology's nodes.
 
     CLI example::
 
@@ -672,14 +661,14 @@ def reconcile(timeout: int = 20, nodes: list[str] | None = None) -> dict:
             if work:
                 todo[node] = work
                 _start_again(client, node, work, directors)
-    drained = _drained({node: True for node, work in todo.items() if work["drain"] and directors})
     # Nodes drained for a service that runs again, whose event saying so was lost.
-    readied = ready_again(answers, drained, todo) if directors else []
+    readied = []
+    if directors:
+        kept = client.cmd(directors, "balancer.service_drained", [], tgt_type="list", timeout=timeout)
+        readied = ready_again(answers, service_drained(kept if isinstance(kept, Mapping) else {}), todo)
     for node in readied:
         log.warning("cluster.reconcile: %s: its services run again: ready", node)
         kwarg = {"nodes": [node], "admin_state": "ready"}
         client.cmd_async(directors, "balancer.set_nodes", [], tgt_type="list", kwarg=kwarg)
-    if readied:
-        _drained(dict.fromkeys(readied, False))
     silent = sorted(set(nodes) - {n for n, a in answers.items() if isinstance(a, Mapping)})
     return {"asked": len(nodes), "silent": silent, "started": todo, "readied": readied}

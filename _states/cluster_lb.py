@@ -56,6 +56,9 @@ def server_state(name: str, admin_state: str = "ready"):
     if state not in ("ready", "drain", "maint"):
         ret.update(result=False, comment=f"state {state!r} is not one of ready, drain, maint")
         return ret
+    if not __opts__["test"] and "balancer.service_drained" in __salt__:  # noqa: F821
+        # The operator's word from now on: the periodic check does not ready it.
+        __salt__["balancer.service_drained"](forget=[name])  # noqa: F821
     rows = __salt__["haproxy_runtime.servers"]()  # noqa: F821
     ipvs = "ipvs.node_plan" in __salt__  # noqa: F821
     in_haproxy = any(row["server"] == name for row in rows)

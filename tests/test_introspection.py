@@ -110,6 +110,46 @@ def test_beacon_marks_a_units_first_start_since_the_minion_started(monkeypatch):
     assert [(e["state"], e["first"]) for f in fired for e in f] == [("failed", False), ("active", False)]
 
 
+def test_beacon_keeps_what_it_saw_when_salt_builds_it_anew(monkeypatch, tmp_path):
+    """Salt builds its beacons anew (an empty __context__) on a change of
+    master: apache2 stopped just before one still fires, and its start
+    after is no first one. Another process (a restarted minion) starts
+    afresh."""
+    states = iter(["active", "active", "inactive", "inactive", "active"])
+    monkeypatch.setattr(cluster_watch, "_services", lambda names: {"apache2": next(states)})
+    monkeypatch.setattr(cluster_watch, "__opts__", {"cachedir": str(tmp_path)}, raising=False)
+    config = [{"services": ["apache2"]}, {"backend": True}]
+    fired = []
+    for rebuilt in (False, False, True, False, True):  # the minion's rebuilds, before a poll
+        if rebuilt or not fired:
+            cluster_watch.__context__ = {}
+        fired.append(cluster_watch.beacon(config))
+    assert [(e["state"], e["previous"], e["first"]) for f in fired for e in f] == [
+        ("inactive", "active", False),
+        ("active", "inactive", False),
+    ]
+    # What is kept names this process; a new minion process does not take it.
+    kept = (tmp_path / cluster_watch.KEPT_FILE).read_text()
+    assert cluster_watch.load(kept, cluster_watch._process())["cluster_watch.service"] == {"apache2": "active"}
+    assert cluster_watch.load(kept, "another-boot/1") == {}
+    monkeypatch.setattr(cluster_watch, "_process", lambda: "another-boot/1")
+    states = iter(["inactive", "active"])
+    cluster_watch.__context__ = {}
+    fired = [cluster_watch.beacon(config) for _ in range(2)]
+    assert [(e["state"], e["first"]) for f in fired for e in f] == [("active", True)]
+
+
+def test_beacon_kept_file_round_trips_haproxy_keys():
+    context = {
+        "cluster_watch.seen_active": {"haproxy"},
+        "cluster_watch.backend": {("web-http-l4", "web2"): "UP"},
+        "cluster_watch.vrrp": {"INSTANCE-VI_1": "MASTER"},
+    }
+    assert cluster_watch.load(cluster_watch.dump(context, "b/7"), "b/7") == context
+    assert cluster_watch.load("not json", "b/7") == {}
+    assert cluster_watch.load('["a list"]', "b/7") == {}
+
+
 def _rows(path: str) -> list[dict]:
     return haproxy_runtime.parse_stat((FIXTURES / path).read_text())
 
@@ -581,7 +621,7 @@ def test_the_periodic_check_starts_only_known_stopped_services_of_the_node_that_
     assert runner.stopped_services({}, topology, catalogue) == {}
 
 
-def test_the_periodic_check_readies_only_nodes_it_drained_whose_services_run_again():
+def test_the_periodic_check_readies_only_service_drained_nodes_whose_services_run_again():
     """cluster.reconcile's second decision: a node this master drained for a
     stopped service is readied once every service it watches runs, and not
     while one is down or masked, the node silent, or about to be started;
@@ -599,6 +639,38 @@ def test_the_periodic_check_readies_only_nodes_it_drained_whose_services_run_aga
     assert runner.ready_again(answers, drained, stopped) == ["web1"]
     assert runner.ready_again(answers, [], stopped) == []
     assert runner.ready_again({}, drained, {}) == []
+
+
+def test_the_periodic_check_takes_the_service_drains_every_director_kept():
+    """Either master drained it: whichever director answers says so."""
+    answers = {"master": ["web2"], "standby": ["web2", "dns1"], "silent": "Minion did not return", "odd": [7]}
+    assert runner.service_drained(answers) == ["dns1", "web2"]
+    assert runner.service_drained({}) == []
+
+
+def test_a_director_keeps_its_service_drains_until_the_node_is_set_again(monkeypatch, tmp_path):
+    """balancer.set_nodes with for_service keeps the drain on the director
+    (whichever master asked); a ready, or an operator's drain, ends it."""
+    nodes = {"web1": {"address": "10.0.100.2"}, "web2": {"address": "10.0.100.3"}}
+    funcs = {
+        "cluster.model": lambda: {"nodes": nodes},
+        "haproxy_runtime.set_server_everywhere": lambda name, state: {"web-http-l4": state},
+    }
+    monkeypatch.setattr(balancer, "__salt__", funcs, raising=False)
+    monkeypatch.setattr(balancer, "__opts__", {"cachedir": str(tmp_path)}, raising=False)
+    assert balancer.service_drained() == []
+    done = balancer.set_nodes(["web1", "web2", "web9"], "drain", for_service=True)
+    assert sorted(done) == ["web1", "web2"]  # web9: not balanced here
+    assert balancer.service_drained() == ["web1", "web2"]
+    balancer.set_nodes("web1", "ready")
+    assert balancer.service_drained() == ["web2"]
+    balancer.set_nodes("web2", "drain")  # an operator's drain takes over
+    assert balancer.service_drained() == []
+    balancer.set_nodes(["web1", "web2"], "drain", for_service=True)
+    assert balancer.service_drained(forget="web1") == ["web2"]  # cluster_lb.server_state's
+    with pytest.raises(balancer.CommandExecutionError, match="for_service is a drain's, not admin_state 'ready'"):
+        balancer.set_nodes("web1", "ready", for_service=True)
+    assert balancer.kept_drains(["web1"], ["web2"], ["web2", "web3"]) == ["web1", "web2"]
 
 
 def test_every_runner_the_masters_call_is_exported():

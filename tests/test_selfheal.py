@@ -105,6 +105,26 @@ def test_a_service_stopped_while_no_master_hears_is_started_by_the_periodic_chec
     print(f"heal -> back in rotation: {time.monotonic() - healed:.1f} s")
 
 
+def test_a_service_drain_is_readied_by_either_masters_periodic_check():
+    """A drain for a stopped service is kept on the directors, not by the
+    master that made it: web2 drained as the other master's reactor or
+    check drains (``for_service``), every service of web2 running, is
+    readied by the periodic check of the master it answers (a minion back
+    on the nas after a nas cut answers only the nas)."""
+    answers = salt_json("-G", "roles:director", "balancer.set_nodes", "[web2]", "drain", "for_service=True")
+    assert set(answers) == {"master", "standby"}, answers
+    drained = time.monotonic()
+    for director in answers:
+        assert salt_json(director, "balancer.service_drained")[director] == ["web2"]
+    assert not in_rotation("10.0.100.3")
+    # The check runs every 60 s and waits up to 20 s for silent nodes.
+    back = wait_for(lambda: in_rotation("10.0.100.3"), 150)
+    assert back is not None, "web2 stayed drained"
+    for director in answers:
+        assert salt_json(director, "balancer.service_drained")[director] == []
+    print(f"service drain -> readied by the periodic check: {time.monotonic() - drained:.1f} s")
+
+
 def holds_every_vip(name: str) -> bool:
     return holds_vip(name, *VIPS)
 
