@@ -17,12 +17,13 @@ function (``report``), tested on recorded answers.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -543,17 +544,40 @@ def react(tag: str, data: dict):
     ready = claim["backend"] and claim["state"] == "active" and claim["previous"] != "reloading" and not claim["first"]
     if not down and not ready:
         return {"ignored": f"{node}: {name} is {claim['state']}, nothing to do"}
-    running = _ask(client, node, "service.status", [name])
-    if not isinstance(running, bool) or running == down:
-        return _drop(tag, f"not confirmed: {node} says {name} running is {running!r}, the event said {claim['state']}")
-    done: dict[str, Any] = {"node": node, "service": name}
-    if down:
-        done["start"] = client.cmd_async(node, "service.start", [name], tgt_type="list")
-    if claim["backend"]:
-        state = "drain" if down else "ready"
-        kwarg = {"nodes": [node], "admin_state": state, **({"for_service": True} if down else {})}
-        done[state] = client.cmd_async(directors, "balancer.set_nodes", [], tgt_type="list", kwarg=kwarg)
+    with _one_at_a_time(node):
+        running = _ask(client, node, "service.status", [name])
+        if not isinstance(running, bool) or running == down:
+            said = f"{node} says {name} running is {running!r}, the event said {claim['state']}"
+            return _drop(tag, f"not confirmed: {said}")
+        done: dict[str, Any] = {"node": node, "service": name}
+        if down:
+            done["start"] = client.cmd_async(node, "service.start", [name], tgt_type="list")
+        if claim["backend"]:
+            state = "drain" if down else "ready"
+            kwarg = {"nodes": [node], "admin_state": state, **({"for_service": True} if down else {})}
+            done[state] = client.cmd(
+                directors, "balancer.set_nodes", [], tgt_type="list", kwarg=kwarg, timeout=DIRECTOR_TIMEOUT_S
+            )
     return done
+
+
+# A node's service reactions run one at a time, each until the directors
+# answered: a restart's two events (down, then active again), asked side by
+# side, could have the drain land on a director after the ready and leave the
+# node out. A silent director costs each reaction this long.
+DIRECTOR_TIMEOUT_S = 15
+
+
+@contextlib.contextmanager
+def _one_at_a_time(node: str, cachedir: str | None = None) -> Iterator[None]:
+    """Hold the lock of ``node``'s service reactions (every reaction runs in
+    a process of its own). ``node`` is a node of the topology (``screen``),
+    so it is safe in a file name."""
+    directory = Path(cachedir or __opts__["cachedir"]) / "cluster-service"  # noqa: F821
+    directory.mkdir(mode=0o700, exist_ok=True)
+    with open(directory / f"{node}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def stopped_services(answers: Mapping, topology: Mapping, catalogue: Mapping) -> dict[str, dict]:

@@ -673,6 +673,29 @@ def test_a_director_keeps_its_service_drains_until_the_node_is_set_again(monkeyp
     assert balancer.kept_drains(["web1"], ["web2"], ["web2", "web3"]) == ["web1", "web2"]
 
 
+def test_a_nodes_service_reactions_run_one_at_a_time(tmp_path):
+    """A restart's down and up reactions for one node do not overlap (the
+    drain could land after the ready); another node's are not held up."""
+    order = []
+
+    def reaction(what: str, hold: float) -> None:
+        with runner._one_at_a_time("web2", str(tmp_path)):
+            order.append(f"{what} in")
+            time.sleep(hold)
+            order.append(f"{what} out")
+
+    down = threading.Thread(target=reaction, args=("down", 0.4))
+    down.start()
+    time.sleep(0.1)
+    up = threading.Thread(target=reaction, args=("up", 0))
+    up.start()
+    with runner._one_at_a_time("web3", str(tmp_path)):
+        order.append("web3")
+    down.join()
+    up.join()
+    assert order == ["down in", "web3", "down out", "up in", "up out"]
+
+
 def test_every_runner_the_masters_call_is_exported():
     """The reactor files and the masters' schedule name runner functions;
     Salt loads only those in the module's ``__load__`` (a function left out
