@@ -452,6 +452,11 @@ def _ask(client: Any, node: str, fun: str, arg: list, tries: int = 2) -> Any:
 # each reaction in a process of its own: the last answer of each director is
 # kept in the master's cache directory, under a lock.
 VRRP_SETTLE_S = 2.0
+# A sync group's transition refreshes the director's mine this much later:
+# a Salt job on a director in the seconds it takes over or gives back the
+# VIPs delayed its answers (a job costs about a CPU-second on the lab's
+# user-mode directors), and who holds the VIPs can wait that long.
+MINE_AFTER_S = 20.0
 
 
 def _vrrp_said(answer: Any, instance: str) -> Any:
@@ -509,7 +514,8 @@ def react(tag: str, data: dict):
     - service active again on a balanced node (not a reload's, not its first
       start since the minion started): ready on every director.
     - VRRP: re-sent as ``cluster/director/transition``; a sync group's
-      transition refreshes that director's mine (who holds the VIPs).
+      transition refreshes that director's mine (who holds the VIPs),
+      ``MINE_AFTER_S`` later.
     """
     if not isinstance(data, Mapping):
         return _drop(tag, "event data is not a mapping")
@@ -538,6 +544,7 @@ def react(tag: str, data: dict):
         }
         __salt__["event.send"]("cluster/director/transition", transition)  # noqa: F821
         if claim["name"].startswith("GROUP-"):
+            time.sleep(MINE_AFTER_S)
             client.cmd_async(node, "mine.update", [], tgt_type="list")
         return {"transition": transition}
     name, down = claim["name"], claim["state"] in DOWN
