@@ -37,11 +37,14 @@ first one.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import subprocess
 from typing import Any
+
+import salt.utils.atomicfile
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +158,11 @@ KEPT = {"service": False, "backend": True, "vrrp": False}
 KEPT_FILE = "cluster_watch.json"
 
 
+@functools.cache
 def _process() -> str:
     """This minion process, once in the life of the host: the boot's ID and
-    the PID (a minion restarted, or the host rebooted, starts afresh)."""
+    the PID (a minion restarted, or the host rebooted, starts afresh). Read
+    once per loading of the module, not at every poll."""
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
             boot = handle.read().strip()
@@ -220,9 +225,8 @@ def _keep() -> None:
     if __context__.get("cluster_watch.kept") == text:  # noqa: F821
         return
     try:
-        with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
+        with salt.utils.atomicfile.atomic_open(path, "w") as handle:
             handle.write(text)
-        os.replace(f"{path}.tmp", path)
     except OSError as err:
         log.warning("cluster_watch: cannot keep what it saw in %s: %s", path, err)
         return

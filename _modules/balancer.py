@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+import salt.utils.atomicfile
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "balancer"
@@ -115,9 +116,8 @@ def _service_drained(drained: list[str], set_now: list[str]) -> list[str]:
         kept = [n for n in kept if isinstance(n, str)] if isinstance(kept, list) else []
         after = kept_drains(kept, drained, set_now)
         if after != sorted(kept):
-            with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
+            with salt.utils.atomicfile.atomic_open(path, "w") as handle:
                 json.dump(after, handle)
-            os.replace(f"{path}.tmp", path)
     return after
 
 

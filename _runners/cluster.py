@@ -480,14 +480,9 @@ def _vrrp_state(client: Any, node: str, arrived: float, cachedir: str | None = N
     says where the node stands since the event, as a question of the
     event's own would), else a new question. Questions to one node are
     asked one at a time, so the events of one burst share one; a node that
-    sends events faster than its answers come costs one question at a time.
-    ``node`` is a director of the topology (``screen``), so it is safe in a
-    file name."""
-    directory = Path(cachedir or __opts__["cachedir"]) / "cluster-vrrp"  # noqa: F821
-    directory.mkdir(mode=0o700, exist_ok=True)
-    last = directory / f"{node}.json"
-    with open(directory / f"{node}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    sends events faster than its answers come costs one question at a time."""
+    with _node_lock("cluster-vrrp", node, cachedir) as directory:
+        last = directory / f"{node}.json"
         try:
             kept = json.loads(last.read_text())
         except (OSError, ValueError):
@@ -551,7 +546,7 @@ def react(tag: str, data: dict):
     ready = claim["backend"] and claim["state"] == "active" and claim["previous"] != "reloading" and not claim["first"]
     if not down and not ready:
         return {"ignored": f"{node}: {name} is {claim['state']}, nothing to do"}
-    with _one_at_a_time(node):
+    with _node_lock("cluster-service", node):
         running = _ask(client, node, "service.status", [name])
         if not isinstance(running, bool) or running == down:
             said = f"{node} says {name} running is {running!r}, the event said {claim['state']}"
@@ -576,15 +571,15 @@ DIRECTOR_TIMEOUT_S = 15
 
 
 @contextlib.contextmanager
-def _one_at_a_time(node: str, cachedir: str | None = None) -> Iterator[None]:
-    """Hold the lock of ``node``'s service reactions (every reaction runs in
-    a process of its own). ``node`` is a node of the topology (``screen``),
-    so it is safe in a file name."""
-    directory = Path(cachedir or __opts__["cachedir"]) / "cluster-service"  # noqa: F821
+def _node_lock(kind: str, node: str, cachedir: str | None = None) -> Iterator[Path]:
+    """Hold ``node``'s lock of ``kind`` (a directory in the master's cache
+    directory, which it yields) across the reactions' processes. ``node``
+    is a node of the topology (``screen``), so it is safe in a file name."""
+    directory = Path(cachedir or __opts__["cachedir"]) / kind  # noqa: F821
     directory.mkdir(mode=0o700, exist_ok=True)
     with open(directory / f"{node}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+        yield directory
 
 
 def stopped_services(answers: Mapping, topology: Mapping, catalogue: Mapping) -> dict[str, dict]:

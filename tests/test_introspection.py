@@ -679,7 +679,7 @@ def test_a_nodes_service_reactions_run_one_at_a_time(tmp_path):
     order = []
 
     def reaction(what: str, hold: float) -> None:
-        with runner._one_at_a_time("web2", str(tmp_path)):
+        with runner._node_lock("cluster-service", "web2", str(tmp_path)):
             order.append(f"{what} in")
             time.sleep(hold)
             order.append(f"{what} out")
@@ -689,7 +689,7 @@ def test_a_nodes_service_reactions_run_one_at_a_time(tmp_path):
     time.sleep(0.1)
     up = threading.Thread(target=reaction, args=("up", 0))
     up.start()
-    with runner._one_at_a_time("web3", str(tmp_path)):
+    with runner._node_lock("cluster-service", "web3", str(tmp_path)):
         order.append("web3")
     down.join()
     up.join()
