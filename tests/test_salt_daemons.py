@@ -18,6 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import haproxy_runtime  # _modules/, on the path by conftest: the runtime API client and its parser
 import pytest
@@ -307,22 +308,31 @@ def beacon_event(salt, sender: str, about: str, **data) -> None:
 
 
 def reactions(
-    event_listener, salt_master, after: float, count: int = 1, timeout: float = 30, name: str | None = None
+    event_listener,
+    salt_master,
+    after: float,
+    count: int = 1,
+    timeout: float = 30,
+    name: str | None = None,
+    **match: Any,
 ) -> list[dict]:
     """The returns of the cluster.react runner jobs since ``after`` (the
     positive signal that the reactor received an event and decided); with
     ``name``, only those about events of that service or instance (the test
-    minions' own beacons watch the host too)."""
+    minions' own beacons watch the host too); with ``match``, only those
+    about events with these values (a reaction that waits for the directors
+    can return after the next event was sent)."""
     pattern = [(salt_master.id, "salt/run/*/ret")]
     deadline = time.monotonic() + timeout
+    wanted = {**match, **({"name": name} if name is not None else {})}
+
+    def about(event) -> bool:
+        data = [a.get("data", {}) for a in event.data.get("fun_args") or [] if isinstance(a, dict)]
+        return any(all(d.get(k) == v for k, v in wanted.items()) for d in data)
+
     while True:
         events = event_listener.get_events(pattern, after_time=after)
-        got = [
-            e.data["return"]
-            for e in events
-            if e.data.get("fun") == "runner.cluster.react"
-            and (name is None or any(a.get("data", {}).get("name") == name for a in e.data.get("fun_args") or []))
-        ]
+        got = [e.data["return"] for e in events if e.data.get("fun") == "runner.cluster.react" and about(e)]
         if len(got) >= count:
             return got
         assert time.monotonic() < deadline, f"{len(got)} of {count} reactions: {got}"
@@ -362,8 +372,12 @@ def test_reactor_drains_a_failed_backend_starts_it_then_readies_it(
     }
     assert set(reactions(event_listener, salt_master, start)[0]) == {"node", "service", "start", "drain"}
     assert web2_node.service("apache2") == "active"  # started by the reactor, through web2's minion
+    start = time.time()
     beacon_event(salt, "web2", "web2", **APACHE, state="active", previous="failed")
     assert haproxy.wait(everywhere("web2", "UP"), timeout=30)[("web-http-l7", "web2")] == "UP"
+    # Its reaction has returned (it waits for every director): none of it is
+    # left for the next test's.
+    assert set(reactions(event_listener, salt_master, start, state="active")[0]) == {"node", "service", "ready"}
 
 
 def test_reactor_leaves_the_balancers_alone_at_a_first_start(
@@ -376,10 +390,19 @@ def test_reactor_leaves_the_balancers_alone_at_a_first_start(
     assert haproxy.wait(everywhere("web2", "DRAIN"), timeout=30)[("web-http-l7", "web2")] == "DRAIN"
     start = time.time()
     beacon_event(salt, "web2", "web2", **{**APACHE, "first": True}, state="active", previous="inactive")
-    assert "ignored" in reactions(event_listener, salt_master, start)[0]  # received, decided: nothing to do
+    # Received, decided: nothing to do.
+    assert "ignored" in reactions(event_listener, salt_master, start, first=True)[0]
     assert haproxy.status()[("web-http-l7", "web2")] == "DRAIN"
+    start = time.time()
     beacon_event(salt, "web2", "web2", **APACHE, state="active", previous="failed")
     assert haproxy.wait(everywhere("web2", "UP"), timeout=30)[("web-http-l7", "web2")] == "UP"
+    # Its reaction has returned (it waits for every director): none of it is
+    # left for the next test's.
+    assert set(reactions(event_listener, salt_master, start, state="active", first=False)[0]) == {
+        "node",
+        "service",
+        "ready",
+    }
 
 
 def test_a_claim_its_node_does_not_confirm_is_dropped_and_counted(
