@@ -25,8 +25,12 @@ import socket
 import socketserver
 import subprocess
 import sys
+import time
 
 PORT = 7070
+# How long a client keeps trying to connect, and its pause between tries.
+CONNECT_WITHIN_S = 10.0
+CONNECT_PAUSE_S = 0.5
 ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "HOME": "/root",
@@ -72,8 +76,24 @@ def serve(address: str, port: int, peer: str) -> None:
         server.serve_forever()
 
 
-def call(address: str, port: int, request: dict, connect_timeout: float = 2) -> dict:
-    with socket.create_connection((address, port), timeout=connect_timeout) as conn:
+def connect(address: str, port: int, within: float = CONNECT_WITHIN_S, attempt_timeout: float = 2) -> socket.socket:
+    """A connection to the agent, tried again until ``within`` seconds have
+    passed: a node whose kernel is starved of host CPU (user-mode kernels on
+    a busy host) can leave a first SYN unanswered for seconds. Nothing has
+    been sent before a connection stands, so trying again runs no command
+    twice."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return socket.create_connection((address, port), timeout=attempt_timeout)
+        except OSError:
+            if time.monotonic() + CONNECT_PAUSE_S >= deadline:
+                raise
+            time.sleep(CONNECT_PAUSE_S)
+
+
+def call(address: str, port: int, request: dict, within: float = CONNECT_WITHIN_S) -> dict:
+    with connect(address, port, within) as conn:
         conn.settimeout(request.get("timeout", 120) + 10)
         conn.sendall(json.dumps(request).encode() + b"\n")
         data = b""

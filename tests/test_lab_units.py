@@ -572,3 +572,40 @@ def test_up_refuses_a_lab_running_from_another_checkout(tmp_path, monkeypatch, c
         cli.main(["lab"])
     assert exit_info.value.code == 2
     assert "the lab runs from /elsewhere: `python -m lab down` first" in capsys.readouterr().err
+
+
+def test_the_agent_client_waits_for_a_late_listener_and_gives_up_after_its_bound():
+    """A node whose agent does not accept yet (a starved user-mode kernel)
+    is tried again; a port nobody listens on fails after the bound."""
+    import socket
+    import threading
+    import time
+
+    from lab import agent
+
+    with socket.socket() as probe:  # a free loopback port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(OSError):
+        agent.connect("127.0.0.1", port, within=1.5)
+    assert 1.0 <= time.monotonic() - started < 3
+
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def listen_late() -> None:
+        time.sleep(1.2)
+        server.bind(("127.0.0.1", port))
+        server.listen()
+
+    late = threading.Thread(target=listen_late)
+    late.start()
+    started = time.monotonic()
+    try:
+        with agent.connect("127.0.0.1", port, within=5):
+            waited = time.monotonic() - started
+    finally:
+        late.join()
+        server.close()
+    assert 1.2 <= waited < 5

@@ -77,10 +77,15 @@ def test_a_published_file_reaches_every_copy_and_so_does_its_removal():
         return [w for w in WEB if in_node(w, "test", "-e", path, check=False).returncode == 0]
 
     gone = wait_for(lambda: not holding(), 60)
-    if gone is None:  # which copy kept it, and what its last refreshes said
+    if gone is None:  # which copy kept it, what its last refreshes said, and what its mount shows
         journal = ["journalctl", "-u", COPY_UNIT, "-n", "8", "--no-pager"]
-        kept = {w: in_node(w, *journal, check=False).stdout for w in holding()}
-        pytest.fail(f"a file removed on the nas stayed on a copy after 60 s: {kept}")
+        mounted = f"{MODEL['nfs']['docroot']}/published.txt"
+        kept = {
+            w: in_node(w, *journal, check=False).stdout + in_node(w, "ls", "-l", mounted, check=False).stdout
+            for w in holding()
+        }
+        on_nas = in_node(NAS, "ls", "-l", f"{docroot.export_dir(MODEL)}/published.txt", check=False).stdout
+        pytest.fail(f"a file removed on the nas (there: {on_nas!r}) stayed on a copy after 60 s: {kept}")
     assert gone <= PUBLISH_BOUND_S, f"a file removed on the nas left the copies after {gone:.1f} s"
 
 

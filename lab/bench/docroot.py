@@ -88,7 +88,7 @@ def publish(cluster, name: str, size: int = 4096) -> str:
 
 
 def unpublish(cluster, name: str) -> None:
-    node.execute(cluster.role("nas")[0], ["rm", "-f", f"{export_dir(cluster.model)}/{name}"], timeout=60)
+    node.execute(cluster.role("nas")[0], ["rm", "-f", f"{export_dir(cluster.model)}/{name}"], timeout=60, check=True)
 
 
 def lacking(cluster, name: str, sha256: str) -> list[str]:
