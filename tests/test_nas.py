@@ -89,6 +89,27 @@ def test_a_published_file_reaches_every_copy_and_so_does_its_removal():
     assert gone <= PUBLISH_BOUND_S, f"a file removed on the nas left the copies after {gone:.1f} s"
 
 
+def test_the_nas_grants_no_delegation_so_a_removal_there_never_waits():
+    """Every copy has read a published file: nfsd lists no delegation held by
+    any web server (with one, the nas's `rm` waits until every holder gave
+    it back, a minute and more for a slow or cut one), and the removal on the
+    nas returns at once."""
+    name = "delegation.txt"
+    sha256 = docroot.publish(CLUSTER, name)
+    try:
+        took = docroot.wait_published(CLUSTER, name, sha256, limit=60)
+        assert took is not None, docroot.lacking(CLUSTER, name, sha256)
+        # One states file per NFS client (the glob fails when there is none).
+        states = in_node(NAS, "sh", "-c", "cat /proc/fs/nfsd/clients/*/states").stdout
+        held = [line for line in states.splitlines() if "type: deleg" in line]
+        assert held == [], held
+    finally:
+        started = time.monotonic()
+        docroot.unpublish(CLUSTER, name)
+        took = time.monotonic() - started
+    assert took < 5, f"the nas's rm of a file the copies had read took {took:.1f} s"
+
+
 def test_the_docroots_marker_is_not_served():
     marker = catalogue.runtime("webcontent", "marker")
     for port in (80, CLUSTER.l7_port):

@@ -60,6 +60,18 @@ nfs-server-exports-file:
       - pkg: nfs-server-package-installed
 {%- if nfs_server %}
 
+# No NFSv4 delegations (nfsd hands them out as leases): a web server that
+# read a file holds one, and the nas's own `rm` or `mv` over that file
+# waits until every holder gave it back. A web server that is cut, or slow
+# to answer the recall, held a publish on the nas for over a minute
+# (docs/operations.md, "The docroot"). The copies (nfs.copy) read the export
+# every few seconds and gain nothing from them. Set before nfsd starts; a
+# running server grants no new one from then on.
+nfs-server-leases-disabled:
+  sysctl.present:
+    - name: fs.leases-enable
+    - value: 0
+
 nfs-server-service-running:
   service.running:
     - name: {{ nfs.service }}
@@ -67,6 +79,7 @@ nfs-server-service-running:
     - require:
       - file: nfs-server-exports-file
       - file: nfs-server-export-directory
+      - sysctl: nfs-server-leases-disabled
 
 # New exports take effect without restarting the server.
 nfs-server-exportfs-reload:
