@@ -641,6 +641,17 @@ def test_the_periodic_check_readies_only_service_drained_nodes_whose_services_ru
     assert runner.ready_again({}, drained, {}) == []
 
 
+def test_the_periodic_check_asks_the_minions_connected_to_its_master_only():
+    """With failover masters each minion is connected to one of them: a run
+    asks those (waiting for the others made it outlast its period); without
+    the master's minion data to tell, every node."""
+    nodes = ["dns1", "master", "standby", "web1", "web2"]
+    assert runner.connected(nodes, {"web2", "standby", "intruder"}) == ["standby", "web2"]
+    assert runner.connected(nodes, set()) == []
+    assert runner.connected(nodes, None) == nodes
+    assert runner._present({"minion_data_cache": False}) is None
+
+
 def test_the_periodic_check_takes_the_service_drains_every_director_kept():
     """Either master drained it: whichever director answers says so."""
     answers = {"master": ["web2"], "standby": ["web2", "dns1"], "silent": "Minion did not return", "odd": [7]}
