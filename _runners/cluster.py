@@ -31,6 +31,7 @@ import salt.cache
 import salt.client
 import salt.pillar
 import salt.utils.minions
+import salt.utils.network
 
 log = logging.getLogger(__name__)
 
@@ -646,21 +647,44 @@ def service_drained(answers: Mapping) -> list[str]:
 
 def connected(nodes: list[str], present: Any) -> list[str]:
     """Of ``nodes``, those whose minion is connected to this master
-    (``present``: Salt's own presence check, ``CkMinions.connected_ids``;
-    ``None`` when this master keeps no minion data to tell: every node)
-    (pure)."""
+    (``present``; ``None`` when it could not be told: every node) (pure)."""
     if present is None:
         return list(nodes)
     return [n for n in nodes if n in present]
 
 
-def _present(opts: Mapping) -> Any:
-    """The minion IDs connected to this master's publish port, as Salt's
-    presence events see them; None when the master keeps no minion data
-    (``minion_data_cache``), which that check needs."""
-    if not opts.get("minion_data_cache", True):
+def node_addresses(nodes: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Each topology node's interface addresses (pure)."""
+    out: dict[str, list[str]] = {}
+    for name, spec in nodes.items():
+        interfaces = spec.get("interfaces") if isinstance(spec, Mapping) else None
+        found = interfaces.values() if isinstance(interfaces, Mapping) else []
+        out[name] = [i["address"] for i in found if isinstance(i, Mapping) and isinstance(i.get("address"), str)]
+    return out
+
+
+def at_addresses(addresses: Mapping[str, list[str]], peers: Any) -> set[str]:
+    """The nodes with an address among ``peers``, the addresses connected to
+    this master's publish port (pure)."""
+    return {n for n, found in addresses.items() if any(a in peers for a in found)}
+
+
+def _present(opts: Mapping, addresses: Mapping[str, list[str]]) -> Any:
+    """The nodes connected to this master's publish port: those whose
+    topology address is a peer of it, and those Salt's own presence check
+    (``CkMinions.connected_ids``) finds by their cached grains, which a
+    master has only of the minions that asked it for their pillar (a
+    minion that failed over to it has not). None when the port's peers
+    cannot be read."""
+    try:
+        peers = salt.utils.network.local_port_tcp(int(opts["publish_port"]))
+    except Exception as err:  # whatever the failure: ask every node
+        log.warning("cluster.reconcile: the publish port's peers are unknown (%s): asking every node", err)
         return None
-    return salt.utils.minions.CkMinions(opts).connected_ids()
+    present = at_addresses(addresses, peers)
+    if opts.get("minion_data_cache", True):
+        present |= salt.utils.minions.CkMinions(opts).connected_ids()
+    return present
 
 
 def reconcile(timeout: int = 20, nodes: list[str] | None = None) -> dict:
@@ -692,7 +716,7 @@ def reconcile(timeout: int = 20, nodes: list[str] | None = None) -> dict:
     catalogue = pillar.get("catalogue") if isinstance(pillar.get("catalogue"), Mapping) else {}
     known = (topology.get("nodes") or {}) if isinstance(topology.get("nodes"), Mapping) else {}
     nodes = sorted(n for n in known if nodes is None or n in nodes)
-    present = _present(__opts__)  # noqa: F821
+    present = _present(__opts__, node_addresses({n: known[n] for n in nodes}))  # noqa: F821
     asked = connected(nodes, present)
     client = salt.client.get_local_client(__opts__["conf_file"])  # noqa: F821
     directors = connected(_directors(topology), present)

@@ -649,7 +649,13 @@ def test_the_periodic_check_asks_the_minions_connected_to_its_master_only():
     assert runner.connected(nodes, {"web2", "standby", "intruder"}) == ["standby", "web2"]
     assert runner.connected(nodes, set()) == []
     assert runner.connected(nodes, None) == nodes
-    assert runner._present({"minion_data_cache": False}) is None
+    # The publish port's peers, told apart by the topology's addresses.
+    addresses = runner.node_addresses({**SEED["nodes"], "odd": None, "bare": {"interfaces": {"eth0": {}}}})
+    assert addresses["master"] == ["192.168.1.101", "10.0.100.1"]
+    assert addresses["odd"] == addresses["bare"] == []
+    peers = {"10.0.100.3", "10.0.100.1", "192.168.1.10"}
+    assert runner.at_addresses(addresses, peers) == {"web2", "master"}
+    assert runner.at_addresses(addresses, set()) == set()
 
 
 def test_the_periodic_check_takes_the_service_drains_every_director_kept():
