@@ -270,11 +270,14 @@ def _seen_from_outside(client: Any, topology: Mapping, vips: Mapping, directors:
     return seen
 
 
-def _on_network(spec: Any, network: str) -> bool:
+def _interfaces(spec: Any) -> list[Mapping]:
+    """A topology node's interfaces, as the pillar gives them (pure)."""
     interfaces = spec.get("interfaces") if isinstance(spec, Mapping) else None
-    return isinstance(interfaces, Mapping) and any(
-        isinstance(i, Mapping) and i.get("network") == network for i in interfaces.values()
-    )
+    return [i for i in interfaces.values() if isinstance(i, Mapping)] if isinstance(interfaces, Mapping) else []
+
+
+def _on_network(spec: Any, network: str) -> bool:
+    return any(i.get("network") == network for i in _interfaces(spec))
 
 
 def health(timeout: int = 5):
@@ -655,12 +658,10 @@ def connected(nodes: list[str], present: Any) -> list[str]:
 
 def node_addresses(nodes: Mapping[str, Any]) -> dict[str, list[str]]:
     """Each topology node's interface addresses (pure)."""
-    out: dict[str, list[str]] = {}
-    for name, spec in nodes.items():
-        interfaces = spec.get("interfaces") if isinstance(spec, Mapping) else None
-        found = interfaces.values() if isinstance(interfaces, Mapping) else []
-        out[name] = [i["address"] for i in found if isinstance(i, Mapping) and isinstance(i.get("address"), str)]
-    return out
+    return {
+        name: [i["address"] for i in _interfaces(spec) if isinstance(i.get("address"), str)]
+        for name, spec in nodes.items()
+    }
 
 
 def at_addresses(addresses: Mapping[str, list[str]], peers: Any) -> set[str]:
